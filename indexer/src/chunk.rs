@@ -1,0 +1,103 @@
+//! Token-aware chunking of long documents.
+//!
+//! Retrieval models see a bounded number of tokens, and a long document mixes many topics, so
+//! documents are cut into overlapping windows of the embedding model's own tokens. Each chunk keeps
+//! its character offsets into the document text, so results can point at the exact passage.
+
+use ibex_embedder::{Embedder, Result as EmbedResult};
+use serde::{Deserialize, Serialize};
+
+use crate::error::{IndexError, Result};
+
+/// How documents are cut into chunks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChunkingParams {
+    /// Tokens per chunk (of the embedding model's tokenizer, without special tokens).
+    pub chunk_tokens: usize,
+    /// Tokens shared by consecutive chunks, so that a passage cut by a boundary is whole in one.
+    pub overlap_tokens: usize,
+}
+
+impl Default for ChunkingParams {
+    fn default() -> Self {
+        ChunkingParams { chunk_tokens: 200, overlap_tokens: 50 }
+    }
+}
+
+impl ChunkingParams {
+    /// Checks that the window advances (`overlap < chunk`).
+    pub fn validate(&self) -> Result<()> {
+        if self.chunk_tokens == 0 {
+            return Err(IndexError::InvalidChunking("chunk size must be at least 1 token".into()));
+        }
+        if self.overlap_tokens >= self.chunk_tokens {
+            return Err(IndexError::InvalidChunking(format!(
+                "overlap ({}) must be smaller than the chunk size ({})",
+                self.overlap_tokens, self.chunk_tokens
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// A chunk's span in its document's text, in characters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChunkSpan {
+    pub start: usize,
+    pub end: usize,
+}
+
+/// Cuts `text` into token windows. A text that fits in one window is one chunk spanning all of it.
+pub fn chunk_document(text: &str, embedder: &dyn Embedder, params: ChunkingParams) -> EmbedResult<Vec<ChunkSpan>> {
+    let tokens = embedder.tokenize(text)?;
+    let total_chars = text.chars().count();
+    if tokens.len() <= params.chunk_tokens {
+        return Ok(vec![ChunkSpan { start: 0, end: total_chars }]);
+    }
+    let stride = params.chunk_tokens - params.overlap_tokens;
+    let mut spans = Vec::new();
+    let mut first = 0;
+    loop {
+        let last = (first + params.chunk_tokens).min(tokens.len());
+        let start = if first == 0 { 0 } else { tokens[first].start };
+        let end = if last == tokens.len() { total_chars } else { tokens[last - 1].end };
+        spans.push(ChunkSpan { start, end });
+        if last == tokens.len() {
+            break;
+        }
+        first += stride;
+    }
+    Ok(spans)
+}
+
+/// Returns the characters `start..end` of `text` (character offsets, not bytes).
+pub fn slice_chars(text: &str, start: usize, end: usize) -> &str {
+    let mut indices = text.char_indices().map(|(i, _)| i).chain(std::iter::once(text.len()));
+    let byte_start = indices.nth(start).unwrap_or(text.len());
+    let byte_end = if end > start { indices.nth(end - start - 1).unwrap_or(text.len()) } else { byte_start };
+    &text[byte_start..byte_end]
+}
+
+/// The text embedded for a chunk: the title takes part, so a chunk deep in a document still
+/// carries what the document is about.
+pub fn embedded_text(title: &str, chunk: &str) -> String {
+    if title.trim().is_empty() {
+        chunk.to_string()
+    } else {
+        format!("{title} {chunk}")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::slice_chars;
+
+    #[test]
+    fn slices_by_characters_not_bytes() {
+        let text = "héllo wörld";
+        assert_eq!(slice_chars(text, 0, 5), "héllo");
+        assert_eq!(slice_chars(text, 6, 11), "wörld");
+        assert_eq!(slice_chars(text, 6, 100), "wörld");
+        assert_eq!(slice_chars(text, 3, 3), "");
+    }
+}

@@ -1,0 +1,233 @@
+//! Corpus readers: JSONL (plain or gzip), BEIR folders and folders of text/markdown files.
+//!
+//! Every reader yields [`Document`]s one at a time, so corpora larger than memory stream through.
+//! Errors carry what a user needs to fix the input: the file and line of a malformed JSONL line,
+//! the id of a document without text, the path of a file that is not UTF-8.
+
+use std::fs::File;
+use std::io::{BufRead, BufReader, Read};
+use std::path::{Path, PathBuf};
+
+use flate2::read::MultiGzDecoder;
+use serde_json::{Map, Value};
+
+use crate::error::{IndexError, Result};
+
+/// A document as ibex indexes it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Document {
+    /// Unique id within the index; indexing a document with an existing id replaces it.
+    pub id: String,
+    /// Optional title; it takes part in BM25 and in every embedded chunk.
+    pub title: String,
+    /// The body text (must not be empty).
+    pub text: String,
+    /// Free-form metadata; top-level scalar values can be used as equality filters.
+    pub metadata: Map<String, Value>,
+}
+
+impl Document {
+    /// Parses one JSON object of the form `{"_id" or "id", "title"?, "text", "metadata"?}`.
+    /// The error is a sentence without location; callers add the file and line.
+    pub fn from_json(value: Value) -> std::result::Result<Document, DocumentProblem> {
+        let Value::Object(mut object) = value else {
+            return Err(DocumentProblem::Malformed("expected a JSON object".into()));
+        };
+        let id = match object.remove("_id").or_else(|| object.remove("id")) {
+            Some(Value::String(s)) if !s.is_empty() => s,
+            Some(Value::Number(n)) => n.to_string(),
+            Some(Value::String(_)) => return Err(DocumentProblem::Malformed("the document id is empty".into())),
+            Some(other) => return Err(DocumentProblem::Malformed(format!("the document id must be a string or a number, not {other}"))),
+            None => return Err(DocumentProblem::Malformed("missing \"_id\" (or \"id\") field".into())),
+        };
+        let title = match object.remove("title") {
+            None | Some(Value::Null) => String::new(),
+            Some(Value::String(s)) => s,
+            Some(other) => return Err(DocumentProblem::Malformed(format!("document {id:?}: \"title\" must be a string, not {other}"))),
+        };
+        let text = match object.remove("text") {
+            Some(Value::String(s)) => s,
+            None | Some(Value::Null) => String::new(),
+            Some(other) => return Err(DocumentProblem::Malformed(format!("document {id:?}: \"text\" must be a string, not {other}"))),
+        };
+        let metadata = match object.remove("metadata") {
+            None | Some(Value::Null) => Map::new(),
+            Some(Value::Object(m)) => m,
+            Some(other) => return Err(DocumentProblem::Malformed(format!("document {id:?}: \"metadata\" must be an object, not {other}"))),
+        };
+        if text.trim().is_empty() {
+            return Err(DocumentProblem::MissingText(id));
+        }
+        Ok(Document { id, title, text, metadata })
+    }
+}
+
+/// Why a JSON value is not a document.
+#[derive(Debug)]
+pub enum DocumentProblem {
+    Malformed(String),
+    MissingText(String),
+}
+
+/// A stream of documents read from a corpus.
+pub type DocumentStream = Box<dyn Iterator<Item = Result<Document>> + Send>;
+
+/// Opens the corpus at `path`: a BEIR folder (corpus.jsonl or corpus.jsonl.gz), a .jsonl or
+/// .jsonl.gz file, or a folder of .txt and .md files.
+pub fn read_corpus(path: &Path) -> Result<DocumentStream> {
+    if path.is_dir() {
+        for name in ["corpus.jsonl", "corpus.jsonl.gz"] {
+            let candidate = path.join(name);
+            if candidate.is_file() {
+                return read_jsonl(&candidate);
+            }
+        }
+        return read_text_folder(path);
+    }
+    if path.is_file() {
+        return read_jsonl(path);
+    }
+    Err(IndexError::UnsupportedCorpus {
+        path: path.to_path_buf(),
+        reason: "no such file or directory (expected a BEIR folder, a .jsonl/.jsonl.gz file or a folder of .txt/.md files)".into(),
+    })
+}
+
+/// Opens a file for reading, transparently decompressing `.gz`.
+pub fn open_maybe_gzip(path: &Path) -> Result<Box<dyn BufRead + Send>> {
+    let file = File::open(path).map_err(|e| IndexError::io(format!("opening {}", path.display()), e))?;
+    if path.extension().is_some_and(|e| e == "gz") {
+        Ok(Box::new(BufReader::new(MultiGzDecoder::new(file))))
+    } else {
+        Ok(Box::new(BufReader::new(file)))
+    }
+}
+
+fn read_jsonl(path: &Path) -> Result<DocumentStream> {
+    let reader = open_maybe_gzip(path)?;
+    let path = path.to_path_buf();
+    let mut line_number = 0usize;
+    let mut lines = reader.split(b'\n');
+    let iter = std::iter::from_fn(move || loop {
+        line_number += 1;
+        let bytes = match lines.next()? {
+            Ok(bytes) => bytes,
+            Err(e) => return Some(Err(IndexError::io(format!("reading {} at line {line_number}", path.display()), e))),
+        };
+        let malformed = |reason: String| IndexError::MalformedLine { path: path.clone(), line: line_number, reason };
+        let Ok(line) = std::str::from_utf8(&bytes) else {
+            return Some(Err(malformed("the line is not valid UTF-8".into())));
+        };
+        if line.trim().is_empty() {
+            continue;
+        }
+        let value: Value = match serde_json::from_str(line) {
+            Ok(v) => v,
+            Err(e) => return Some(Err(malformed(format!("invalid JSON: {e}")))),
+        };
+        return Some(match Document::from_json(value) {
+            Ok(doc) => Ok(doc),
+            Err(DocumentProblem::Malformed(reason)) => Err(malformed(reason)),
+            Err(DocumentProblem::MissingText(id)) => {
+                Err(IndexError::MissingText { id, path: PathBuf::from(format!("{}:{line_number}", path.display())) })
+            }
+        });
+    });
+    Ok(Box::new(iter))
+}
+
+fn collect_text_files(root: &Path, dir: &Path, out: &mut Vec<PathBuf>) -> Result<()> {
+    let entries = std::fs::read_dir(dir).map_err(|e| IndexError::io(format!("listing {}", dir.display()), e))?;
+    for entry in entries {
+        let entry = entry.map_err(|e| IndexError::io(format!("listing {}", dir.display()), e))?;
+        let path = entry.path();
+        let file_type = entry.file_type().map_err(|e| IndexError::io(format!("inspecting {}", path.display()), e))?;
+        if entry.file_name().to_string_lossy().starts_with('.') {
+            continue;
+        }
+        if file_type.is_dir() {
+            collect_text_files(root, &path, out)?;
+        } else if path.extension().is_some_and(|e| e == "txt" || e == "md") {
+            out.push(path);
+        }
+    }
+    Ok(())
+}
+
+fn read_text_folder(root: &Path) -> Result<DocumentStream> {
+    let mut files = Vec::new();
+    collect_text_files(root, root, &mut files)?;
+    if files.is_empty() {
+        return Err(IndexError::UnsupportedCorpus {
+            path: root.to_path_buf(),
+            reason: "the folder holds no corpus.jsonl(.gz) and no .txt or .md files".into(),
+        });
+    }
+    files.sort();
+    let root = root.to_path_buf();
+    let iter = files.into_iter().map(move |path| {
+        let mut bytes = Vec::new();
+        File::open(&path)
+            .and_then(|mut f| f.read_to_end(&mut bytes))
+            .map_err(|e| IndexError::io(format!("reading {}", path.display()), e))?;
+        let text = String::from_utf8(bytes).map_err(|_| IndexError::NotUtf8 { path: path.clone() })?;
+        let relative = path.strip_prefix(&root).unwrap_or(&path);
+        let id = relative.components().map(|c| c.as_os_str().to_string_lossy()).collect::<Vec<_>>().join("/");
+        if text.trim().is_empty() {
+            return Err(IndexError::MissingText { id, path: path.clone() });
+        }
+        let title = if path.extension().is_some_and(|e| e == "md") { markdown_title(&text) } else { String::new() };
+        Ok(Document { id, title, text, metadata: Map::new() })
+    });
+    Ok(Box::new(iter))
+}
+
+/// The first level-1 heading of a markdown file, if its first non-blank line is one.
+fn markdown_title(text: &str) -> String {
+    text.lines()
+        .find(|l| !l.trim().is_empty())
+        .and_then(|l| l.trim().strip_prefix("# "))
+        .map(|t| t.trim().to_string())
+        .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    #[test]
+    fn malformed_line_reports_its_line_number() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.jsonl");
+        let mut f = File::create(&path).unwrap();
+        writeln!(f, r#"{{"_id": "a", "text": "alpha"}}"#).unwrap();
+        writeln!(f).unwrap();
+        writeln!(f, r#"{{"_id": "b", "text": "beta""#).unwrap();
+        let results: Vec<_> = read_corpus(&path).unwrap().collect();
+        assert!(results[0].is_ok());
+        let err = results[1].as_ref().unwrap_err().to_string();
+        assert!(err.contains("c.jsonl:3"), "{err}");
+    }
+
+    #[test]
+    fn document_without_text_is_reported_by_id() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.jsonl");
+        std::fs::write(&path, "{\"id\": 7, \"title\": \"t\", \"text\": \"  \"}\n").unwrap();
+        let err = read_corpus(&path).unwrap().next().unwrap().unwrap_err();
+        assert!(matches!(&err, IndexError::MissingText { id, .. } if id == "7"), "{err}");
+    }
+
+    #[test]
+    fn non_utf8_file_in_folder_is_reported_by_path() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("good.txt"), "fine text").unwrap();
+        std::fs::create_dir(dir.path().join("sub")).unwrap();
+        std::fs::write(dir.path().join("sub/bad.md"), [0xff, 0xfe, 0x41]).unwrap();
+        let results: Vec<_> = read_corpus(dir.path()).unwrap().collect();
+        assert_eq!(results[0].as_ref().unwrap().id, "good.txt");
+        let err = results[1].as_ref().unwrap_err().to_string();
+        assert!(err.contains("sub/bad.md") && err.contains("UTF-8"), "{err}");
+    }
+}

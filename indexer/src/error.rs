@@ -1,0 +1,84 @@
+use std::path::PathBuf;
+
+/// Everything that can go wrong while reading a corpus or reading and writing an index.
+#[derive(Debug, thiserror::Error)]
+pub enum IndexError {
+    /// A JSONL line that is not a valid document.
+    #[error("{path}:{line}: {reason}")]
+    MalformedLine { path: PathBuf, line: usize, reason: String },
+
+    /// A document whose text is missing or empty.
+    #[error("document {id:?} ({path}) has no text: every document needs a non-empty \"text\" field")]
+    MissingText { id: String, path: PathBuf },
+
+    /// A file in a corpus folder that is not UTF-8 text.
+    #[error("{path} is not valid UTF-8 text: convert it (for example with iconv) or remove it from the corpus folder")]
+    NotUtf8 { path: PathBuf },
+
+    /// A corpus path ibex does not know how to read.
+    #[error("cannot read corpus {path}: {reason}")]
+    UnsupportedCorpus { path: PathBuf, reason: String },
+
+    /// The index directory does not exist or holds no ibex index.
+    #[error("no ibex index at {path}: {reason}")]
+    NotAnIndex { path: PathBuf, reason: String },
+
+    /// An index directory already exists where a new one should be created.
+    #[error("cannot create an index at {path}: the directory exists and is not empty")]
+    AlreadyExists { path: PathBuf },
+
+    /// The index was built with another embedding model than the one offered.
+    #[error("index at {path} was built with {index_model} ({index_dimension} dims); this embedder is {embedder_model} ({embedder_dimension} dims). Search it with the model it was built with, or index into a new directory")]
+    ModelMismatch {
+        path: PathBuf,
+        index_model: String,
+        index_dimension: usize,
+        embedder_model: String,
+        embedder_dimension: usize,
+    },
+
+    /// A vector of the wrong length.
+    #[error("vector has {got} dimensions; this index holds {expected}-dimensional vectors")]
+    WrongDimension { expected: usize, got: usize },
+
+    /// A file of the index failed its checksum or could not be parsed.
+    #[error("index file {path} is corrupt: {reason}")]
+    Corrupt { path: PathBuf, reason: String },
+
+    /// The index was written by an incompatible version of ibex.
+    #[error("index at {path} has format version {found}; this ibex reads version {supported}")]
+    UnsupportedFormat { path: PathBuf, found: u32, supported: u32 },
+
+    /// Another process is writing to the index.
+    #[error("index at {path} is being written by another process (its tantivy writer lock is held): wait for it to finish")]
+    Locked { path: PathBuf },
+
+    /// An invalid chunking setting.
+    #[error("invalid chunking parameters: {0}")]
+    InvalidChunking(String),
+
+    /// The embedder failed.
+    #[error(transparent)]
+    Embedder(#[from] ibex_embedder::EmbedderError),
+
+    /// The lexical index (tantivy) failed.
+    #[error("lexical index error: {0}")]
+    Tantivy(#[from] tantivy::TantivyError),
+
+    /// Input/output error, with what ibex was doing.
+    #[error("{context}: {source}")]
+    Io {
+        context: String,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+impl IndexError {
+    pub(crate) fn io(context: impl Into<String>, source: std::io::Error) -> Self {
+        IndexError::Io { context: context.into(), source }
+    }
+}
+
+/// Result alias of this crate.
+pub type Result<T, E = IndexError> = std::result::Result<T, E>;

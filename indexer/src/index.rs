@@ -1,0 +1,350 @@
+//! Opening, creating and reading an ibex index directory.
+//!
+//! Layout of an index directory:
+//! - `lexical/`: the tantivy index (BM25 over title + text, and the document store);
+//! - `vectors/`: immutable vector segments (`seg-N.vec`, plus `seg-N.hnsw.*` for large ones);
+//! - `manifest-G.json`: the manifest of commit generation G.
+//!
+//! The current generation is the one named by the payload of tantivy's last commit: that commit
+//! is the index's single linearization point (see [`crate::writer`]).
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use ibex_embedder::Embedder;
+use serde::{Deserialize, Serialize};
+use tantivy::collector::TopDocs;
+use tantivy::query::TermQuery;
+use tantivy::schema::{IndexRecordOption, Value};
+use tantivy::{IndexReader, ReloadPolicy, Searcher, TantivyDocument, Term};
+
+use crate::chunk::{ChunkSpan, ChunkingParams};
+use crate::durable::fsync_dir;
+use crate::error::{IndexError, Result};
+use crate::live::{DocChunks, LiveDocs};
+use crate::manifest::{Manifest, ModelInfo, FORMAT_VERSION};
+use crate::schema::{build_schema, english_analyzer, fields_of, Fields, ANALYZER};
+use crate::vectors::{ChunkHit, ChunkSet, VectorSegment};
+
+pub(crate) const LEXICAL_DIR: &str = "lexical";
+pub(crate) const VECTORS_DIR: &str = "vectors";
+
+/// What the tantivy commit payload records.
+#[derive(Serialize, Deserialize)]
+pub(crate) struct CommitPayload {
+    pub ibex_generation: u64,
+}
+
+/// A stored document, as returned by lookups and searches.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoredDocument {
+    pub id: String,
+    pub title: String,
+    pub text: String,
+    pub metadata: serde_json::Map<String, serde_json::Value>,
+    /// Spans of its chunks, in order; chunk `i` has key `chunk_base + i`.
+    pub chunks: Vec<ChunkSpan>,
+    pub chunk_base: u64,
+    pub content_hash: String,
+}
+
+/// An open ibex index: a consistent view of its last commit.
+pub struct Index {
+    pub(crate) dir: PathBuf,
+    pub(crate) manifest: Manifest,
+    pub(crate) lexical: tantivy::Index,
+    pub(crate) reader: IndexReader,
+    pub(crate) fields: Fields,
+    pub(crate) segments: Vec<VectorSegment>,
+    /// Chunk key -> (segment position, row), for live chunks.
+    pub(crate) rows: HashMap<u64, (u32, u32)>,
+    pub(crate) live: LiveDocs,
+}
+
+/// Whether `dir` looks like an ibex index (it may still fail to open).
+pub fn is_index(dir: &Path) -> bool {
+    dir.join(LEXICAL_DIR).join("meta.json").is_file()
+}
+
+fn open_lexical(dir: &Path) -> Result<tantivy::Index> {
+    let lexical = tantivy::Index::open_in_dir(dir.join(LEXICAL_DIR))?;
+    lexical.tokenizers().register(ANALYZER, english_analyzer());
+    Ok(lexical)
+}
+
+fn committed_generation(dir: &Path, lexical: &tantivy::Index) -> Result<u64> {
+    let metas = lexical.load_metas()?;
+    let payload = metas.payload.ok_or_else(|| IndexError::NotAnIndex {
+        path: dir.to_path_buf(),
+        reason: "its lexical index has no ibex commit (was it created by another program?)".into(),
+    })?;
+    let payload: CommitPayload = serde_json::from_str(&payload)
+        .map_err(|e| IndexError::Corrupt { path: dir.join(LEXICAL_DIR).join("meta.json"), reason: format!("bad commit payload: {e}") })?;
+    Ok(payload.ibex_generation)
+}
+
+impl Index {
+    /// Creates a new, empty index at `dir` for vectors of `model`.
+    ///
+    /// The index is assembled in a sibling temporary directory and renamed into place, so a crash
+    /// during creation leaves no half-made index at `dir`.
+    pub fn create(dir: &Path, model: ModelInfo, chunking: ChunkingParams) -> Result<Index> {
+        chunking.validate()?;
+        if dir.exists() {
+            let empty = std::fs::read_dir(dir).map_err(|e| IndexError::io(format!("reading {}", dir.display()), e))?.next().is_none();
+            if !empty {
+                return Err(IndexError::AlreadyExists { path: dir.to_path_buf() });
+            }
+        }
+        let parent = match dir.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+            _ => PathBuf::from("."),
+        };
+        std::fs::create_dir_all(&parent).map_err(|e| IndexError::io(format!("creating {}", parent.display()), e))?;
+        let name = dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "index".into());
+        let staging = parent.join(format!(".{name}.creating-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&staging);
+        std::fs::create_dir_all(staging.join(LEXICAL_DIR)).map_err(|e| IndexError::io(format!("creating {}", staging.display()), e))?;
+        std::fs::create_dir_all(staging.join(VECTORS_DIR)).map_err(|e| IndexError::io(format!("creating {}", staging.display()), e))?;
+
+        let (schema, _) = build_schema();
+        let lexical = tantivy::Index::create_in_dir(staging.join(LEXICAL_DIR), schema)?;
+        lexical.tokenizers().register(ANALYZER, english_analyzer());
+        let manifest = Manifest { format_version: FORMAT_VERSION, generation: 0, model, chunking, next_chunk_key: 0, next_segment_id: 0, segments: Vec::new() };
+        manifest.write(&staging)?;
+        {
+            let mut writer: tantivy::IndexWriter = lexical.writer_with_num_threads(1, 15_000_000)?;
+            let mut prepared = writer.prepare_commit()?;
+            prepared.set_payload(&serde_json::to_string(&CommitPayload { ibex_generation: 0 }).unwrap_or_default());
+            prepared.commit()?;
+        }
+        drop(lexical);
+        fsync_dir(&staging)?;
+        if dir.exists() {
+            // Checked empty above.
+            std::fs::remove_dir(dir).map_err(|e| IndexError::io(format!("replacing empty directory {}", dir.display()), e))?;
+        }
+        std::fs::rename(&staging, dir).map_err(|e| IndexError::io(format!("moving the new index into {}", dir.display()), e))?;
+        fsync_dir(&parent)?;
+        Index::open(dir)
+    }
+
+    /// Opens the index at `dir` at its last commit.
+    pub fn open(dir: &Path) -> Result<Index> {
+        if !dir.is_dir() {
+            return Err(IndexError::NotAnIndex { path: dir.to_path_buf(), reason: "the directory does not exist".into() });
+        }
+        if !is_index(dir) {
+            return Err(IndexError::NotAnIndex { path: dir.to_path_buf(), reason: "the directory holds no lexical/meta.json".into() });
+        }
+        let lexical = open_lexical(dir)?;
+        let (schema, _) = build_schema();
+        let fields = fields_of(&lexical.schema()).map_err(|e| IndexError::Corrupt { path: dir.join(LEXICAL_DIR), reason: format!("unexpected schema: {e}") })?;
+        if lexical.schema() != schema {
+            return Err(IndexError::Corrupt { path: dir.join(LEXICAL_DIR), reason: "the lexical index's schema is not ibex's".into() });
+        }
+        let reader = lexical.reader_builder().reload_policy(ReloadPolicy::Manual).try_into()?;
+        let mut index = Index {
+            dir: dir.to_path_buf(),
+            manifest: Manifest {
+                format_version: FORMAT_VERSION,
+                generation: u64::MAX,
+                model: ModelInfo { id: String::new(), source: String::new(), dimension: 0 },
+                chunking: ChunkingParams::default(),
+                next_chunk_key: 0,
+                next_segment_id: 0,
+                segments: Vec::new(),
+            },
+            lexical,
+            reader,
+            fields,
+            segments: Vec::new(),
+            rows: HashMap::new(),
+            live: LiveDocs::default(),
+        };
+        index.refresh()?;
+        Ok(index)
+    }
+
+    /// Moves this view to the index's latest commit (for example after another process wrote).
+    pub fn refresh(&mut self) -> Result<()> {
+        // A writer may commit between reading the payload and reloading the reader; retry until
+        // both name the same generation.
+        for _ in 0..5 {
+            let generation = committed_generation(&self.dir, &self.lexical)?;
+            self.reader.reload()?;
+            if committed_generation(&self.dir, &self.lexical)? != generation {
+                continue;
+            }
+            if generation != self.manifest.generation {
+                let manifest = Manifest::read(&self.dir, generation)?;
+                self.load_segments(&manifest)?;
+                self.manifest = manifest;
+            }
+            self.live = LiveDocs::from_searcher(&self.reader.searcher())?;
+            self.rebuild_rows();
+            return Ok(());
+        }
+        Err(IndexError::io(format!("opening {}", self.dir.display()), std::io::Error::other("the index kept changing while being opened")))
+    }
+
+    fn load_segments(&mut self, manifest: &Manifest) -> Result<()> {
+        let vectors_dir = self.dir.join(VECTORS_DIR);
+        let mut old: HashMap<u64, VectorSegment> = std::mem::take(&mut self.segments).into_iter().map(|s| (s.meta.id, s)).collect();
+        let mut segments = Vec::with_capacity(manifest.segments.len());
+        for meta in &manifest.segments {
+            match old.remove(&meta.id) {
+                Some(segment) if segment.meta == *meta => segments.push(segment),
+                _ => segments.push(VectorSegment::load(&vectors_dir, meta, manifest.model.dimension)?),
+            }
+        }
+        self.segments = segments;
+        Ok(())
+    }
+
+    fn rebuild_rows(&mut self) {
+        let live = self.live.chunks();
+        let mut rows = HashMap::with_capacity(live.len());
+        for (s, segment) in self.segments.iter().enumerate() {
+            for (r, &key) in segment.keys().iter().enumerate() {
+                if live.contains(key) {
+                    rows.insert(key, (s as u32, r as u32));
+                }
+            }
+        }
+        self.rows = rows;
+    }
+
+    /// The index directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// The manifest of the commit this view shows.
+    pub fn manifest(&self) -> &Manifest {
+        &self.manifest
+    }
+
+    /// The embedding model the index was built with.
+    pub fn model(&self) -> &ModelInfo {
+        &self.manifest.model
+    }
+
+    /// Fails with a message naming both models unless `embedder` produced this index's vectors.
+    pub fn check_embedder(&self, embedder: &dyn Embedder) -> Result<()> {
+        let model = &self.manifest.model;
+        if model.id != embedder.model_id() || model.dimension != embedder.dimension() {
+            return Err(IndexError::ModelMismatch {
+                path: self.dir.clone(),
+                index_model: model.id.clone(),
+                index_dimension: model.dimension,
+                embedder_model: embedder.model_id().to_string(),
+                embedder_dimension: embedder.dimension(),
+            });
+        }
+        Ok(())
+    }
+
+    /// Number of live documents.
+    pub fn num_documents(&self) -> usize {
+        self.live.len()
+    }
+
+    /// Number of live chunks.
+    pub fn num_chunks(&self) -> usize {
+        self.live.chunks().len()
+    }
+
+    /// The live documents and their chunk keys.
+    pub fn live_docs(&self) -> &LiveDocs {
+        &self.live
+    }
+
+    /// A tantivy searcher over the committed documents (BM25, filters, stored fields).
+    pub fn searcher(&self) -> Searcher {
+        self.reader.searcher()
+    }
+
+    /// The lexical index (for building queries with its analyzer).
+    pub fn lexical(&self) -> &tantivy::Index {
+        &self.lexical
+    }
+
+    /// The schema's fields.
+    pub fn fields(&self) -> &Fields {
+        &self.fields
+    }
+
+    /// Looks a document up by id.
+    pub fn get_document(&self, id: &str) -> Result<Option<StoredDocument>> {
+        let searcher = self.searcher();
+        let query = TermQuery::new(Term::from_field_text(self.fields.id, id), IndexRecordOption::Basic);
+        let hits = searcher.search(&query, &TopDocs::with_limit(1).order_by_score())?;
+        match hits.first() {
+            None => Ok(None),
+            Some((_, address)) => Ok(Some(self.stored_document(&searcher.doc(*address)?))),
+        }
+    }
+
+    /// Decodes a stored tantivy document.
+    pub fn stored_document(&self, doc: &TantivyDocument) -> StoredDocument {
+        let f = &self.fields;
+        let text = |field| doc.get_first(field).and_then(|v| v.as_str()).unwrap_or_default().to_string();
+        let metadata = doc
+            .get_first(f.metadata_json)
+            .and_then(|v| v.as_str())
+            .and_then(|s| serde_json::from_str(s).ok())
+            .unwrap_or_default();
+        let spans = doc.get_first(f.chunk_spans).and_then(|v| v.as_bytes()).unwrap_or_default();
+        let chunks = spans
+            .chunks_exact(8)
+            .map(|c| ChunkSpan {
+                start: u32::from_le_bytes([c[0], c[1], c[2], c[3]]) as usize,
+                end: u32::from_le_bytes([c[4], c[5], c[6], c[7]]) as usize,
+            })
+            .collect();
+        StoredDocument {
+            id: text(f.id),
+            title: text(f.title),
+            text: text(f.text),
+            metadata,
+            chunks,
+            chunk_base: doc.get_first(f.chunk_base).and_then(|v| v.as_u64()).unwrap_or_default(),
+            content_hash: text(f.content_hash),
+        }
+    }
+
+    /// The chunks of live document `id`.
+    pub fn doc_chunks(&self, id: &str) -> Option<&DocChunks> {
+        self.live.get(id)
+    }
+
+    /// The stored vector of live chunk `key`.
+    pub fn chunk_vector(&self, key: u64) -> Option<&[f32]> {
+        let &(segment, row) = self.rows.get(&key)?;
+        Some(self.segments[segment as usize].vector(row as usize))
+    }
+
+    /// The `k` chunks most similar to `query` (by dot product), among the live chunks, or among
+    /// `allowed` when given (a subset of live chunks, for filtered search).
+    pub fn search_vectors(&self, query: &[f32], k: usize, allowed: Option<&ChunkSet>) -> Result<Vec<ChunkHit>> {
+        let dimension = self.manifest.model.dimension;
+        if query.len() != dimension {
+            return Err(IndexError::WrongDimension { expected: dimension, got: query.len() });
+        }
+        if k == 0 {
+            return Ok(Vec::new());
+        }
+        let allowed = allowed.unwrap_or(self.live.chunks());
+        let ef = k.max(100);
+        let mut hits: Vec<ChunkHit> = self.segments.iter().flat_map(|s| s.search(query, k, allowed, ef)).collect();
+        hits.sort_by(|a, b| b.score.total_cmp(&a.score).then(a.chunk_key.cmp(&b.chunk_key)));
+        hits.truncate(k);
+        Ok(hits)
+    }
+
+    /// Number of vector segments (for statistics).
+    pub fn num_segments(&self) -> usize {
+        self.segments.len()
+    }
+}

@@ -1,0 +1,95 @@
+//! Which chunks are live: derived from the committed documents, never stored separately.
+//!
+//! Each live tantivy document names its chunk keys (`chunk_base .. chunk_base + chunk_count`).
+//! A vector row whose key no live document names belongs to a deleted or replaced document: it is
+//! a tombstoned row. Deriving the live set from the same commit as the documents means the two can
+//! never disagree, whatever moment a writer was killed at.
+
+use std::collections::HashMap;
+
+use tantivy::Searcher;
+
+use crate::vectors::ChunkSet;
+
+/// The chunks of one live document.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DocChunks {
+    pub id: String,
+    pub chunk_base: u64,
+    pub chunk_count: u32,
+}
+
+/// The live documents and chunks of a committed index state.
+#[derive(Debug, Default)]
+pub struct LiveDocs {
+    /// Sorted by `chunk_base`, so the owner of a chunk key is found by binary search.
+    docs: Vec<DocChunks>,
+    by_id: HashMap<String, usize>,
+    chunks: ChunkSet,
+}
+
+impl LiveDocs {
+    /// Reads the live documents from a tantivy searcher's fast fields.
+    pub fn from_searcher(searcher: &Searcher) -> tantivy::Result<LiveDocs> {
+        let mut docs = Vec::with_capacity(searcher.num_docs() as usize);
+        let mut id = String::new();
+        for segment in searcher.segment_readers() {
+            let fast = segment.fast_fields();
+            let bases = fast.u64("chunk_base")?;
+            let counts = fast.u64("chunk_count")?;
+            let Some(ids) = fast.str("id")? else { continue };
+            for doc in segment.doc_ids_alive() {
+                let (Some(base), Some(count)) = (bases.first(doc), counts.first(doc)) else { continue };
+                let Some(ord) = ids.term_ords(doc).next() else { continue };
+                id.clear();
+                ids.ord_to_str(ord, &mut id)?;
+                docs.push(DocChunks { id: id.clone(), chunk_base: base, chunk_count: count as u32 });
+            }
+        }
+        Ok(LiveDocs::from_docs(docs))
+    }
+
+    /// Builds the view from a list of live documents.
+    pub fn from_docs(mut docs: Vec<DocChunks>) -> LiveDocs {
+        docs.sort_by_key(|d| d.chunk_base);
+        let mut chunks = ChunkSet::default();
+        let mut by_id = HashMap::with_capacity(docs.len());
+        for (i, doc) in docs.iter().enumerate() {
+            chunks.insert_range(doc.chunk_base, doc.chunk_base + doc.chunk_count as u64);
+            by_id.insert(doc.id.clone(), i);
+        }
+        LiveDocs { docs, by_id, chunks }
+    }
+
+    /// The live chunk keys.
+    pub fn chunks(&self) -> &ChunkSet {
+        &self.chunks
+    }
+
+    /// The document that owns live chunk `key`.
+    pub fn owner(&self, key: u64) -> Option<&DocChunks> {
+        let i = self.docs.partition_point(|d| d.chunk_base <= key).checked_sub(1)?;
+        let doc = &self.docs[i];
+        (key < doc.chunk_base + doc.chunk_count as u64).then_some(doc)
+    }
+
+    /// The chunks of live document `id`.
+    pub fn get(&self, id: &str) -> Option<&DocChunks> {
+        self.by_id.get(id).map(|&i| &self.docs[i])
+    }
+
+    /// Number of live documents.
+    pub fn len(&self) -> usize {
+        self.docs.len()
+    }
+
+    /// Whether there are no live documents.
+    pub fn is_empty(&self) -> bool {
+        self.docs.is_empty()
+    }
+
+    /// All live documents, in chunk-key order.
+    pub fn iter(&self) -> impl Iterator<Item = &DocChunks> {
+        self.docs.iter()
+    }
+}

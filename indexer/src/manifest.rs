@@ -1,0 +1,79 @@
+//! The manifest: what a committed index consists of.
+//!
+//! Each commit writes a new `manifest-{generation}.json`; the tantivy commit that follows names
+//! that generation in its payload, and that payload is the one place that says which manifest is
+//! current. The manifest carries a checksum so that a damaged file is reported, never trusted.
+
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+
+use crate::chunk::ChunkingParams;
+use crate::durable::write_durably;
+use crate::error::{IndexError, Result};
+use crate::vectors::SegmentMeta;
+
+/// Version of the on-disk format this build reads and writes.
+pub const FORMAT_VERSION: u32 = 1;
+
+/// The embedding model an index was built with.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ModelInfo {
+    /// The model's id (for the default model, `sentence-transformers/all-MiniLM-L6-v2`).
+    pub id: String,
+    /// How to load it again: the default model's name, or the path of a local model folder.
+    pub source: String,
+    pub dimension: usize,
+}
+
+/// The description of one committed state of an index.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Manifest {
+    pub format_version: u32,
+    pub generation: u64,
+    pub model: ModelInfo,
+    pub chunking: ChunkingParams,
+    /// The next unused chunk key; chunk keys are never reused.
+    pub next_chunk_key: u64,
+    /// The next unused segment id.
+    pub next_segment_id: u64,
+    pub segments: Vec<SegmentMeta>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct ManifestFile {
+    crc32: u32,
+    manifest: serde_json::Value,
+}
+
+/// File name of the manifest of `generation`.
+pub fn manifest_file_name(generation: u64) -> String {
+    format!("manifest-{generation:08}.json")
+}
+
+impl Manifest {
+    /// Writes this manifest durably into `dir`.
+    pub fn write(&self, dir: &Path) -> Result<()> {
+        let body = serde_json::to_value(self).map_err(|e| IndexError::io("serializing the manifest", std::io::Error::other(e)))?;
+        let crc32 = crc32fast::hash(body.to_string().as_bytes());
+        let file = ManifestFile { crc32, manifest: body };
+        let bytes = serde_json::to_vec_pretty(&file).map_err(|e| IndexError::io("serializing the manifest", std::io::Error::other(e)))?;
+        write_durably(&dir.join(manifest_file_name(self.generation)), &bytes)
+    }
+
+    /// Reads and checks the manifest of `generation` in `dir`.
+    pub fn read(dir: &Path, generation: u64) -> Result<Manifest> {
+        let path = dir.join(manifest_file_name(generation));
+        let bytes = std::fs::read(&path).map_err(|e| IndexError::io(format!("reading manifest {}", path.display()), e))?;
+        let corrupt = |reason: String| IndexError::Corrupt { path: path.clone(), reason };
+        let file: ManifestFile = serde_json::from_slice(&bytes).map_err(|e| corrupt(e.to_string()))?;
+        if crc32fast::hash(file.manifest.to_string().as_bytes()) != file.crc32 {
+            return Err(corrupt("checksum mismatch".into()));
+        }
+        let version = file.manifest.get("format_version").and_then(|v| v.as_u64()).unwrap_or(0) as u32;
+        if version != FORMAT_VERSION {
+            return Err(IndexError::UnsupportedFormat { path: path.clone(), found: version, supported: FORMAT_VERSION });
+        }
+        serde_json::from_value(file.manifest).map_err(|e| corrupt(e.to_string()))
+    }
+}

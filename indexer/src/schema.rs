@@ -1,0 +1,108 @@
+//! The lexical index's schema and analyzer.
+//!
+//! The tantivy index is both the BM25 index and the document store: each ibex document is one
+//! tantivy document whose stored fields hold the title, text, metadata and chunk spans, and whose
+//! fast fields say which chunk keys (vector rows) belong to it.
+
+use tantivy::schema::{Field, IndexRecordOption, Schema, TextFieldIndexing, TextOptions, FAST, STORED, STRING};
+use tantivy::tokenizer::{Language, LowerCaser, RemoveLongFilter, SimpleTokenizer, Stemmer, StopWordFilter, TextAnalyzer};
+
+/// Name under which ibex's English analyzer is registered with tantivy.
+pub const ANALYZER: &str = "ibex_en";
+
+/// Lucene's English stop words (EnglishAnalyzer), so that BM25 matches Lucene/Anserini's.
+const STOP_WORDS: &[&str] = &[
+    "a", "an", "and", "are", "as", "at", "be", "but", "by", "for", "if", "in", "into", "is", "it", "no", "not", "of", "on", "or",
+    "such", "that", "the", "their", "then", "there", "these", "they", "this", "to", "was", "will", "with",
+];
+
+/// The analyzer used for BM25: word tokens, lower-cased, English stop words removed, stemmed.
+pub fn english_analyzer() -> TextAnalyzer {
+    TextAnalyzer::builder(SimpleTokenizer::default())
+        .filter(RemoveLongFilter::limit(40))
+        .filter(LowerCaser)
+        .filter(StopWordFilter::remove(STOP_WORDS.iter().map(|w| w.to_string())))
+        .filter(Stemmer::new(Language::English))
+        .build()
+}
+
+/// Handles of the schema's fields.
+#[derive(Debug, Clone, Copy)]
+pub struct Fields {
+    /// Document id (exact, stored, fast).
+    pub id: Field,
+    /// Title (stored only; searched through `contents`).
+    pub title: Field,
+    /// Body text (stored only; searched through `contents`).
+    pub text: Field,
+    /// Title and text, analyzed: the one field BM25 scores, as Anserini's `contents`.
+    pub contents: Field,
+    /// Metadata as exact `key=value` terms, for equality filters.
+    pub meta: Field,
+    /// Metadata as stored JSON.
+    pub metadata_json: Field,
+    /// First chunk key of the document.
+    pub chunk_base: Field,
+    /// Number of chunks.
+    pub chunk_count: Field,
+    /// Chunk spans (character offsets), as little-endian u32 pairs.
+    pub chunk_spans: Field,
+    /// Hash of the indexed content, to skip documents that did not change.
+    pub content_hash: Field,
+}
+
+/// Builds the schema and returns it with its field handles.
+pub fn build_schema() -> (Schema, Fields) {
+    let mut builder = Schema::builder();
+    let contents_options = TextOptions::default().set_indexing_options(
+        TextFieldIndexing::default().set_tokenizer(ANALYZER).set_index_option(IndexRecordOption::WithFreqsAndPositions),
+    );
+    let fields = Fields {
+        id: builder.add_text_field("id", STRING | STORED | FAST),
+        title: builder.add_text_field("title", STORED),
+        text: builder.add_text_field("text", STORED),
+        contents: builder.add_text_field("contents", contents_options),
+        meta: builder.add_text_field("meta", STRING),
+        metadata_json: builder.add_text_field("metadata", STORED),
+        chunk_base: builder.add_u64_field("chunk_base", FAST | STORED),
+        chunk_count: builder.add_u64_field("chunk_count", FAST | STORED),
+        chunk_spans: builder.add_bytes_field("chunk_spans", STORED),
+        content_hash: builder.add_text_field("content_hash", STRING | STORED),
+    };
+    (builder.build(), fields)
+}
+
+/// Looks up the field handles of an existing index's schema.
+pub fn fields_of(schema: &Schema) -> tantivy::Result<Fields> {
+    Ok(Fields {
+        id: schema.get_field("id")?,
+        title: schema.get_field("title")?,
+        text: schema.get_field("text")?,
+        contents: schema.get_field("contents")?,
+        meta: schema.get_field("meta")?,
+        metadata_json: schema.get_field("metadata")?,
+        chunk_base: schema.get_field("chunk_base")?,
+        chunk_count: schema.get_field("chunk_count")?,
+        chunk_spans: schema.get_field("chunk_spans")?,
+        content_hash: schema.get_field("content_hash")?,
+    })
+}
+
+/// The metadata of a document as exact filter terms `key=value` (nested keys joined with dots;
+/// each element of an array gives its own term).
+pub fn metadata_terms(metadata: &serde_json::Map<String, serde_json::Value>) -> Vec<String> {
+    fn walk(prefix: &str, value: &serde_json::Value, out: &mut Vec<String>) {
+        match value {
+            serde_json::Value::Null => {}
+            serde_json::Value::String(s) => out.push(format!("{prefix}={s}")),
+            serde_json::Value::Bool(_) | serde_json::Value::Number(_) => out.push(format!("{prefix}={value}")),
+            serde_json::Value::Array(items) => items.iter().for_each(|v| walk(prefix, v, out)),
+            serde_json::Value::Object(map) => map.iter().for_each(|(k, v)| walk(&format!("{prefix}.{k}"), v, out)),
+        }
+    }
+    let mut out = Vec::new();
+    for (key, value) in metadata {
+        walk(key, value, &mut out);
+    }
+    out
+}

@@ -1,0 +1,327 @@
+//! Vector segments: the dense half of the index.
+//!
+//! A segment is an immutable file of chunk vectors, written once by a commit and never modified.
+//! Small segments are scanned exactly (a dot-product scan is both exact and, below a few thousand
+//! vectors, faster than walking a graph); large ones also carry an hnsw_rs graph. hnsw_rs cannot
+//! delete, so a deleted or replaced chunk stays in its segment, masked by the live set the index
+//! derives from its committed documents, until a merge rewrites the segment without it.
+
+use std::collections::BinaryHeap;
+use std::cmp::Ordering;
+use std::fs::File;
+use std::io::Read;
+use std::path::Path;
+
+use hnsw_rs::prelude::{AnnT, Distance, FilterT, Hnsw, HnswIo};
+use serde::{Deserialize, Serialize};
+
+use crate::error::{IndexError, Result};
+use crate::durable::{fsync_file, write_durably};
+
+const MAGIC: &[u8; 8] = b"IBEXVEC1";
+
+/// Segments with at least this many vectors get an HNSW graph; smaller ones are scanned exactly.
+/// Below it an exact scan of 384-dimensional vectors takes well under a millisecond.
+pub const HNSW_MIN_VECTORS: usize = 20_000;
+
+/// HNSW construction parameters (as in hnswlib's and faiss's usual defaults).
+pub const HNSW_MAX_CONNECTIONS: usize = 16;
+pub const HNSW_EF_CONSTRUCTION: usize = 200;
+const HNSW_MAX_LAYER: usize = 16;
+
+/// How a segment is described in the manifest.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SegmentMeta {
+    pub id: u64,
+    pub file: String,
+    pub rows: usize,
+    pub crc32: u32,
+    /// Base name of the hnsw_rs dump (`{basename}.hnsw.graph` and `.hnsw.data`), when the
+    /// segment has a graph.
+    pub hnsw: Option<String>,
+}
+
+/// Dot-product distance for normalized vectors (1 - cosine), clamped at 0 because rounding can
+/// push the dot product of a vector with itself slightly above 1.
+#[derive(Default, Clone, Copy)]
+pub struct DotDistance;
+
+impl Distance<f32> for DotDistance {
+    fn eval(&self, a: &[f32], b: &[f32]) -> f32 {
+        (1.0 - dot(a, b)).max(0.0)
+    }
+}
+
+/// Dot product with eight independent accumulators, which the compiler turns into SIMD code.
+#[inline]
+pub fn dot(a: &[f32], b: &[f32]) -> f32 {
+    let mut acc = [0f32; 8];
+    let chunks_a = a.chunks_exact(8);
+    let chunks_b = b.chunks_exact(8);
+    let (rest_a, rest_b) = (chunks_a.remainder(), chunks_b.remainder());
+    for (x, y) in chunks_a.zip(chunks_b) {
+        for i in 0..8 {
+            acc[i] += x[i] * y[i];
+        }
+    }
+    let mut sum: f32 = acc.iter().sum();
+    for (x, y) in rest_a.iter().zip(rest_b) {
+        sum += x * y;
+    }
+    sum
+}
+
+/// A set of chunk keys, as a bitset (chunk keys are dense, allocated in order).
+#[derive(Debug, Clone, Default)]
+pub struct ChunkSet {
+    words: Vec<u64>,
+    len: usize,
+}
+
+impl ChunkSet {
+    /// Adds the keys `start..end`.
+    pub fn insert_range(&mut self, start: u64, end: u64) {
+        for key in start..end {
+            let (word, bit) = ((key / 64) as usize, key % 64);
+            if word >= self.words.len() {
+                self.words.resize(word + 1, 0);
+            }
+            if self.words[word] & (1 << bit) == 0 {
+                self.words[word] |= 1 << bit;
+                self.len += 1;
+            }
+        }
+    }
+
+    /// Whether `key` is in the set.
+    #[inline]
+    pub fn contains(&self, key: u64) -> bool {
+        let word = (key / 64) as usize;
+        word < self.words.len() && self.words[word] & (1 << (key % 64)) != 0
+    }
+
+    /// Number of keys in the set.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Whether the set is empty.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+}
+
+/// A chunk found by vector search.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ChunkHit {
+    pub chunk_key: u64,
+    pub score: f32,
+}
+
+#[derive(PartialEq)]
+struct MinScored(f32, u64);
+impl Eq for MinScored {}
+impl PartialOrd for MinScored {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+impl Ord for MinScored {
+    fn cmp(&self, other: &Self) -> Ordering {
+        // Reversed: the heap's top is the worst hit kept so far.
+        other.0.total_cmp(&self.0).then(self.1.cmp(&other.1))
+    }
+}
+
+/// Keeps the best `k` hits seen.
+pub(crate) struct TopK {
+    k: usize,
+    heap: BinaryHeap<MinScored>,
+}
+
+impl TopK {
+    pub(crate) fn new(k: usize) -> Self {
+        TopK { k, heap: BinaryHeap::with_capacity(k + 1) }
+    }
+
+    #[inline]
+    pub(crate) fn push(&mut self, score: f32, key: u64) {
+        if self.heap.len() < self.k {
+            self.heap.push(MinScored(score, key));
+        } else if let Some(worst) = self.heap.peek() {
+            if score > worst.0 {
+                self.heap.pop();
+                self.heap.push(MinScored(score, key));
+            }
+        }
+    }
+
+    pub(crate) fn into_sorted(self) -> Vec<ChunkHit> {
+        let mut hits: Vec<ChunkHit> = self.heap.into_iter().map(|m| ChunkHit { chunk_key: m.1, score: m.0 }).collect();
+        hits.sort_by(|a, b| b.score.total_cmp(&a.score).then(a.chunk_key.cmp(&b.chunk_key)));
+        hits
+    }
+}
+
+/// One immutable vector segment, loaded in memory.
+pub struct VectorSegment {
+    pub meta: SegmentMeta,
+    dimension: usize,
+    keys: Vec<u64>,
+    vectors: Vec<f32>,
+    graph: Option<Hnsw<'static, f32, DotDistance>>,
+}
+
+struct RowFilter<'a> {
+    keys: &'a [u64],
+    allowed: &'a ChunkSet,
+}
+
+impl FilterT for RowFilter<'_> {
+    fn hnsw_filter(&self, id: &usize) -> bool {
+        self.keys.get(*id).is_some_and(|&k| self.allowed.contains(k))
+    }
+}
+
+impl VectorSegment {
+    /// Writes a new segment (and its graph when large) into `dir`, durably, and returns it.
+    pub fn write(dir: &Path, id: u64, dimension: usize, keys: Vec<u64>, vectors: Vec<f32>) -> Result<VectorSegment> {
+        debug_assert_eq!(keys.len() * dimension, vectors.len());
+        let file = format!("seg-{id:08}.vec");
+        let path = dir.join(&file);
+        let mut bytes = Vec::with_capacity(24 + keys.len() * 8 + vectors.len() * 4);
+        bytes.extend_from_slice(MAGIC);
+        bytes.extend_from_slice(&(dimension as u32).to_le_bytes());
+        bytes.extend_from_slice(&(keys.len() as u64).to_le_bytes());
+        for key in &keys {
+            bytes.extend_from_slice(&key.to_le_bytes());
+        }
+        for value in &vectors {
+            bytes.extend_from_slice(&value.to_le_bytes());
+        }
+        let crc32 = crc32fast::hash(&bytes);
+        write_durably(&path, &bytes)?;
+        drop(bytes);
+
+        let rows = keys.len();
+        let mut segment = VectorSegment {
+            meta: SegmentMeta { id, file, rows, crc32, hnsw: None },
+            dimension,
+            keys,
+            vectors,
+            graph: None,
+        };
+        if rows >= HNSW_MIN_VECTORS {
+            let basename = format!("seg-{id:08}");
+            let graph = segment.build_graph();
+            let dumped = graph
+                .file_dump(dir, &basename)
+                .map_err(|e| IndexError::io(format!("writing HNSW graph {basename} in {}", dir.display()), std::io::Error::other(e.to_string())))?;
+            for suffix in ["hnsw.graph", "hnsw.data"] {
+                fsync_file(&dir.join(format!("{dumped}.{suffix}")))?;
+            }
+            segment.meta.hnsw = Some(dumped);
+            segment.graph = Some(graph);
+        }
+        Ok(segment)
+    }
+
+    fn build_graph(&self) -> Hnsw<'static, f32, DotDistance> {
+        let graph = Hnsw::new(HNSW_MAX_CONNECTIONS, self.keys.len(), HNSW_MAX_LAYER, HNSW_EF_CONSTRUCTION, DotDistance);
+        let rows: Vec<(&[f32], usize)> = self.vectors.chunks_exact(self.dimension).enumerate().map(|(i, v)| (v, i)).collect();
+        graph.parallel_insert_slice(&rows);
+        graph
+    }
+
+    /// Loads a segment described by `meta` from `dir`, checking its checksum.
+    pub fn load(dir: &Path, meta: &SegmentMeta, dimension: usize) -> Result<VectorSegment> {
+        let path = dir.join(&meta.file);
+        let corrupt = |reason: String| IndexError::Corrupt { path: path.clone(), reason };
+        let mut bytes = Vec::new();
+        File::open(&path)
+            .and_then(|mut f| f.read_to_end(&mut bytes))
+            .map_err(|e| IndexError::io(format!("reading vector segment {}", path.display()), e))?;
+        if crc32fast::hash(&bytes) != meta.crc32 {
+            return Err(corrupt("checksum mismatch".into()));
+        }
+        if bytes.len() < 20 || &bytes[..8] != MAGIC {
+            return Err(corrupt("not an ibex vector segment".into()));
+        }
+        let file_dimension = u32::from_le_bytes(bytes[8..12].try_into().unwrap_or_default()) as usize;
+        let rows = u64::from_le_bytes(bytes[12..20].try_into().unwrap_or_default()) as usize;
+        if file_dimension != dimension || rows != meta.rows || bytes.len() != 20 + rows * 8 + rows * dimension * 4 {
+            return Err(corrupt(format!("holds {rows} vectors of {file_dimension} dims; the manifest expects {} of {dimension}", meta.rows)));
+        }
+        let keys_end = 20 + rows * 8;
+        let keys = bytes[20..keys_end].chunks_exact(8).map(|c| u64::from_le_bytes(c.try_into().unwrap_or_default())).collect();
+        let vectors = bytes[keys_end..].chunks_exact(4).map(|c| f32::from_le_bytes(c.try_into().unwrap_or_default())).collect();
+        let graph = match &meta.hnsw {
+            None => None,
+            Some(basename) => Some(load_graph(dir, basename).map_err(|reason| IndexError::Corrupt { path: dir.join(format!("{basename}.hnsw.graph")), reason })?),
+        };
+        Ok(VectorSegment { meta: meta.clone(), dimension, keys, vectors, graph })
+    }
+
+    /// Chunk keys of the rows, in row order.
+    pub fn keys(&self) -> &[u64] {
+        &self.keys
+    }
+
+    /// The vector of row `row`.
+    pub fn vector(&self, row: usize) -> &[f32] {
+        &self.vectors[row * self.dimension..(row + 1) * self.dimension]
+    }
+
+    /// Number of rows whose chunk key is in `allowed`.
+    pub fn count_allowed(&self, allowed: &ChunkSet) -> usize {
+        self.keys.iter().filter(|&&k| allowed.contains(k)).count()
+    }
+
+    /// The `k` best chunks of this segment among `allowed`, by dot product with `query`.
+    pub fn search(&self, query: &[f32], k: usize, allowed: &ChunkSet, ef: usize) -> Vec<ChunkHit> {
+        if let Some(graph) = &self.graph {
+            let allowed_rows = self.count_allowed(allowed);
+            // A graph walk under a filter that rejects most nodes degrades into a slow, lossy
+            // scan; an exact scan of the few allowed rows is both faster and exact.
+            if allowed_rows * 20 >= self.keys.len() {
+                let filter = RowFilter { keys: &self.keys, allowed };
+                return graph
+                    .search_filter(query, k, ef.max(k), Some(&filter))
+                    .into_iter()
+                    .filter_map(|n| self.keys.get(n.d_id).map(|&key| ChunkHit { chunk_key: key, score: 1.0 - n.distance }))
+                    .collect();
+            }
+        }
+        self.scan(query, k, allowed)
+    }
+
+    /// Exact scan of all allowed rows.
+    pub fn scan(&self, query: &[f32], k: usize, allowed: &ChunkSet) -> Vec<ChunkHit> {
+        let mut top = TopK::new(k);
+        for (row, vector) in self.vectors.chunks_exact(self.dimension).enumerate() {
+            let key = self.keys[row];
+            if allowed.contains(key) {
+                top.push(dot(query, vector), key);
+            }
+        }
+        top.into_sorted()
+    }
+}
+
+fn load_graph(dir: &Path, basename: &str) -> std::result::Result<Hnsw<'static, f32, DotDistance>, String> {
+    for suffix in ["hnsw.graph", "hnsw.data"] {
+        if !dir.join(format!("{basename}.{suffix}")).is_file() {
+            return Err(format!("missing {basename}.{suffix}"));
+        }
+    }
+    let dir = dir.to_path_buf();
+    let basename = basename.to_string();
+    // hnsw_rs ties a loaded graph's lifetime to its loader; the loader (a few paths and counters,
+    // no vector data since memory-mapping is off) is leaked so the graph can live as long as the
+    // index. hnsw_rs also asserts on malformed files, so a panic is turned into an error.
+    std::panic::catch_unwind(move || {
+        let loader: &'static mut HnswIo = Box::leak(Box::new(HnswIo::new(&dir, &basename)));
+        loader.load_hnsw::<f32, DotDistance>().map_err(|e| e.to_string())
+    })
+    .map_err(|_| "hnsw_rs could not parse the graph files".to_string())?
+}

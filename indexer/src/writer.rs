@@ -1,0 +1,358 @@
+//! Writing to an index: upserts, deletes and the commit protocol.
+//!
+//! A commit, in order:
+//! 1. new vector segments are written and fsynced (`vectors/seg-N.vec`, and a graph when large);
+//! 2. the new manifest (`manifest-G.json`, naming exactly the segments of the new state) is
+//!    written and fsynced;
+//! 3. tantivy commits the documents, deletions and a payload naming generation G. This is the
+//!    single linearization point: before it, the index opens at the previous commit; after it, at
+//!    the new one;
+//! 4. files no commit refers to any more are removed (best effort; the next writer retries).
+//!
+//! Deleted and replaced chunks need no separate tombstone file: the live set is derived from the
+//! committed documents (see [`crate::live`]), and merges drop the rows it does not contain.
+
+use std::collections::HashMap;
+
+use ibex_embedder::{Embedder, TextKind};
+use sha2::{Digest, Sha256};
+use tantivy::{TantivyDocument, TantivyError, Term};
+
+use crate::chunk::{chunk_document, embedded_text, slice_chars};
+use crate::corpus::Document;
+use crate::error::{IndexError, Result};
+use crate::index::{CommitPayload, Index, VECTORS_DIR};
+use crate::live::{DocChunks, LiveDocs};
+use crate::manifest::{manifest_file_name, Manifest};
+use crate::schema::metadata_terms;
+use crate::vectors::{ChunkSet, VectorSegment, HNSW_MIN_VECTORS};
+
+/// A graph segment with more than this share of dead rows is rewritten without them.
+const MAX_DEAD_FRACTION: f64 = 0.3;
+/// More graph segments than this are merged into one (each query searches every segment).
+const MAX_GRAPH_SEGMENTS: usize = 8;
+
+/// What an upsert did.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct UpsertStats {
+    /// Documents whose id was new.
+    pub added: usize,
+    /// Documents that replaced a document with the same id and different content.
+    pub replaced: usize,
+    /// Documents identical to the one already indexed (skipped: nothing to embed).
+    pub unchanged: usize,
+    /// Chunks embedded.
+    pub chunks: usize,
+}
+
+/// What a commit did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CommitStats {
+    pub generation: u64,
+    pub documents: usize,
+    pub chunks: usize,
+    pub segments: usize,
+}
+
+#[derive(Debug, Clone)]
+enum Change {
+    Upserted { chunk_base: u64, chunk_count: u32, hash: String },
+    Deleted,
+}
+
+/// Exclusive writer of an index (it holds the index's write lock until dropped). Changes become
+/// visible, atomically, at [`IndexWriter::commit`]; dropping the writer without committing
+/// discards them.
+pub struct IndexWriter<'a> {
+    index: &'a mut Index,
+    embedder: &'a dyn Embedder,
+    lexical: tantivy::IndexWriter,
+    pending_keys: Vec<u64>,
+    pending_vectors: Vec<f32>,
+    next_chunk_key: u64,
+    changes: HashMap<String, Change>,
+}
+
+/// A stable hash of everything that goes into a document's index entries.
+pub fn content_hash(doc: &Document) -> String {
+    let mut hasher = Sha256::new();
+    for part in [doc.id.as_str(), doc.title.as_str(), doc.text.as_str()] {
+        hasher.update(part.as_bytes());
+        hasher.update([0u8]);
+    }
+    hasher.update(serde_json::Value::Object(doc.metadata.clone()).to_string().as_bytes());
+    hasher.finalize()[..16].iter().map(|b| format!("{b:02x}")).collect()
+}
+
+impl Index {
+    /// Takes the index's write lock and returns a writer that embeds with `embedder`, which must
+    /// be the model the index was built with.
+    pub fn writer<'a>(&'a mut self, embedder: &'a dyn Embedder) -> Result<IndexWriter<'a>> {
+        self.check_embedder(embedder)?;
+        let lexical = self.lexical.writer_with_num_threads(1, 50_000_000).map_err(|e| match e {
+            TantivyError::LockFailure(..) => IndexError::Locked { path: self.dir.clone() },
+            other => IndexError::Tantivy(other),
+        })?;
+        // Holding the lock, catch up with any commit made since this view was opened, then
+        // remove what killed writers left behind.
+        self.refresh()?;
+        self.collect_garbage();
+        let next_chunk_key = self.manifest.next_chunk_key;
+        Ok(IndexWriter { index: self, embedder, lexical, pending_keys: Vec::new(), pending_vectors: Vec::new(), next_chunk_key, changes: HashMap::new() })
+    }
+
+    /// Removes files that the current manifest does not reference: leftovers of interrupted
+    /// commits and of segments merged away. Only called while holding the write lock.
+    fn collect_garbage(&self) {
+        let current = manifest_file_name(self.manifest.generation);
+        let mut keep: Vec<String> = Vec::new();
+        for segment in &self.manifest.segments {
+            keep.push(segment.file.clone());
+            if let Some(base) = &segment.hnsw {
+                keep.push(format!("{base}.hnsw.graph"));
+                keep.push(format!("{base}.hnsw.data"));
+            }
+        }
+        let remove_unlisted = |dir: &std::path::Path, is_ours: &dyn Fn(&str) -> bool, keep: &dyn Fn(&str) -> bool| {
+            if let Ok(entries) = std::fs::read_dir(dir) {
+                for entry in entries.flatten() {
+                    let name = entry.file_name().to_string_lossy().into_owned();
+                    if is_ours(&name) && !keep(&name) {
+                        let _ = std::fs::remove_file(entry.path());
+                    }
+                }
+            }
+        };
+        remove_unlisted(&self.dir, &|n| n.starts_with("manifest-") || n.starts_with(".manifest-"), &|n| n == current);
+        remove_unlisted(&self.dir.join(VECTORS_DIR), &|n| n.starts_with("seg-") || n.starts_with(".seg-"), &|n| keep.iter().any(|k| k == n));
+    }
+}
+
+impl IndexWriter<'_> {
+    fn current_hash(&self, id: &str) -> Result<Option<String>> {
+        match self.changes.get(id) {
+            Some(Change::Upserted { hash, .. }) => Ok(Some(hash.clone())),
+            Some(Change::Deleted) => Ok(None),
+            None if self.index.live.get(id).is_some() => Ok(self.index.get_document(id)?.map(|d| d.content_hash)),
+            None => Ok(None),
+        }
+    }
+
+    /// Adds documents, replacing those whose id exists. Documents whose content did not change
+    /// are skipped. Visible after [`IndexWriter::commit`].
+    pub fn upsert(&mut self, docs: &[Document]) -> Result<UpsertStats> {
+        let mut stats = UpsertStats::default();
+        let params = self.index.manifest.chunking;
+        let mut todo = Vec::new();
+        for doc in docs {
+            let hash = content_hash(doc);
+            match self.current_hash(&doc.id)? {
+                Some(existing) if existing == hash => stats.unchanged += 1,
+                Some(_) => {
+                    stats.replaced += 1;
+                    todo.push((doc, hash));
+                }
+                None => {
+                    stats.added += 1;
+                    todo.push((doc, hash));
+                }
+            }
+        }
+        let mut spans = Vec::with_capacity(todo.len());
+        let mut texts = Vec::new();
+        for (doc, _) in &todo {
+            let doc_spans = chunk_document(&doc.text, self.embedder, params)?;
+            texts.extend(doc_spans.iter().map(|s| embedded_text(&doc.title, slice_chars(&doc.text, s.start, s.end))));
+            spans.push(doc_spans);
+        }
+        let text_refs: Vec<&str> = texts.iter().map(String::as_str).collect();
+        let vectors = self.embedder.embed(&text_refs, TextKind::Document)?;
+        let dimension = self.index.manifest.model.dimension;
+        if let Some(bad) = vectors.iter().find(|v| v.len() != dimension) {
+            return Err(IndexError::WrongDimension { expected: dimension, got: bad.len() });
+        }
+        let mut vectors = vectors.into_iter();
+        let f = self.index.fields;
+        for ((doc, hash), doc_spans) in todo.into_iter().zip(spans) {
+            let chunk_base = self.next_chunk_key;
+            let chunk_count = doc_spans.len() as u32;
+            self.next_chunk_key += chunk_count as u64;
+            for key in chunk_base..chunk_base + chunk_count as u64 {
+                self.pending_keys.push(key);
+                self.pending_vectors.extend(vectors.next().unwrap_or_default());
+            }
+            let mut entry = TantivyDocument::new();
+            entry.add_text(f.id, &doc.id);
+            entry.add_text(f.title, &doc.title);
+            entry.add_text(f.text, &doc.text);
+            entry.add_text(f.contents, format!("{}\n{}", doc.title, doc.text));
+            for term in metadata_terms(&doc.metadata) {
+                entry.add_text(f.meta, term);
+            }
+            entry.add_text(f.metadata_json, serde_json::Value::Object(doc.metadata.clone()).to_string());
+            entry.add_u64(f.chunk_base, chunk_base);
+            entry.add_u64(f.chunk_count, chunk_count as u64);
+            let span_bytes: Vec<u8> = doc_spans.iter().flat_map(|s| [(s.start as u32).to_le_bytes(), (s.end as u32).to_le_bytes()]).flatten().collect();
+            entry.add_bytes(f.chunk_spans, &span_bytes);
+            entry.add_text(f.content_hash, &hash);
+            self.lexical.delete_term(Term::from_field_text(f.id, &doc.id));
+            self.lexical.add_document(entry)?;
+            stats.chunks += chunk_count as usize;
+            self.changes.insert(doc.id.clone(), Change::Upserted { chunk_base, chunk_count, hash });
+        }
+        Ok(stats)
+    }
+
+    /// Deletes documents by id; returns how many existed. Visible after [`IndexWriter::commit`].
+    pub fn delete(&mut self, ids: &[&str]) -> usize {
+        let mut deleted = 0;
+        for id in ids {
+            let exists = match self.changes.get(*id) {
+                Some(Change::Upserted { .. }) => true,
+                Some(Change::Deleted) => false,
+                None => self.index.live.get(id).is_some(),
+            };
+            if exists {
+                deleted += 1;
+                self.lexical.delete_term(Term::from_field_text(self.index.fields.id, id));
+                self.changes.insert(id.to_string(), Change::Deleted);
+            }
+        }
+        deleted
+    }
+
+    /// Whether there are uncommitted changes.
+    pub fn has_changes(&self) -> bool {
+        !self.changes.is_empty()
+    }
+
+    /// The live documents as they will be once the pending changes commit.
+    fn live_after_commit(&self) -> LiveDocs {
+        let mut docs: Vec<DocChunks> = self.index.live.iter().filter(|d| !self.changes.contains_key(&d.id)).cloned().collect();
+        for (id, change) in &self.changes {
+            if let Change::Upserted { chunk_base, chunk_count, .. } = change {
+                docs.push(DocChunks { id: id.clone(), chunk_base: *chunk_base, chunk_count: *chunk_count });
+            }
+        }
+        LiveDocs::from_docs(docs)
+    }
+
+    /// Makes all changes since the last commit durable and visible, atomically.
+    ///
+    /// On error the index stays at its previous commit; drop this writer and open a new one.
+    pub fn commit(&mut self) -> Result<CommitStats> {
+        let live = self.live_after_commit();
+        let dimension = self.index.manifest.model.dimension;
+        let vectors_dir = self.index.dir.join(VECTORS_DIR);
+        let mut next_segment_id = self.index.manifest.next_segment_id;
+
+        // Decide which segments survive as they are and which rows go into new segments.
+        let mut kept: Vec<usize> = Vec::new();
+        let mut flat_pool = RowPool::default();
+        let mut graph_pool = RowPool::default();
+        let graphs = self.index.segments.iter().filter(|s| s.meta.hnsw.is_some()).count();
+        for (i, segment) in self.index.segments.iter().enumerate() {
+            let alive = segment.count_allowed(live.chunks());
+            if segment.meta.hnsw.is_some() {
+                let dead_fraction = 1.0 - alive as f64 / segment.meta.rows.max(1) as f64;
+                if graphs > MAX_GRAPH_SEGMENTS || dead_fraction > MAX_DEAD_FRACTION {
+                    graph_pool.take_live(segment, live.chunks());
+                } else {
+                    kept.push(i);
+                }
+            } else {
+                flat_pool.take_live(segment, live.chunks());
+                flat_pool.sources.push(i);
+            }
+        }
+        for (row, &key) in self.pending_keys.iter().enumerate() {
+            if live.chunks().contains(key) {
+                flat_pool.keys.push(key);
+                flat_pool.vectors.extend_from_slice(&self.pending_vectors[row * dimension..(row + 1) * dimension]);
+            }
+        }
+        // A single flat segment that lost nothing and gained nothing is kept as it is.
+        let flat_unchanged = flat_pool.sources.len() == 1 && flat_pool.keys.len() == self.index.segments[flat_pool.sources[0]].meta.rows;
+        if flat_unchanged {
+            kept.push(flat_pool.sources[0]);
+            flat_pool = RowPool::default();
+        }
+        let mut new_segments = Vec::new();
+        for pool in [graph_pool, flat_pool] {
+            if !pool.keys.is_empty() {
+                new_segments.push(VectorSegment::write(&vectors_dir, next_segment_id, dimension, pool.keys, pool.vectors)?);
+                next_segment_id += 1;
+            }
+        }
+
+        let old_segments = std::mem::take(&mut self.index.segments);
+        let mut segments: Vec<VectorSegment> = Vec::new();
+        for (i, segment) in old_segments.into_iter().enumerate() {
+            if kept.contains(&i) {
+                segments.push(segment);
+            }
+        }
+        segments.extend(new_segments);
+        debug_assert!(segments.iter().all(|s| s.meta.rows >= HNSW_MIN_VECTORS || s.meta.hnsw.is_none()));
+
+        let manifest = Manifest {
+            generation: self.index.manifest.generation + 1,
+            next_chunk_key: self.next_chunk_key,
+            next_segment_id,
+            segments: segments.iter().map(|s| s.meta.clone()).collect(),
+            ..self.index.manifest.clone()
+        };
+        // The in-memory segments now describe the new manifest; if the commit fails, refresh()
+        // below reloads the old manifest's segments from disk.
+        self.index.segments = segments;
+        let committed = (|| -> Result<()> {
+            manifest.write(&self.index.dir)?;
+            let mut prepared = self.lexical.prepare_commit()?;
+            let payload = serde_json::to_string(&CommitPayload { ibex_generation: manifest.generation }).unwrap_or_default();
+            prepared.set_payload(&payload);
+            prepared.commit()?;
+            Ok(())
+        })();
+        if let Err(e) = committed {
+            self.index.manifest.generation = u64::MAX; // force a full reload of the committed state
+            let _ = self.index.refresh();
+            return Err(e);
+        }
+        self.pending_keys.clear();
+        self.pending_vectors.clear();
+        self.changes.clear();
+        self.index.refresh()?;
+        self.index.collect_garbage();
+        Ok(CommitStats {
+            generation: self.index.manifest.generation,
+            documents: self.index.num_documents(),
+            chunks: self.index.num_chunks(),
+            segments: self.index.segments.len(),
+        })
+    }
+
+    /// Waits for the lexical index's background merges, so the process can exit tidily.
+    pub fn finish(self) -> Result<()> {
+        self.lexical.wait_merging_threads()?;
+        Ok(())
+    }
+}
+
+/// Rows gathered for a new segment.
+#[derive(Default)]
+struct RowPool {
+    keys: Vec<u64>,
+    vectors: Vec<f32>,
+    sources: Vec<usize>,
+}
+
+impl RowPool {
+    fn take_live(&mut self, segment: &VectorSegment, live: &ChunkSet) {
+        for (row, &key) in segment.keys().iter().enumerate() {
+            if live.contains(key) {
+                self.keys.push(key);
+                self.vectors.extend_from_slice(segment.vector(row));
+            }
+        }
+    }
+}

@@ -1,0 +1,44 @@
+use std::path::PathBuf;
+
+/// Everything that can go wrong while searching or evaluating.
+#[derive(Debug, thiserror::Error)]
+pub enum SearchError {
+    /// A search mode name ibex does not know.
+    #[error("unknown search mode {0:?}: use bm25, dense or hybrid")]
+    UnknownMode(String),
+
+    /// A filter not of the form key=value.
+    #[error("invalid filter {0:?}: filters are key=value (for example --filter lang=en)")]
+    InvalidFilter(String),
+
+    /// An invalid request field.
+    #[error("invalid request: {0}")]
+    InvalidRequest(String),
+
+    /// Dense or hybrid search on a searcher built without an embedder.
+    #[error("{0} search needs the index's embedding model, and none was loaded")]
+    NoEmbedder(&'static str),
+
+    /// A malformed evaluation file.
+    #[error("{path}:{line}: {reason}")]
+    MalformedEvalFile { path: PathBuf, line: usize, reason: String },
+
+    #[error(transparent)]
+    Index(#[from] ibex_indexer::IndexError),
+
+    #[error(transparent)]
+    Embedder(#[from] ibex_embedder::EmbedderError),
+
+    #[error("lexical search failed: {0}")]
+    Tantivy(#[from] tantivy::TantivyError),
+
+    #[error("{context}: {source}")]
+    Io {
+        context: String,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// Result alias of this crate.
+pub type Result<T, E = SearchError> = std::result::Result<T, E>;

@@ -1,0 +1,166 @@
+//! ibex's query pipeline: retrieval (BM25, dense, hybrid), fusion, document ranking from chunks,
+//! metadata filters, passages, and IR evaluation.
+//!
+//! [`search`] is the one entry point the CLI and the web API call: it prepares the query once
+//! (embedding, filters), runs the [`Retriever`] the mode asks for, and returns documents with
+//! their best passages.
+
+mod error;
+pub mod eval;
+pub mod fusion;
+pub mod lexical;
+pub mod metrics;
+pub mod passages;
+pub mod retriever;
+
+use std::time::Instant;
+
+use ibex_embedder::Embedder;
+use ibex_indexer::Index;
+use serde::Serialize;
+
+pub use error::{Result, SearchError};
+pub use fusion::{DocScore, Fusion};
+pub use lexical::MetadataFilter;
+pub use passages::Passage;
+pub use retriever::{Bm25Retriever, ChunkAggregation, DenseRetriever, HybridRetriever, PreparedQuery, Retriever};
+
+/// Retrieval mode.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Mode {
+    Bm25,
+    Dense,
+    Hybrid,
+}
+
+impl std::str::FromStr for Mode {
+    type Err = SearchError;
+    fn from_str(s: &str) -> Result<Self> {
+        match s.to_ascii_lowercase().as_str() {
+            "bm25" | "lexical" => Ok(Mode::Bm25),
+            "dense" | "vector" => Ok(Mode::Dense),
+            "hybrid" => Ok(Mode::Hybrid),
+            _ => Err(SearchError::UnknownMode(s.to_string())),
+        }
+    }
+}
+
+impl std::fmt::Display for Mode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Mode::Bm25 => "bm25",
+            Mode::Dense => "dense",
+            Mode::Hybrid => "hybrid",
+        })
+    }
+}
+
+/// Upper bound on `top_k`, so a request cannot ask for unbounded work.
+pub const MAX_TOP_K: usize = 10_000;
+
+/// A search request.
+#[derive(Debug, Clone)]
+pub struct SearchRequest {
+    pub query: String,
+    pub mode: Mode,
+    pub top_k: usize,
+    /// Passages to return per document.
+    pub passages: usize,
+    pub filters: Vec<MetadataFilter>,
+    pub fusion: Fusion,
+    pub aggregation: ChunkAggregation,
+    /// Depth of each list before hybrid fusion.
+    pub candidates: usize,
+}
+
+impl SearchRequest {
+    /// A request with ibex's defaults: hybrid, top 10, 2 passages, RRF (k = 60), max aggregation.
+    pub fn new(query: impl Into<String>) -> Self {
+        SearchRequest {
+            query: query.into(),
+            mode: Mode::Hybrid,
+            top_k: 10,
+            passages: 2,
+            filters: Vec::new(),
+            fusion: Fusion::default(),
+            aggregation: ChunkAggregation::Max,
+            candidates: 100,
+        }
+    }
+}
+
+/// One ranked document.
+#[derive(Debug, Clone, Serialize)]
+pub struct SearchHit {
+    pub id: String,
+    pub score: f32,
+    pub title: String,
+    pub metadata: serde_json::Map<String, serde_json::Value>,
+    pub passages: Vec<Passage>,
+}
+
+/// The answer to a search request.
+#[derive(Debug, Clone, Serialize)]
+pub struct SearchResults {
+    pub query: String,
+    pub mode: Mode,
+    pub hits: Vec<SearchHit>,
+    pub took_ms: f64,
+}
+
+/// Ranks documents only (no passages): what evaluation needs.
+pub fn rank_documents(index: &Index, embedder: Option<&dyn Embedder>, request: &SearchRequest) -> Result<Vec<DocScore>> {
+    validate(request)?;
+    let needs_vector = request.mode != Mode::Bm25;
+    if needs_vector && embedder.is_none() {
+        return Err(SearchError::NoEmbedder(if request.mode == Mode::Dense { "dense" } else { "hybrid" }));
+    }
+    let prepared = PreparedQuery::new(index, embedder.filter(|_| needs_vector), &request.query, &request.filters)?;
+    retrieve(index, request, &prepared)
+}
+
+fn validate(request: &SearchRequest) -> Result<()> {
+    if request.query.trim().is_empty() {
+        return Err(SearchError::InvalidRequest("the query is empty".into()));
+    }
+    if request.top_k == 0 || request.top_k > MAX_TOP_K {
+        return Err(SearchError::InvalidRequest(format!("top_k must be between 1 and {MAX_TOP_K}, not {}", request.top_k)));
+    }
+    if let Fusion::Weighted { alpha } = request.fusion {
+        if !(0.0..=1.0).contains(&alpha) {
+            return Err(SearchError::InvalidRequest(format!("alpha must be between 0 and 1, not {alpha}")));
+        }
+    }
+    Ok(())
+}
+
+fn retrieve(index: &Index, request: &SearchRequest, prepared: &PreparedQuery) -> Result<Vec<DocScore>> {
+    match request.mode {
+        Mode::Bm25 => Bm25Retriever { depth: request.top_k }.retrieve(index, prepared),
+        Mode::Dense => DenseRetriever { depth: request.top_k, aggregation: request.aggregation }.retrieve(index, prepared),
+        Mode::Hybrid => HybridRetriever { depth: request.top_k, candidates: request.candidates, fusion: request.fusion, aggregation: request.aggregation }
+            .retrieve(index, prepared),
+    }
+}
+
+/// Runs a search: ranked documents with their best passages.
+pub fn search(index: &Index, embedder: Option<&dyn Embedder>, request: &SearchRequest) -> Result<SearchResults> {
+    let started = Instant::now();
+    validate(request)?;
+    let needs_vector = request.mode != Mode::Bm25;
+    if needs_vector && embedder.is_none() {
+        return Err(SearchError::NoEmbedder(if request.mode == Mode::Dense { "dense" } else { "hybrid" }));
+    }
+    // BM25 mode needs no model: the query is not embedded and passages are scored lexically.
+    let prepared = PreparedQuery::new(index, embedder.filter(|_| needs_vector), &request.query, &request.filters)?;
+    let ranked = retrieve(index, request, &prepared)?;
+    let mut hits = Vec::with_capacity(ranked.len());
+    for DocScore { id, score } in ranked {
+        let Some(doc) = index.get_document(&id)? else { continue };
+        let lexical = request.mode != Mode::Dense;
+        let passages = passages::best_passages(index, &doc, &request.query, prepared.vector.as_deref(), lexical, request.passages);
+        hits.push(SearchHit { id, score, title: doc.title, metadata: doc.metadata, passages });
+    }
+    Ok(SearchResults { query: request.query.clone(), mode: request.mode, hits, took_ms: started.elapsed().as_secs_f64() * 1000.0 })
+}

@@ -1,0 +1,145 @@
+//! Retrievers: BM25, dense and hybrid, behind one trait.
+
+use std::collections::HashMap;
+
+use ibex_embedder::{Embedder, TextKind};
+use ibex_indexer::{ChunkSet, Index};
+use tantivy::collector::TopDocs;
+use tantivy::query::{BooleanQuery, Occur};
+use tantivy::schema::Value;
+use tantivy::TantivyDocument;
+
+use crate::error::{Result, SearchError};
+use crate::fusion::{fuse_reciprocal_rank, fuse_weighted, DocScore, Fusion};
+use crate::lexical::{allowed_chunks, bag_of_words_query, filter_query, MetadataFilter};
+
+/// How a document's score is computed from its chunks' scores.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ChunkAggregation {
+    /// The best chunk's score (default): a long document is as relevant as its best passage.
+    #[default]
+    Max,
+    /// The sum of the best `k` chunks' scores: rewards documents relevant in several places.
+    TopKSum(usize),
+}
+
+/// A query prepared once and shared by the retrievers of one search.
+pub struct PreparedQuery<'q> {
+    pub text: &'q str,
+    pub filters: &'q [MetadataFilter],
+    /// The query's embedding, for dense retrieval and passage scoring.
+    pub vector: Option<Vec<f32>>,
+    /// Chunks allowed by the filters (`None`: all live chunks).
+    pub allowed: Option<ChunkSet>,
+}
+
+impl<'q> PreparedQuery<'q> {
+    /// Prepares `text`: embeds it when an embedder is given, resolves the filters.
+    pub fn new(index: &Index, embedder: Option<&dyn Embedder>, text: &'q str, filters: &'q [MetadataFilter]) -> Result<Self> {
+        let vector = match embedder {
+            Some(e) => Some(e.embed(&[text], TextKind::Query)?.pop().unwrap_or_default()),
+            None => None,
+        };
+        let allowed = allowed_chunks(index, &index.searcher(), filters)?;
+        Ok(PreparedQuery { text, filters, vector, allowed })
+    }
+}
+
+/// Ranks an index's documents for a query.
+pub trait Retriever {
+    /// The best `depth` documents, best first.
+    fn retrieve(&self, index: &Index, query: &PreparedQuery) -> Result<Vec<DocScore>>;
+}
+
+/// BM25 over title + text (tantivy).
+pub struct Bm25Retriever {
+    pub depth: usize,
+}
+
+impl Retriever for Bm25Retriever {
+    fn retrieve(&self, index: &Index, query: &PreparedQuery) -> Result<Vec<DocScore>> {
+        let fields = index.fields();
+        let Some(terms) = bag_of_words_query(fields, query.text) else { return Ok(Vec::new()) };
+        let query = match filter_query(fields, query.filters) {
+            Some(filter) => Box::new(BooleanQuery::new(vec![(Occur::Must, filter), (Occur::Must, terms)])),
+            None => terms,
+        };
+        let searcher = index.searcher();
+        let hits = searcher.search(&*query, &TopDocs::with_limit(self.depth.max(1)).order_by_score())?;
+        let mut out = Vec::with_capacity(hits.len());
+        for (score, address) in hits {
+            let doc: TantivyDocument = searcher.doc(address)?;
+            let id = doc.get_first(fields.id).and_then(|v| v.as_str()).unwrap_or_default().to_string();
+            out.push(DocScore { id, score });
+        }
+        Ok(out)
+    }
+}
+
+/// Dense retrieval: nearest chunks by cosine, aggregated per document.
+pub struct DenseRetriever {
+    pub depth: usize,
+    pub aggregation: ChunkAggregation,
+}
+
+impl Retriever for DenseRetriever {
+    fn retrieve(&self, index: &Index, query: &PreparedQuery) -> Result<Vec<DocScore>> {
+        let vector = query.vector.as_deref().ok_or(SearchError::NoEmbedder("dense"))?;
+        let available = query.allowed.as_ref().map_or(index.num_chunks(), |a| a.len());
+        let per_doc = match self.aggregation {
+            ChunkAggregation::Max => 1,
+            ChunkAggregation::TopKSum(k) => k.max(1),
+        };
+        // Fetch chunks until `depth` distinct documents are found (long documents contribute
+        // many chunks), or every chunk has been seen.
+        let mut k = (self.depth * 3 * per_doc).max(50);
+        loop {
+            let hits = index.search_vectors(vector, k.min(available), query.allowed.as_ref())?;
+            let mut per_document: HashMap<&str, Vec<f32>> = HashMap::new();
+            for hit in &hits {
+                if let Some(owner) = index.live_docs().owner(hit.chunk_key) {
+                    per_document.entry(owner.id.as_str()).or_default().push(hit.score);
+                }
+            }
+            if per_document.len() >= self.depth || k >= available {
+                let mut out: Vec<DocScore> = per_document
+                    .into_iter()
+                    .map(|(id, scores)| {
+                        let score = match self.aggregation {
+                            ChunkAggregation::Max => scores[0],
+                            ChunkAggregation::TopKSum(n) => scores.iter().take(n).sum(),
+                        };
+                        DocScore { id: id.to_string(), score }
+                    })
+                    .collect();
+                out.sort_by(|a, b| b.score.total_cmp(&a.score).then_with(|| a.id.cmp(&b.id)));
+                out.truncate(self.depth);
+                return Ok(out);
+            }
+            k *= 4;
+        }
+    }
+}
+
+/// Hybrid retrieval: BM25 and dense lists fused.
+pub struct HybridRetriever {
+    pub depth: usize,
+    /// How deep each list is before fusion (fusion needs more than the final depth).
+    pub candidates: usize,
+    pub fusion: Fusion,
+    pub aggregation: ChunkAggregation,
+}
+
+impl Retriever for HybridRetriever {
+    fn retrieve(&self, index: &Index, query: &PreparedQuery) -> Result<Vec<DocScore>> {
+        let depth = self.candidates.max(self.depth);
+        let lexical = Bm25Retriever { depth }.retrieve(index, query)?;
+        let dense = DenseRetriever { depth, aggregation: self.aggregation }.retrieve(index, query)?;
+        let mut fused = match self.fusion {
+            Fusion::ReciprocalRank { k } => fuse_reciprocal_rank(&[&lexical, &dense], k),
+            Fusion::Weighted { alpha } => fuse_weighted(&dense, &lexical, alpha),
+        };
+        fused.truncate(self.depth);
+        Ok(fused)
+    }
+}

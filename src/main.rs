@@ -1,0 +1,263 @@
+//! The `ibex` command line: parses arguments and calls the library; it holds no logic of its own.
+
+use std::io::{BufRead, IsTerminal, Write};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use ibex::search::{ChunkAggregation, Fusion, MetadataFilter};
+use ibex::{IbexError, IndexOptions, IndexProgress, Mode, Result, SearchRequest, TextKind};
+
+#[derive(Parser)]
+#[command(name = "ibex", version, about = "Hybrid (BM25 + dense) search over long documents, for retrieval-augmented generation.")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Fetch the default model, index the bundled sample corpus and run its example queries.
+    Quickstart,
+    /// Index a corpus: a BEIR folder, a .jsonl/.jsonl.gz file, or a folder of .txt/.md files.
+    Index {
+        corpus: PathBuf,
+        #[arg(long)]
+        index: PathBuf,
+        /// Embedding model of a new index: a local Hugging Face-format folder, or the default.
+        #[arg(long)]
+        model: Option<String>,
+        /// Tokens per chunk (new index only).
+        #[arg(long, default_value_t = 200)]
+        chunk_tokens: usize,
+        /// Tokens shared by consecutive chunks (new index only).
+        #[arg(long, default_value_t = 50)]
+        overlap: usize,
+        /// Documents per commit.
+        #[arg(long, default_value_t = 1000)]
+        commit_every: usize,
+        /// Print the summary as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Delete documents by id.
+    Delete {
+        #[arg(long)]
+        index: PathBuf,
+        #[arg(required = true)]
+        ids: Vec<String>,
+    },
+    /// Search an index.
+    Search {
+        #[arg(long)]
+        index: PathBuf,
+        /// bm25, dense or hybrid.
+        #[arg(long, default_value = "hybrid")]
+        mode: String,
+        #[arg(long, default_value_t = 10)]
+        top_k: usize,
+        /// Passages shown per document.
+        #[arg(long, default_value_t = 2)]
+        passages: usize,
+        /// Metadata equality filter key=value (repeatable; all must hold).
+        #[arg(long = "filter")]
+        filters: Vec<String>,
+        /// Hybrid only: weighted fusion alpha × dense + (1 − alpha) × BM25 (normalized scores)
+        /// instead of reciprocal rank fusion.
+        #[arg(long)]
+        alpha: Option<f32>,
+        /// Score a document by the sum of its best K chunks instead of its best chunk.
+        #[arg(long)]
+        chunk_sum: Option<usize>,
+        #[arg(long)]
+        json: bool,
+        query: String,
+    },
+    /// Evaluate on a BEIR collection (indexing it into --index first unless already there).
+    Eval {
+        beir_dir: PathBuf,
+        #[arg(long)]
+        index: PathBuf,
+        #[arg(long, default_value = "hybrid")]
+        mode: String,
+        #[arg(long)]
+        model: Option<String>,
+        #[arg(long)]
+        json: bool,
+        /// Write a TREC run file (for trec_eval or pytrec_eval).
+        #[arg(long)]
+        run_file: Option<PathBuf>,
+    },
+    /// Embed texts: one per line on stdin (or JSONL with a "text" field); one JSON array per line out.
+    Embed {
+        #[arg(long, default_value = ibex::DEFAULT_MODEL_ID)]
+        model: String,
+        /// Embed as queries (for models that format queries differently).
+        #[arg(long)]
+        query: bool,
+    },
+}
+
+fn parse_mode(mode: &str) -> Result<Mode> {
+    Ok(mode.parse::<Mode>()?)
+}
+
+fn progress_reporter() -> impl FnMut(IndexProgress) {
+    let bar = std::io::stderr().is_terminal().then(|| {
+        let bar = indicatif::ProgressBar::new(0);
+        bar.set_style(
+            indicatif::ProgressStyle::with_template("{bar:40} {pos}/{len} docs  {per_sec} docs/s  {msg}  eta {eta}")
+                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+        );
+        bar
+    });
+    let started = std::time::Instant::now();
+    move |p: IndexProgress| {
+        if let Some(bar) = &bar {
+            bar.set_length(p.documents_total as u64);
+            bar.set_position(p.documents_done as u64);
+            let rate = p.chunks_embedded as f64 / started.elapsed().as_secs_f64().max(1e-9);
+            bar.set_message(format!("{} chunks ({rate:.0} chunks/s)", p.chunks_embedded));
+            if p.documents_done >= p.documents_total {
+                bar.finish_and_clear();
+            }
+        }
+    }
+}
+
+fn run(cli: Cli) -> Result<()> {
+    match cli.command {
+        Command::Quickstart => ibex::quickstart::run(&mut std::io::stdout()),
+        Command::Index { corpus, index, model, chunk_tokens, overlap, commit_every, json } => {
+            let options = IndexOptions {
+                model,
+                chunking: ibex::ChunkingParams { chunk_tokens, overlap_tokens: overlap },
+                commit_every,
+                ..IndexOptions::default()
+            };
+            let report = ibex::index_corpus(&corpus, &index, &options, progress_reporter())?;
+            if json {
+                println!("{}", serde_json::to_string(&report).unwrap_or_default());
+            } else {
+                let embedded = report.added + report.replaced;
+                eprintln!(
+                    "indexed {} documents into {} in {:.1}s: {} added, {} replaced, {} unchanged; {} chunks embedded ({:.1} docs/s, {:.1} chunks/s); the index holds {} documents, {} chunks",
+                    report.added + report.replaced + report.unchanged,
+                    index.display(),
+                    report.seconds,
+                    report.added,
+                    report.replaced,
+                    report.unchanged,
+                    report.chunks_embedded,
+                    embedded as f64 / report.seconds.max(1e-9),
+                    report.chunks_embedded as f64 / report.seconds.max(1e-9),
+                    report.documents_in_index,
+                    report.chunks_in_index
+                );
+            }
+            Ok(())
+        }
+        Command::Delete { index, ids } => {
+            let ids: Vec<&str> = ids.iter().map(String::as_str).collect();
+            let deleted = ibex::delete_documents(&index, &ids)?;
+            eprintln!("deleted {deleted} of {} documents from {}", ids.len(), index.display());
+            Ok(())
+        }
+        Command::Search { index, mode, top_k, passages, filters, alpha, chunk_sum, json, query } => {
+            let mode = parse_mode(&mode)?;
+            let (index, embedder) = if mode == Mode::Bm25 {
+                (ibex::Index::open(&index)?, None)
+            } else {
+                let (index, embedder) = ibex::open_index(&index, None)?;
+                (index, Some(embedder))
+            };
+            let mut request = SearchRequest::new(query);
+            request.mode = mode;
+            request.top_k = top_k;
+            request.passages = passages;
+            request.filters = filters.iter().map(|f| f.parse::<MetadataFilter>()).collect::<std::result::Result<_, _>>()?;
+            if let Some(alpha) = alpha {
+                request.fusion = Fusion::Weighted { alpha };
+            }
+            if let Some(k) = chunk_sum {
+                request.aggregation = ChunkAggregation::TopKSum(k);
+            }
+            let results = ibex::search::search(&index, embedder.as_deref(), &request)?;
+            let mut out = std::io::stdout().lock();
+            if json {
+                writeln!(out, "{}", serde_json::to_string(&results).unwrap_or_default()).map_err(stdout_error)?;
+            } else {
+                ibex::quickstart::print_results(&mut out, &results).map_err(stdout_error)?;
+            }
+            Ok(())
+        }
+        Command::Eval { beir_dir, index, mode, model, json, run_file } => {
+            let mode = parse_mode(&mode)?;
+            let options = IndexOptions { model, ..IndexOptions::default() };
+            let report = ibex::evaluate_beir(&beir_dir, &index, mode, &options, run_file.as_deref())?;
+            if json {
+                println!("{}", serde_json::to_string(&report).unwrap_or_default());
+            } else {
+                let m = report.mean;
+                println!(
+                    "{} ({mode}, {} queries): nDCG@10 {:.4}  Recall@100 {:.4}  MAP {:.4}  MRR@10 {:.4}",
+                    beir_dir.display(),
+                    report.queries,
+                    m.ndcg_at_10,
+                    m.recall_at_100,
+                    m.map,
+                    m.mrr_at_10
+                );
+            }
+            Ok(())
+        }
+        Command::Embed { model, query } => embed_stdin(&model, if query { TextKind::Query } else { TextKind::Document }),
+    }
+}
+
+fn stdout_error(e: std::io::Error) -> IbexError {
+    IbexError::Io { context: "writing to stdout".into(), source: e }
+}
+
+fn embed_stdin(model: &str, kind: TextKind) -> Result<()> {
+    let embedder = ibex::open_embedder(model)?;
+    let stdin = std::io::stdin().lock();
+    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+    let mut batch: Vec<String> = Vec::new();
+    let flush = |batch: &mut Vec<String>, out: &mut dyn Write| -> Result<()> {
+        let refs: Vec<&str> = batch.iter().map(String::as_str).collect();
+        for vector in embedder.embed(&refs, kind)? {
+            writeln!(out, "{}", serde_json::to_string(&vector).unwrap_or_default()).map_err(stdout_error)?;
+        }
+        batch.clear();
+        Ok(())
+    };
+    for (number, line) in stdin.lines().enumerate() {
+        let line = line.map_err(|e| IbexError::Io { context: format!("reading stdin line {}", number + 1), source: e })?;
+        // A JSON object with a "text" field is read as such; anything else is the text itself.
+        let text = match serde_json::from_str::<serde_json::Value>(&line) {
+            Ok(serde_json::Value::Object(object)) => match object.get("text") {
+                Some(serde_json::Value::String(text)) => text.clone(),
+                _ => return Err(IbexError::Usage(format!("stdin line {}: a JSON object needs a string \"text\" field", number + 1))),
+            },
+            _ => line,
+        };
+        batch.push(text);
+        if batch.len() == 64 {
+            flush(&mut batch, &mut out)?;
+        }
+    }
+    flush(&mut batch, &mut out)?;
+    out.flush().map_err(stdout_error)
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
