@@ -38,7 +38,12 @@ pub struct IndexOptions {
 
 impl Default for IndexOptions {
     fn default() -> Self {
-        IndexOptions { model: None, chunking: ChunkingParams::default(), commit_every: 1000, batch_size: 64 }
+        IndexOptions {
+            model: None,
+            chunking: ChunkingParams::default(),
+            commit_every: 1000,
+            batch_size: 64,
+        }
     }
 }
 
@@ -51,7 +56,7 @@ pub struct IndexProgress {
 }
 
 /// What [`index_corpus`] did.
-#[derive(Debug, Clone, Copy, Default, serde::Serialize)]
+#[derive(Debug, Clone, Default, serde::Serialize)]
 pub struct IndexReport {
     pub added: usize,
     pub replaced: usize,
@@ -61,6 +66,10 @@ pub struct IndexReport {
     pub documents_in_index: usize,
     pub chunks_in_index: usize,
     pub seconds: f64,
+    /// Ids of documents with neither title nor text: there is nothing to index, so they are
+    /// skipped and reported rather than failing the whole corpus (real collections have some:
+    /// Cranfield has two).
+    pub skipped_empty: Vec<String>,
 }
 
 /// Loads the model named by `spec` (see [`ibex_embedder::load_model`]).
@@ -71,7 +80,9 @@ pub fn open_embedder(spec: &str) -> Result<Arc<dyn Embedder>> {
 /// Opens the index at `dir` and the model it was built with (or `model`, which must be the same).
 pub fn open_index(dir: &Path, model: Option<&str>) -> Result<(Index, Arc<dyn Embedder>)> {
     let index = Index::open(dir)?;
-    let spec = model.map(str::to_string).unwrap_or_else(|| index.model().source.clone());
+    let spec = model
+        .map(str::to_string)
+        .unwrap_or_else(|| index.model().source.clone());
     let embedder = open_embedder(&spec)?;
     index.check_embedder(embedder.as_ref())?;
     Ok((index, embedder))
@@ -81,49 +92,85 @@ fn open_or_create(dir: &Path, options: &IndexOptions) -> Result<(Index, Arc<dyn 
     if ibex_indexer::is_index(dir) {
         return open_index(dir, options.model.as_deref());
     }
-    let spec = options.model.clone().unwrap_or_else(|| DEFAULT_MODEL_ID.to_string());
+    let spec = options
+        .model
+        .clone()
+        .unwrap_or_else(|| DEFAULT_MODEL_ID.to_string());
     let embedder = open_embedder(&spec)?;
     // A local folder is recorded by its absolute path, so the index can be searched from anywhere.
     let source = match Path::new(&spec).canonicalize() {
         Ok(path) if path.is_dir() => path.display().to_string(),
         _ => spec.clone(),
     };
-    let model = ibex_indexer::ModelInfo { id: embedder.model_id().to_string(), source, dimension: embedder.dimension() };
+    let model = ibex_indexer::ModelInfo {
+        id: embedder.model_id().to_string(),
+        source,
+        dimension: embedder.dimension(),
+    };
     let index = Index::create(dir, model, options.chunking)?;
     Ok((index, embedder))
 }
 
+/// What [`validate_corpus`] found.
+#[derive(Debug, Clone, Default)]
+pub struct CorpusCheck {
+    /// Documents that will be indexed.
+    pub documents: usize,
+    /// Ids of documents without title or text (skipped).
+    pub empty: Vec<String>,
+}
+
 /// Reads the whole corpus once without indexing, so that a malformed document anywhere is
-/// reported before anything is written. Returns the number of documents.
-pub fn validate_corpus(corpus: &Path) -> Result<usize> {
-    let mut count = 0;
+/// reported before anything is written.
+pub fn validate_corpus(corpus: &Path) -> Result<CorpusCheck> {
+    let mut check = CorpusCheck::default();
     for doc in ibex_indexer::read_corpus(corpus)? {
-        doc?;
-        count += 1;
+        match doc {
+            Ok(_) => check.documents += 1,
+            Err(ibex_indexer::IndexError::MissingText { id, .. }) => check.empty.push(id),
+            Err(e) => return Err(e.into()),
+        }
     }
-    Ok(count)
+    Ok(check)
 }
 
 /// Indexes the corpus at `corpus` into `dir` (created if needed): new ids are added, existing
 /// ids replaced, unchanged documents skipped. The corpus is validated first: on a malformed
 /// document nothing is written.
-pub fn index_corpus(corpus: &Path, dir: &Path, options: &IndexOptions, mut progress: impl FnMut(IndexProgress)) -> Result<IndexReport> {
+pub fn index_corpus(
+    corpus: &Path,
+    dir: &Path,
+    options: &IndexOptions,
+    mut progress: impl FnMut(IndexProgress),
+) -> Result<IndexReport> {
     let started = Instant::now();
-    let total = validate_corpus(corpus)?;
+    let check = validate_corpus(corpus)?;
+    let total = check.documents;
     let (mut index, embedder) = open_or_create(dir, options)?;
     let mut writer = index.writer(embedder.as_ref())?;
-    let mut report = IndexReport::default();
-    let mut state = IndexProgress { documents_total: total, ..Default::default() };
+    let mut report = IndexReport {
+        skipped_empty: check.empty,
+        ..IndexReport::default()
+    };
+    let mut state = IndexProgress {
+        documents_total: total,
+        ..Default::default()
+    };
     let mut since_commit = 0;
-    let mut batch = Vec::with_capacity(options.batch_size.max(1));
+    // A batch never spans a commit boundary, so commits happen every `commit_every` documents.
+    let batch_size = options.batch_size.min(options.commit_every).max(1);
+    let mut batch = Vec::with_capacity(batch_size);
     let mut docs = ibex_indexer::read_corpus(corpus)?;
     loop {
-        let next = docs.next().transpose()?;
+        let next = match docs.next() {
+            Some(Err(ibex_indexer::IndexError::MissingText { .. })) => continue, // reported by the check above
+            other => other.transpose()?,
+        };
         let done = next.is_none();
         if let Some(doc) = next {
             batch.push(doc);
         }
-        if batch.len() >= options.batch_size.max(1) || (done && !batch.is_empty()) {
+        if batch.len() >= batch_size || (done && !batch.is_empty()) {
             let stats = writer.upsert(&batch)?;
             report.added += stats.added;
             report.replaced += stats.replaced;
@@ -164,24 +211,36 @@ pub fn delete_documents(dir: &Path, ids: &[&str]) -> Result<usize> {
 }
 
 /// Indexes the BEIR collection in `beir_dir` into `index_dir` (a no-op when the index already
-/// holds it unchanged) and evaluates `mode` on its judged queries.
-pub fn evaluate_beir(beir_dir: &Path, index_dir: &Path, mode: Mode, options: &IndexOptions, run_file: Option<&Path>) -> Result<search::eval::EvalReport> {
+/// holds it unchanged) and evaluates its judged queries with the settings of `settings` (mode,
+/// fusion, aggregation; its query and depth are set per query).
+pub fn evaluate_beir(
+    beir_dir: &Path,
+    index_dir: &Path,
+    settings: &SearchRequest,
+    options: &IndexOptions,
+    run_file: Option<&Path>,
+) -> Result<search::eval::EvalReport> {
     let files = search::eval::BeirFiles::locate(beir_dir)?;
     index_corpus(beir_dir, index_dir, options, |_| {})?;
     let (index, embedder) = open_index(index_dir, options.model.as_deref())?;
     let queries = search::eval::read_queries(&files.queries)?;
     let qrels = search::eval::read_qrels(&files.qrels)?;
-    let mut request = SearchRequest::new("");
-    request.mode = mode;
+    let mut request = settings.clone();
     request.top_k = 1000;
     request.candidates = 1000;
-    let report = search::eval::run_evaluation(&queries, &qrels, &format!("ibex-{mode}"), run_file, |text| {
-        request.query = text.to_string();
-        if text.trim().is_empty() {
-            return Ok(Vec::new());
-        }
-        let ranked = search::rank_documents(&index, Some(embedder.as_ref()), &request)?;
-        Ok(ranked.into_iter().map(|d| (d.id, d.score)).collect())
-    })?;
+    let report = search::eval::run_evaluation(
+        &queries,
+        &qrels,
+        &format!("ibex-{}", settings.mode),
+        run_file,
+        |text| {
+            request.query = text.to_string();
+            if text.trim().is_empty() {
+                return Ok(Vec::new());
+            }
+            let ranked = search::rank_documents(&index, Some(embedder.as_ref()), &request)?;
+            Ok(ranked.into_iter().map(|d| (d.id, d.score)).collect())
+        },
+    )?;
     Ok(report)
 }

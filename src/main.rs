@@ -9,7 +9,11 @@ use ibex::search::{ChunkAggregation, Fusion, MetadataFilter};
 use ibex::{IbexError, IndexOptions, IndexProgress, Mode, Result, SearchRequest, TextKind};
 
 #[derive(Parser)]
-#[command(name = "ibex", version, about = "Hybrid (BM25 + dense) search over long documents, for retrieval-augmented generation.")]
+#[command(
+    name = "ibex",
+    version,
+    about = "Hybrid (BM25 + dense) search over long documents, for retrieval-augmented generation."
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -82,6 +86,18 @@ enum Command {
         mode: String,
         #[arg(long)]
         model: Option<String>,
+        /// Tokens per chunk, when the index is created.
+        #[arg(long, default_value_t = 200)]
+        chunk_tokens: usize,
+        /// Tokens shared by consecutive chunks, when the index is created.
+        #[arg(long, default_value_t = 50)]
+        overlap: usize,
+        /// Hybrid only: weighted fusion with this alpha instead of reciprocal rank fusion.
+        #[arg(long)]
+        alpha: Option<f32>,
+        /// Score a document by the sum of its best K chunks instead of its best chunk.
+        #[arg(long)]
+        chunk_sum: Option<usize>,
         #[arg(long)]
         json: bool,
         /// Write a TREC run file (for trec_eval or pytrec_eval).
@@ -106,8 +122,10 @@ fn progress_reporter() -> impl FnMut(IndexProgress) {
     let bar = std::io::stderr().is_terminal().then(|| {
         let bar = indicatif::ProgressBar::new(0);
         bar.set_style(
-            indicatif::ProgressStyle::with_template("{bar:40} {pos}/{len} docs  {per_sec} docs/s  {msg}  eta {eta}")
-                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+            indicatif::ProgressStyle::with_template(
+                "{bar:40} {pos}/{len} docs  {per_sec} docs/s  {msg}  eta {eta}",
+            )
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
         );
         bar
     });
@@ -128,14 +146,44 @@ fn progress_reporter() -> impl FnMut(IndexProgress) {
 fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Quickstart => ibex::quickstart::run(&mut std::io::stdout()),
-        Command::Index { corpus, index, model, chunk_tokens, overlap, commit_every, json } => {
+        Command::Index {
+            corpus,
+            index,
+            model,
+            chunk_tokens,
+            overlap,
+            commit_every,
+            json,
+        } => {
             let options = IndexOptions {
                 model,
-                chunking: ibex::ChunkingParams { chunk_tokens, overlap_tokens: overlap },
+                chunking: ibex::ChunkingParams {
+                    chunk_tokens,
+                    overlap_tokens: overlap,
+                },
                 commit_every,
                 ..IndexOptions::default()
             };
             let report = ibex::index_corpus(&corpus, &index, &options, progress_reporter())?;
+            if !report.skipped_empty.is_empty() {
+                let shown: Vec<&str> = report
+                    .skipped_empty
+                    .iter()
+                    .take(20)
+                    .map(String::as_str)
+                    .collect();
+                let more = report.skipped_empty.len().saturating_sub(shown.len());
+                let more = if more > 0 {
+                    format!(" and {more} more")
+                } else {
+                    String::new()
+                };
+                eprintln!(
+                    "warning: skipped {} documents with neither title nor text: {}{more}",
+                    report.skipped_empty.len(),
+                    shown.join(", ")
+                );
+            }
             if json {
                 println!("{}", serde_json::to_string(&report).unwrap_or_default());
             } else {
@@ -160,10 +208,24 @@ fn run(cli: Cli) -> Result<()> {
         Command::Delete { index, ids } => {
             let ids: Vec<&str> = ids.iter().map(String::as_str).collect();
             let deleted = ibex::delete_documents(&index, &ids)?;
-            eprintln!("deleted {deleted} of {} documents from {}", ids.len(), index.display());
+            eprintln!(
+                "deleted {deleted} of {} documents from {}",
+                ids.len(),
+                index.display()
+            );
             Ok(())
         }
-        Command::Search { index, mode, top_k, passages, filters, alpha, chunk_sum, json, query } => {
+        Command::Search {
+            index,
+            mode,
+            top_k,
+            passages,
+            filters,
+            alpha,
+            chunk_sum,
+            json,
+            query,
+        } => {
             let mode = parse_mode(&mode)?;
             let (index, embedder) = if mode == Mode::Bm25 {
                 (ibex::Index::open(&index)?, None)
@@ -175,7 +237,10 @@ fn run(cli: Cli) -> Result<()> {
             request.mode = mode;
             request.top_k = top_k;
             request.passages = passages;
-            request.filters = filters.iter().map(|f| f.parse::<MetadataFilter>()).collect::<std::result::Result<_, _>>()?;
+            request.filters = filters
+                .iter()
+                .map(|f| f.parse::<MetadataFilter>())
+                .collect::<std::result::Result<_, _>>()?;
             if let Some(alpha) = alpha {
                 request.fusion = Fusion::Weighted { alpha };
             }
@@ -185,16 +250,48 @@ fn run(cli: Cli) -> Result<()> {
             let results = ibex::search::search(&index, embedder.as_deref(), &request)?;
             let mut out = std::io::stdout().lock();
             if json {
-                writeln!(out, "{}", serde_json::to_string(&results).unwrap_or_default()).map_err(stdout_error)?;
+                writeln!(
+                    out,
+                    "{}",
+                    serde_json::to_string(&results).unwrap_or_default()
+                )
+                .map_err(stdout_error)?;
             } else {
                 ibex::quickstart::print_results(&mut out, &results).map_err(stdout_error)?;
             }
             Ok(())
         }
-        Command::Eval { beir_dir, index, mode, model, json, run_file } => {
-            let mode = parse_mode(&mode)?;
-            let options = IndexOptions { model, ..IndexOptions::default() };
-            let report = ibex::evaluate_beir(&beir_dir, &index, mode, &options, run_file.as_deref())?;
+        Command::Eval {
+            beir_dir,
+            index,
+            mode,
+            model,
+            chunk_tokens,
+            overlap,
+            alpha,
+            chunk_sum,
+            json,
+            run_file,
+        } => {
+            let mut request = SearchRequest::new("");
+            request.mode = parse_mode(&mode)?;
+            if let Some(alpha) = alpha {
+                request.fusion = Fusion::Weighted { alpha };
+            }
+            if let Some(k) = chunk_sum {
+                request.aggregation = ChunkAggregation::TopKSum(k);
+            }
+            let mode = request.mode;
+            let options = IndexOptions {
+                model,
+                chunking: ibex::ChunkingParams {
+                    chunk_tokens,
+                    overlap_tokens: overlap,
+                },
+                ..IndexOptions::default()
+            };
+            let report =
+                ibex::evaluate_beir(&beir_dir, &index, &request, &options, run_file.as_deref())?;
             if json {
                 println!("{}", serde_json::to_string(&report).unwrap_or_default());
             } else {
@@ -211,12 +308,22 @@ fn run(cli: Cli) -> Result<()> {
             }
             Ok(())
         }
-        Command::Embed { model, query } => embed_stdin(&model, if query { TextKind::Query } else { TextKind::Document }),
+        Command::Embed { model, query } => embed_stdin(
+            &model,
+            if query {
+                TextKind::Query
+            } else {
+                TextKind::Document
+            },
+        ),
     }
 }
 
 fn stdout_error(e: std::io::Error) -> IbexError {
-    IbexError::Io { context: "writing to stdout".into(), source: e }
+    IbexError::Io {
+        context: "writing to stdout".into(),
+        source: e,
+    }
 }
 
 fn embed_stdin(model: &str, kind: TextKind) -> Result<()> {
@@ -227,18 +334,31 @@ fn embed_stdin(model: &str, kind: TextKind) -> Result<()> {
     let flush = |batch: &mut Vec<String>, out: &mut dyn Write| -> Result<()> {
         let refs: Vec<&str> = batch.iter().map(String::as_str).collect();
         for vector in embedder.embed(&refs, kind)? {
-            writeln!(out, "{}", serde_json::to_string(&vector).unwrap_or_default()).map_err(stdout_error)?;
+            writeln!(
+                out,
+                "{}",
+                serde_json::to_string(&vector).unwrap_or_default()
+            )
+            .map_err(stdout_error)?;
         }
         batch.clear();
         Ok(())
     };
     for (number, line) in stdin.lines().enumerate() {
-        let line = line.map_err(|e| IbexError::Io { context: format!("reading stdin line {}", number + 1), source: e })?;
+        let line = line.map_err(|e| IbexError::Io {
+            context: format!("reading stdin line {}", number + 1),
+            source: e,
+        })?;
         // A JSON object with a "text" field is read as such; anything else is the text itself.
         let text = match serde_json::from_str::<serde_json::Value>(&line) {
             Ok(serde_json::Value::Object(object)) => match object.get("text") {
                 Some(serde_json::Value::String(text)) => text.clone(),
-                _ => return Err(IbexError::Usage(format!("stdin line {}: a JSON object needs a string \"text\" field", number + 1))),
+                _ => {
+                    return Err(IbexError::Usage(format!(
+                        "stdin line {}: a JSON object needs a string \"text\" field",
+                        number + 1
+                    )))
+                }
             },
             _ => line,
         };

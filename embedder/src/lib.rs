@@ -75,7 +75,10 @@ pub fn load_model(spec: &str) -> Result<Arc<dyn Embedder>> {
     }
     if fetch::is_default_model_name(spec) {
         let dir = fetch::ensure_default_model()?;
-        return Ok(Arc::new(BertEmbedder::load_with_id(&dir, DEFAULT_MODEL_ID)?));
+        return Ok(Arc::new(BertEmbedder::load_with_id(
+            &dir,
+            DEFAULT_MODEL_ID,
+        )?));
     }
     Err(EmbedderError::UnknownModel(spec.to_string()))
 }

@@ -51,9 +51,14 @@ struct SentenceBertFile {
 
 fn read_json<T: for<'de> Deserialize<'de>>(path: &Path) -> Result<Option<T>> {
     match std::fs::read(path) {
-        Ok(bytes) => serde_json::from_slice(&bytes)
-            .map(Some)
-            .map_err(|e| EmbedderError::InvalidModelFile { path: path.to_path_buf(), reason: e.to_string() }),
+        Ok(bytes) => {
+            serde_json::from_slice(&bytes)
+                .map(Some)
+                .map_err(|e| EmbedderError::InvalidModelFile {
+                    path: path.to_path_buf(),
+                    reason: e.to_string(),
+                })
+        }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
         Err(e) => Err(EmbedderError::io(format!("reading {}", path.display()), e)),
     }
@@ -63,14 +68,20 @@ impl SentenceConfig {
     /// Reads the sentence-transformers files of `dir`. Without them, the defaults are those of
     /// sentence-transformers itself for a bare checkpoint: mean pooling, no normalization.
     pub fn read(dir: &Path) -> Result<Self> {
-        let mut config = SentenceConfig { pooling: Pooling::Mean, normalize: false, max_seq_length: None };
+        let mut config = SentenceConfig {
+            pooling: Pooling::Mean,
+            normalize: false,
+            max_seq_length: None,
+        };
         if let Some(modules) = read_json::<Vec<Module>>(&dir.join("modules.json"))? {
             for module in modules {
                 if module.kind.ends_with("Normalize") {
                     config.normalize = true;
                 }
                 if module.kind.ends_with("Pooling") {
-                    if let Some(p) = read_json::<PoolingFile>(&dir.join(&module.path).join("config.json"))? {
+                    if let Some(p) =
+                        read_json::<PoolingFile>(&dir.join(&module.path).join("config.json"))?
+                    {
                         if p.pooling_mode_cls_token && !p.pooling_mode_mean_tokens {
                             config.pooling = Pooling::Cls;
                         }

@@ -20,7 +20,10 @@ pub struct ChunkingParams {
 
 impl Default for ChunkingParams {
     fn default() -> Self {
-        ChunkingParams { chunk_tokens: 200, overlap_tokens: 50 }
+        ChunkingParams {
+            chunk_tokens: 200,
+            overlap_tokens: 50,
+        }
     }
 }
 
@@ -28,7 +31,9 @@ impl ChunkingParams {
     /// Checks that the window advances (`overlap < chunk`).
     pub fn validate(&self) -> Result<()> {
         if self.chunk_tokens == 0 {
-            return Err(IndexError::InvalidChunking("chunk size must be at least 1 token".into()));
+            return Err(IndexError::InvalidChunking(
+                "chunk size must be at least 1 token".into(),
+            ));
         }
         if self.overlap_tokens >= self.chunk_tokens {
             return Err(IndexError::InvalidChunking(format!(
@@ -48,11 +53,20 @@ pub struct ChunkSpan {
 }
 
 /// Cuts `text` into token windows. A text that fits in one window is one chunk spanning all of it.
-pub fn chunk_document(text: &str, embedder: &dyn Embedder, params: ChunkingParams) -> EmbedResult<Vec<ChunkSpan>> {
+pub fn chunk_document(
+    text: &str,
+    embedder: &dyn Embedder,
+    params: ChunkingParams,
+) -> EmbedResult<Vec<ChunkSpan>> {
     let tokens = embedder.tokenize(text)?;
     let total_chars = text.chars().count();
+    // A text that fits in one window is one chunk; so is an empty text (a title-only document,
+    // whose embedded text is then its title alone).
     if tokens.len() <= params.chunk_tokens {
-        return Ok(vec![ChunkSpan { start: 0, end: total_chars }]);
+        return Ok(vec![ChunkSpan {
+            start: 0,
+            end: total_chars,
+        }]);
     }
     let stride = params.chunk_tokens - params.overlap_tokens;
     let mut spans = Vec::new();
@@ -60,7 +74,11 @@ pub fn chunk_document(text: &str, embedder: &dyn Embedder, params: ChunkingParam
     loop {
         let last = (first + params.chunk_tokens).min(tokens.len());
         let start = if first == 0 { 0 } else { tokens[first].start };
-        let end = if last == tokens.len() { total_chars } else { tokens[last - 1].end };
+        let end = if last == tokens.len() {
+            total_chars
+        } else {
+            tokens[last - 1].end
+        };
         spans.push(ChunkSpan { start, end });
         if last == tokens.len() {
             break;
@@ -72,9 +90,16 @@ pub fn chunk_document(text: &str, embedder: &dyn Embedder, params: ChunkingParam
 
 /// Returns the characters `start..end` of `text` (character offsets, not bytes).
 pub fn slice_chars(text: &str, start: usize, end: usize) -> &str {
-    let mut indices = text.char_indices().map(|(i, _)| i).chain(std::iter::once(text.len()));
+    let mut indices = text
+        .char_indices()
+        .map(|(i, _)| i)
+        .chain(std::iter::once(text.len()));
     let byte_start = indices.nth(start).unwrap_or(text.len());
-    let byte_end = if end > start { indices.nth(end - start - 1).unwrap_or(text.len()) } else { byte_start };
+    let byte_end = if end > start {
+        indices.nth(end - start - 1).unwrap_or(text.len())
+    } else {
+        byte_start
+    };
     &text[byte_start..byte_end]
 }
 
@@ -83,6 +108,8 @@ pub fn slice_chars(text: &str, start: usize, end: usize) -> &str {
 pub fn embedded_text(title: &str, chunk: &str) -> String {
     if title.trim().is_empty() {
         chunk.to_string()
+    } else if chunk.trim().is_empty() {
+        title.to_string()
     } else {
         format!("{title} {chunk}")
     }

@@ -36,29 +36,60 @@ impl Document {
         let id = match object.remove("_id").or_else(|| object.remove("id")) {
             Some(Value::String(s)) if !s.is_empty() => s,
             Some(Value::Number(n)) => n.to_string(),
-            Some(Value::String(_)) => return Err(DocumentProblem::Malformed("the document id is empty".into())),
-            Some(other) => return Err(DocumentProblem::Malformed(format!("the document id must be a string or a number, not {other}"))),
-            None => return Err(DocumentProblem::Malformed("missing \"_id\" (or \"id\") field".into())),
+            Some(Value::String(_)) => {
+                return Err(DocumentProblem::Malformed(
+                    "the document id is empty".into(),
+                ))
+            }
+            Some(other) => {
+                return Err(DocumentProblem::Malformed(format!(
+                    "the document id must be a string or a number, not {other}"
+                )))
+            }
+            None => {
+                return Err(DocumentProblem::Malformed(
+                    "missing \"_id\" (or \"id\") field".into(),
+                ))
+            }
         };
         let title = match object.remove("title") {
             None | Some(Value::Null) => String::new(),
             Some(Value::String(s)) => s,
-            Some(other) => return Err(DocumentProblem::Malformed(format!("document {id:?}: \"title\" must be a string, not {other}"))),
+            Some(other) => {
+                return Err(DocumentProblem::Malformed(format!(
+                    "document {id:?}: \"title\" must be a string, not {other}"
+                )))
+            }
         };
         let text = match object.remove("text") {
             Some(Value::String(s)) => s,
             None | Some(Value::Null) => String::new(),
-            Some(other) => return Err(DocumentProblem::Malformed(format!("document {id:?}: \"text\" must be a string, not {other}"))),
+            Some(other) => {
+                return Err(DocumentProblem::Malformed(format!(
+                    "document {id:?}: \"text\" must be a string, not {other}"
+                )))
+            }
         };
         let metadata = match object.remove("metadata") {
             None | Some(Value::Null) => Map::new(),
             Some(Value::Object(m)) => m,
-            Some(other) => return Err(DocumentProblem::Malformed(format!("document {id:?}: \"metadata\" must be an object, not {other}"))),
+            Some(other) => {
+                return Err(DocumentProblem::Malformed(format!(
+                    "document {id:?}: \"metadata\" must be an object, not {other}"
+                )))
+            }
         };
-        if text.trim().is_empty() {
+        // Title-only documents exist in real collections (CACM has hundreds); a document with
+        // neither title nor text has nothing to index.
+        if text.trim().is_empty() && title.trim().is_empty() {
             return Err(DocumentProblem::MissingText(id));
         }
-        Ok(Document { id, title, text, metadata })
+        Ok(Document {
+            id,
+            title,
+            text,
+            metadata,
+        })
     }
 }
 
@@ -95,7 +126,8 @@ pub fn read_corpus(path: &Path) -> Result<DocumentStream> {
 
 /// Opens a file for reading, transparently decompressing `.gz`.
 pub fn open_maybe_gzip(path: &Path) -> Result<Box<dyn BufRead + Send>> {
-    let file = File::open(path).map_err(|e| IndexError::io(format!("opening {}", path.display()), e))?;
+    let file =
+        File::open(path).map_err(|e| IndexError::io(format!("opening {}", path.display()), e))?;
     if path.extension().is_some_and(|e| e == "gz") {
         Ok(Box::new(BufReader::new(MultiGzDecoder::new(file))))
     } else {
@@ -112,9 +144,18 @@ fn read_jsonl(path: &Path) -> Result<DocumentStream> {
         line_number += 1;
         let bytes = match lines.next()? {
             Ok(bytes) => bytes,
-            Err(e) => return Some(Err(IndexError::io(format!("reading {} at line {line_number}", path.display()), e))),
+            Err(e) => {
+                return Some(Err(IndexError::io(
+                    format!("reading {} at line {line_number}", path.display()),
+                    e,
+                )))
+            }
         };
-        let malformed = |reason: String| IndexError::MalformedLine { path: path.clone(), line: line_number, reason };
+        let malformed = |reason: String| IndexError::MalformedLine {
+            path: path.clone(),
+            line: line_number,
+            reason,
+        };
         let Ok(line) = std::str::from_utf8(&bytes) else {
             return Some(Err(malformed("the line is not valid UTF-8".into())));
         };
@@ -128,20 +169,24 @@ fn read_jsonl(path: &Path) -> Result<DocumentStream> {
         return Some(match Document::from_json(value) {
             Ok(doc) => Ok(doc),
             Err(DocumentProblem::Malformed(reason)) => Err(malformed(reason)),
-            Err(DocumentProblem::MissingText(id)) => {
-                Err(IndexError::MissingText { id, path: PathBuf::from(format!("{}:{line_number}", path.display())) })
-            }
+            Err(DocumentProblem::MissingText(id)) => Err(IndexError::MissingText {
+                id,
+                path: PathBuf::from(format!("{}:{line_number}", path.display())),
+            }),
         });
     });
     Ok(Box::new(iter))
 }
 
 fn collect_text_files(root: &Path, dir: &Path, out: &mut Vec<PathBuf>) -> Result<()> {
-    let entries = std::fs::read_dir(dir).map_err(|e| IndexError::io(format!("listing {}", dir.display()), e))?;
+    let entries = std::fs::read_dir(dir)
+        .map_err(|e| IndexError::io(format!("listing {}", dir.display()), e))?;
     for entry in entries {
         let entry = entry.map_err(|e| IndexError::io(format!("listing {}", dir.display()), e))?;
         let path = entry.path();
-        let file_type = entry.file_type().map_err(|e| IndexError::io(format!("inspecting {}", path.display()), e))?;
+        let file_type = entry
+            .file_type()
+            .map_err(|e| IndexError::io(format!("inspecting {}", path.display()), e))?;
         if entry.file_name().to_string_lossy().starts_with('.') {
             continue;
         }
@@ -170,14 +215,31 @@ fn read_text_folder(root: &Path) -> Result<DocumentStream> {
         File::open(&path)
             .and_then(|mut f| f.read_to_end(&mut bytes))
             .map_err(|e| IndexError::io(format!("reading {}", path.display()), e))?;
-        let text = String::from_utf8(bytes).map_err(|_| IndexError::NotUtf8 { path: path.clone() })?;
+        let text =
+            String::from_utf8(bytes).map_err(|_| IndexError::NotUtf8 { path: path.clone() })?;
         let relative = path.strip_prefix(&root).unwrap_or(&path);
-        let id = relative.components().map(|c| c.as_os_str().to_string_lossy()).collect::<Vec<_>>().join("/");
+        let id = relative
+            .components()
+            .map(|c| c.as_os_str().to_string_lossy())
+            .collect::<Vec<_>>()
+            .join("/");
         if text.trim().is_empty() {
-            return Err(IndexError::MissingText { id, path: path.clone() });
+            return Err(IndexError::MissingText {
+                id,
+                path: path.clone(),
+            });
         }
-        let title = if path.extension().is_some_and(|e| e == "md") { markdown_title(&text) } else { String::new() };
-        Ok(Document { id, title, text, metadata: Map::new() })
+        let title = if path.extension().is_some_and(|e| e == "md") {
+            markdown_title(&text)
+        } else {
+            String::new()
+        };
+        Ok(Document {
+            id,
+            title,
+            text,
+            metadata: Map::new(),
+        })
     });
     Ok(Box::new(iter))
 }
@@ -214,9 +276,12 @@ mod tests {
     fn document_without_text_is_reported_by_id() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("c.jsonl");
-        std::fs::write(&path, "{\"id\": 7, \"title\": \"t\", \"text\": \"  \"}\n").unwrap();
+        std::fs::write(&path, "{\"id\": 7, \"title\": \"\", \"text\": \"  \"}\n").unwrap();
         let err = read_corpus(&path).unwrap().next().unwrap().unwrap_err();
-        assert!(matches!(&err, IndexError::MissingText { id, .. } if id == "7"), "{err}");
+        assert!(
+            matches!(&err, IndexError::MissingText { id, .. } if id == "7"),
+            "{err}"
+        );
     }
 
     #[test]

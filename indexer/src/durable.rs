@@ -16,11 +16,15 @@ use crate::error::{IndexError, Result};
 /// Writes `bytes` to `path` atomically and durably (temp file, fsync, rename, fsync directory).
 pub fn write_durably(path: &Path, bytes: &[u8]) -> Result<()> {
     let dir = path.parent().unwrap_or(Path::new("."));
-    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
     let temp = dir.join(format!(".{name}.tmp-{}", std::process::id()));
     let context = || format!("writing {}", path.display());
     let mut file = File::create(&temp).map_err(|e| IndexError::io(context(), e))?;
-    file.write_all(bytes).map_err(|e| IndexError::io(context(), e))?;
+    file.write_all(bytes)
+        .map_err(|e| IndexError::io(context(), e))?;
     file.sync_all().map_err(|e| IndexError::io(context(), e))?;
     drop(file);
     fs::rename(&temp, path).map_err(|e| IndexError::io(context(), e))?;
@@ -29,7 +33,9 @@ pub fn write_durably(path: &Path, bytes: &[u8]) -> Result<()> {
 
 /// Fsyncs an existing file.
 pub fn fsync_file(path: &Path) -> Result<()> {
-    File::open(path).and_then(|f| f.sync_all()).map_err(|e| IndexError::io(format!("syncing {}", path.display()), e))
+    File::open(path)
+        .and_then(|f| f.sync_all())
+        .map_err(|e| IndexError::io(format!("syncing {}", path.display()), e))
 }
 
 /// Fsyncs a directory, making renames and creations inside it durable.
@@ -37,7 +43,12 @@ pub fn fsync_dir(dir: &Path) -> Result<()> {
     match File::open(dir).and_then(|f| f.sync_all()) {
         Ok(()) => Ok(()),
         // Some file systems refuse to fsync directories; there is nothing more to do there.
-        Err(e) if e.kind() == std::io::ErrorKind::InvalidInput || e.raw_os_error() == Some(22) => Ok(()),
-        Err(e) => Err(IndexError::io(format!("syncing directory {}", dir.display()), e)),
+        Err(e) if e.kind() == std::io::ErrorKind::InvalidInput || e.raw_os_error() == Some(22) => {
+            Ok(())
+        }
+        Err(e) => Err(IndexError::io(
+            format!("syncing directory {}", dir.display()),
+            e,
+        )),
     }
 }

@@ -5,10 +5,14 @@ use std::path::PathBuf;
 pub enum IndexError {
     /// A JSONL line that is not a valid document.
     #[error("{path}:{line}: {reason}")]
-    MalformedLine { path: PathBuf, line: usize, reason: String },
+    MalformedLine {
+        path: PathBuf,
+        line: usize,
+        reason: String,
+    },
 
     /// A document whose text is missing or empty.
-    #[error("document {id:?} ({path}) has no text: every document needs a non-empty \"text\" field")]
+    #[error("document {id:?} ({path}) has no text: every document needs a non-empty \"text\" (or at least a \"title\")")]
     MissingText { id: String, path: PathBuf },
 
     /// A file in a corpus folder that is not UTF-8 text.
@@ -47,7 +51,11 @@ pub enum IndexError {
 
     /// The index was written by an incompatible version of ibex.
     #[error("index at {path} has format version {found}; this ibex reads version {supported}")]
-    UnsupportedFormat { path: PathBuf, found: u32, supported: u32 },
+    UnsupportedFormat {
+        path: PathBuf,
+        found: u32,
+        supported: u32,
+    },
 
     /// Another process is writing to the index.
     #[error("index at {path} is being written by another process (its tantivy writer lock is held): wait for it to finish")]
@@ -76,7 +84,10 @@ pub enum IndexError {
 
 impl IndexError {
     pub(crate) fn io(context: impl Into<String>, source: std::io::Error) -> Self {
-        IndexError::Io { context: context.into(), source }
+        IndexError::Io {
+            context: context.into(),
+            source,
+        }
     }
 }
 

@@ -78,8 +78,11 @@ fn committed_generation(dir: &Path, lexical: &tantivy::Index) -> Result<u64> {
         path: dir.to_path_buf(),
         reason: "its lexical index has no ibex commit (was it created by another program?)".into(),
     })?;
-    let payload: CommitPayload = serde_json::from_str(&payload)
-        .map_err(|e| IndexError::Corrupt { path: dir.join(LEXICAL_DIR).join("meta.json"), reason: format!("bad commit payload: {e}") })?;
+    let payload: CommitPayload =
+        serde_json::from_str(&payload).map_err(|e| IndexError::Corrupt {
+            path: dir.join(LEXICAL_DIR).join("meta.json"),
+            reason: format!("bad commit payload: {e}"),
+        })?;
     Ok(payload.ibex_generation)
 }
 
@@ -91,40 +94,66 @@ impl Index {
     pub fn create(dir: &Path, model: ModelInfo, chunking: ChunkingParams) -> Result<Index> {
         chunking.validate()?;
         if dir.exists() {
-            let empty = std::fs::read_dir(dir).map_err(|e| IndexError::io(format!("reading {}", dir.display()), e))?.next().is_none();
+            let empty = std::fs::read_dir(dir)
+                .map_err(|e| IndexError::io(format!("reading {}", dir.display()), e))?
+                .next()
+                .is_none();
             if !empty {
-                return Err(IndexError::AlreadyExists { path: dir.to_path_buf() });
+                return Err(IndexError::AlreadyExists {
+                    path: dir.to_path_buf(),
+                });
             }
         }
         let parent = match dir.parent() {
             Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
             _ => PathBuf::from("."),
         };
-        std::fs::create_dir_all(&parent).map_err(|e| IndexError::io(format!("creating {}", parent.display()), e))?;
-        let name = dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "index".into());
+        std::fs::create_dir_all(&parent)
+            .map_err(|e| IndexError::io(format!("creating {}", parent.display()), e))?;
+        let name = dir
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_else(|| "index".into());
         let staging = parent.join(format!(".{name}.creating-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&staging);
-        std::fs::create_dir_all(staging.join(LEXICAL_DIR)).map_err(|e| IndexError::io(format!("creating {}", staging.display()), e))?;
-        std::fs::create_dir_all(staging.join(VECTORS_DIR)).map_err(|e| IndexError::io(format!("creating {}", staging.display()), e))?;
+        std::fs::create_dir_all(staging.join(LEXICAL_DIR))
+            .map_err(|e| IndexError::io(format!("creating {}", staging.display()), e))?;
+        std::fs::create_dir_all(staging.join(VECTORS_DIR))
+            .map_err(|e| IndexError::io(format!("creating {}", staging.display()), e))?;
 
         let (schema, _) = build_schema();
         let lexical = tantivy::Index::create_in_dir(staging.join(LEXICAL_DIR), schema)?;
         lexical.tokenizers().register(ANALYZER, english_analyzer());
-        let manifest = Manifest { format_version: FORMAT_VERSION, generation: 0, model, chunking, next_chunk_key: 0, next_segment_id: 0, segments: Vec::new() };
+        let manifest = Manifest {
+            format_version: FORMAT_VERSION,
+            generation: 0,
+            model,
+            chunking,
+            next_chunk_key: 0,
+            next_segment_id: 0,
+            segments: Vec::new(),
+        };
         manifest.write(&staging)?;
         {
-            let mut writer: tantivy::IndexWriter = lexical.writer_with_num_threads(1, 15_000_000)?;
+            let mut writer: tantivy::IndexWriter =
+                lexical.writer_with_num_threads(1, 15_000_000)?;
             let mut prepared = writer.prepare_commit()?;
-            prepared.set_payload(&serde_json::to_string(&CommitPayload { ibex_generation: 0 }).unwrap_or_default());
+            prepared.set_payload(
+                &serde_json::to_string(&CommitPayload { ibex_generation: 0 }).unwrap_or_default(),
+            );
             prepared.commit()?;
         }
         drop(lexical);
         fsync_dir(&staging)?;
         if dir.exists() {
             // Checked empty above.
-            std::fs::remove_dir(dir).map_err(|e| IndexError::io(format!("replacing empty directory {}", dir.display()), e))?;
+            std::fs::remove_dir(dir).map_err(|e| {
+                IndexError::io(format!("replacing empty directory {}", dir.display()), e)
+            })?;
         }
-        std::fs::rename(&staging, dir).map_err(|e| IndexError::io(format!("moving the new index into {}", dir.display()), e))?;
+        std::fs::rename(&staging, dir).map_err(|e| {
+            IndexError::io(format!("moving the new index into {}", dir.display()), e)
+        })?;
         fsync_dir(&parent)?;
         Index::open(dir)
     }
@@ -132,24 +161,43 @@ impl Index {
     /// Opens the index at `dir` at its last commit.
     pub fn open(dir: &Path) -> Result<Index> {
         if !dir.is_dir() {
-            return Err(IndexError::NotAnIndex { path: dir.to_path_buf(), reason: "the directory does not exist".into() });
+            return Err(IndexError::NotAnIndex {
+                path: dir.to_path_buf(),
+                reason: "the directory does not exist".into(),
+            });
         }
         if !is_index(dir) {
-            return Err(IndexError::NotAnIndex { path: dir.to_path_buf(), reason: "the directory holds no lexical/meta.json".into() });
+            return Err(IndexError::NotAnIndex {
+                path: dir.to_path_buf(),
+                reason: "the directory holds no lexical/meta.json".into(),
+            });
         }
         let lexical = open_lexical(dir)?;
         let (schema, _) = build_schema();
-        let fields = fields_of(&lexical.schema()).map_err(|e| IndexError::Corrupt { path: dir.join(LEXICAL_DIR), reason: format!("unexpected schema: {e}") })?;
+        let fields = fields_of(&lexical.schema()).map_err(|e| IndexError::Corrupt {
+            path: dir.join(LEXICAL_DIR),
+            reason: format!("unexpected schema: {e}"),
+        })?;
         if lexical.schema() != schema {
-            return Err(IndexError::Corrupt { path: dir.join(LEXICAL_DIR), reason: "the lexical index's schema is not ibex's".into() });
+            return Err(IndexError::Corrupt {
+                path: dir.join(LEXICAL_DIR),
+                reason: "the lexical index's schema is not ibex's".into(),
+            });
         }
-        let reader = lexical.reader_builder().reload_policy(ReloadPolicy::Manual).try_into()?;
+        let reader = lexical
+            .reader_builder()
+            .reload_policy(ReloadPolicy::Manual)
+            .try_into()?;
         let mut index = Index {
             dir: dir.to_path_buf(),
             manifest: Manifest {
                 format_version: FORMAT_VERSION,
                 generation: u64::MAX,
-                model: ModelInfo { id: String::new(), source: String::new(), dimension: 0 },
+                model: ModelInfo {
+                    id: String::new(),
+                    source: String::new(),
+                    dimension: 0,
+                },
                 chunking: ChunkingParams::default(),
                 next_chunk_key: 0,
                 next_segment_id: 0,
@@ -183,19 +231,43 @@ impl Index {
             }
             self.live = LiveDocs::from_searcher(&self.reader.searcher())?;
             self.rebuild_rows();
+            // Every live chunk must have its vector: a commit that lost rows would otherwise make
+            // documents silently unreachable by dense search.
+            if self.rows.len() != self.live.chunks().len() {
+                return Err(IndexError::Corrupt {
+                    path: self
+                        .dir
+                        .join(crate::manifest::manifest_file_name(generation)),
+                    reason: format!(
+                        "{} live chunks but {} vectors for them",
+                        self.live.chunks().len(),
+                        self.rows.len()
+                    ),
+                });
+            }
             return Ok(());
         }
-        Err(IndexError::io(format!("opening {}", self.dir.display()), std::io::Error::other("the index kept changing while being opened")))
+        Err(IndexError::io(
+            format!("opening {}", self.dir.display()),
+            std::io::Error::other("the index kept changing while being opened"),
+        ))
     }
 
     fn load_segments(&mut self, manifest: &Manifest) -> Result<()> {
         let vectors_dir = self.dir.join(VECTORS_DIR);
-        let mut old: HashMap<u64, VectorSegment> = std::mem::take(&mut self.segments).into_iter().map(|s| (s.meta.id, s)).collect();
+        let mut old: HashMap<u64, VectorSegment> = std::mem::take(&mut self.segments)
+            .into_iter()
+            .map(|s| (s.meta.id, s))
+            .collect();
         let mut segments = Vec::with_capacity(manifest.segments.len());
         for meta in &manifest.segments {
             match old.remove(&meta.id) {
                 Some(segment) if segment.meta == *meta => segments.push(segment),
-                _ => segments.push(VectorSegment::load(&vectors_dir, meta, manifest.model.dimension)?),
+                _ => segments.push(VectorSegment::load(
+                    &vectors_dir,
+                    meta,
+                    manifest.model.dimension,
+                )?),
             }
         }
         self.segments = segments;
@@ -278,7 +350,10 @@ impl Index {
     /// Looks a document up by id.
     pub fn get_document(&self, id: &str) -> Result<Option<StoredDocument>> {
         let searcher = self.searcher();
-        let query = TermQuery::new(Term::from_field_text(self.fields.id, id), IndexRecordOption::Basic);
+        let query = TermQuery::new(
+            Term::from_field_text(self.fields.id, id),
+            IndexRecordOption::Basic,
+        );
         let hits = searcher.search(&query, &TopDocs::with_limit(1).order_by_score())?;
         match hits.first() {
             None => Ok(None),
@@ -289,13 +364,21 @@ impl Index {
     /// Decodes a stored tantivy document.
     pub fn stored_document(&self, doc: &TantivyDocument) -> StoredDocument {
         let f = &self.fields;
-        let text = |field| doc.get_first(field).and_then(|v| v.as_str()).unwrap_or_default().to_string();
+        let text = |field| {
+            doc.get_first(field)
+                .and_then(|v| v.as_str())
+                .unwrap_or_default()
+                .to_string()
+        };
         let metadata = doc
             .get_first(f.metadata_json)
             .and_then(|v| v.as_str())
             .and_then(|s| serde_json::from_str(s).ok())
             .unwrap_or_default();
-        let spans = doc.get_first(f.chunk_spans).and_then(|v| v.as_bytes()).unwrap_or_default();
+        let spans = doc
+            .get_first(f.chunk_spans)
+            .and_then(|v| v.as_bytes())
+            .unwrap_or_default();
         let chunks = spans
             .chunks_exact(8)
             .map(|c| ChunkSpan {
@@ -309,7 +392,10 @@ impl Index {
             text: text(f.text),
             metadata,
             chunks,
-            chunk_base: doc.get_first(f.chunk_base).and_then(|v| v.as_u64()).unwrap_or_default(),
+            chunk_base: doc
+                .get_first(f.chunk_base)
+                .and_then(|v| v.as_u64())
+                .unwrap_or_default(),
             content_hash: text(f.content_hash),
         }
     }
@@ -327,18 +413,34 @@ impl Index {
 
     /// The `k` chunks most similar to `query` (by dot product), among the live chunks, or among
     /// `allowed` when given (a subset of live chunks, for filtered search).
-    pub fn search_vectors(&self, query: &[f32], k: usize, allowed: Option<&ChunkSet>) -> Result<Vec<ChunkHit>> {
+    pub fn search_vectors(
+        &self,
+        query: &[f32],
+        k: usize,
+        allowed: Option<&ChunkSet>,
+    ) -> Result<Vec<ChunkHit>> {
         let dimension = self.manifest.model.dimension;
         if query.len() != dimension {
-            return Err(IndexError::WrongDimension { expected: dimension, got: query.len() });
+            return Err(IndexError::WrongDimension {
+                expected: dimension,
+                got: query.len(),
+            });
         }
         if k == 0 {
             return Ok(Vec::new());
         }
         let allowed = allowed.unwrap_or(self.live.chunks());
         let ef = k.max(100);
-        let mut hits: Vec<ChunkHit> = self.segments.iter().flat_map(|s| s.search(query, k, allowed, ef)).collect();
-        hits.sort_by(|a, b| b.score.total_cmp(&a.score).then(a.chunk_key.cmp(&b.chunk_key)));
+        let mut hits: Vec<ChunkHit> = self
+            .segments
+            .iter()
+            .flat_map(|s| s.search(query, k, allowed, ef))
+            .collect();
+        hits.sort_by(|a, b| {
+            b.score
+                .total_cmp(&a.score)
+                .then(a.chunk_key.cmp(&b.chunk_key))
+        });
         hits.truncate(k);
         Ok(hits)
     }

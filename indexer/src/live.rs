@@ -39,11 +39,19 @@ impl LiveDocs {
             let counts = fast.u64("chunk_count")?;
             let Some(ids) = fast.str("id")? else { continue };
             for doc in segment.doc_ids_alive() {
-                let (Some(base), Some(count)) = (bases.first(doc), counts.first(doc)) else { continue };
-                let Some(ord) = ids.term_ords(doc).next() else { continue };
+                let (Some(base), Some(count)) = (bases.first(doc), counts.first(doc)) else {
+                    continue;
+                };
+                let Some(ord) = ids.term_ords(doc).next() else {
+                    continue;
+                };
                 id.clear();
                 ids.ord_to_str(ord, &mut id)?;
-                docs.push(DocChunks { id: id.clone(), chunk_base: base, chunk_count: count as u32 });
+                docs.push(DocChunks {
+                    id: id.clone(),
+                    chunk_base: base,
+                    chunk_count: count as u32,
+                });
             }
         }
         Ok(LiveDocs::from_docs(docs))
@@ -58,7 +66,11 @@ impl LiveDocs {
             chunks.insert_range(doc.chunk_base, doc.chunk_base + doc.chunk_count as u64);
             by_id.insert(doc.id.clone(), i);
         }
-        LiveDocs { docs, by_id, chunks }
+        LiveDocs {
+            docs,
+            by_id,
+            chunks,
+        }
     }
 
     /// The live chunk keys.
@@ -68,7 +80,10 @@ impl LiveDocs {
 
     /// The document that owns live chunk `key`.
     pub fn owner(&self, key: u64) -> Option<&DocChunks> {
-        let i = self.docs.partition_point(|d| d.chunk_base <= key).checked_sub(1)?;
+        let i = self
+            .docs
+            .partition_point(|d| d.chunk_base <= key)
+            .checked_sub(1)?;
         let doc = &self.docs[i];
         (key < doc.chunk_base + doc.chunk_count as u64).then_some(doc)
     }

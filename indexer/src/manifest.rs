@@ -54,25 +54,43 @@ pub fn manifest_file_name(generation: u64) -> String {
 impl Manifest {
     /// Writes this manifest durably into `dir`.
     pub fn write(&self, dir: &Path) -> Result<()> {
-        let body = serde_json::to_value(self).map_err(|e| IndexError::io("serializing the manifest", std::io::Error::other(e)))?;
+        let body = serde_json::to_value(self)
+            .map_err(|e| IndexError::io("serializing the manifest", std::io::Error::other(e)))?;
         let crc32 = crc32fast::hash(body.to_string().as_bytes());
-        let file = ManifestFile { crc32, manifest: body };
-        let bytes = serde_json::to_vec_pretty(&file).map_err(|e| IndexError::io("serializing the manifest", std::io::Error::other(e)))?;
+        let file = ManifestFile {
+            crc32,
+            manifest: body,
+        };
+        let bytes = serde_json::to_vec_pretty(&file)
+            .map_err(|e| IndexError::io("serializing the manifest", std::io::Error::other(e)))?;
         write_durably(&dir.join(manifest_file_name(self.generation)), &bytes)
     }
 
     /// Reads and checks the manifest of `generation` in `dir`.
     pub fn read(dir: &Path, generation: u64) -> Result<Manifest> {
         let path = dir.join(manifest_file_name(generation));
-        let bytes = std::fs::read(&path).map_err(|e| IndexError::io(format!("reading manifest {}", path.display()), e))?;
-        let corrupt = |reason: String| IndexError::Corrupt { path: path.clone(), reason };
-        let file: ManifestFile = serde_json::from_slice(&bytes).map_err(|e| corrupt(e.to_string()))?;
+        let bytes = std::fs::read(&path)
+            .map_err(|e| IndexError::io(format!("reading manifest {}", path.display()), e))?;
+        let corrupt = |reason: String| IndexError::Corrupt {
+            path: path.clone(),
+            reason,
+        };
+        let file: ManifestFile =
+            serde_json::from_slice(&bytes).map_err(|e| corrupt(e.to_string()))?;
         if crc32fast::hash(file.manifest.to_string().as_bytes()) != file.crc32 {
             return Err(corrupt("checksum mismatch".into()));
         }
-        let version = file.manifest.get("format_version").and_then(|v| v.as_u64()).unwrap_or(0) as u32;
+        let version = file
+            .manifest
+            .get("format_version")
+            .and_then(|v| v.as_u64())
+            .unwrap_or(0) as u32;
         if version != FORMAT_VERSION {
-            return Err(IndexError::UnsupportedFormat { path: path.clone(), found: version, supported: FORMAT_VERSION });
+            return Err(IndexError::UnsupportedFormat {
+                path: path.clone(),
+                found: version,
+                supported: FORMAT_VERSION,
+            });
         }
         serde_json::from_value(file.manifest).map_err(|e| corrupt(e.to_string()))
     }

@@ -4,16 +4,21 @@
 //! tantivy document whose stored fields hold the title, text, metadata and chunk spans, and whose
 //! fast fields say which chunk keys (vector rows) belong to it.
 
-use tantivy::schema::{Field, IndexRecordOption, Schema, TextFieldIndexing, TextOptions, FAST, STORED, STRING};
-use tantivy::tokenizer::{Language, LowerCaser, RemoveLongFilter, SimpleTokenizer, Stemmer, StopWordFilter, TextAnalyzer};
+use tantivy::schema::{
+    Field, IndexRecordOption, Schema, TextFieldIndexing, TextOptions, FAST, STORED, STRING,
+};
+use tantivy::tokenizer::{
+    Language, LowerCaser, RemoveLongFilter, SimpleTokenizer, Stemmer, StopWordFilter, TextAnalyzer,
+};
 
 /// Name under which ibex's English analyzer is registered with tantivy.
 pub const ANALYZER: &str = "ibex_en";
 
 /// Lucene's English stop words (EnglishAnalyzer), so that BM25 matches Lucene/Anserini's.
 const STOP_WORDS: &[&str] = &[
-    "a", "an", "and", "are", "as", "at", "be", "but", "by", "for", "if", "in", "into", "is", "it", "no", "not", "of", "on", "or",
-    "such", "that", "the", "their", "then", "there", "these", "they", "this", "to", "was", "will", "with",
+    "a", "an", "and", "are", "as", "at", "be", "but", "by", "for", "if", "in", "into", "is", "it",
+    "no", "not", "of", "on", "or", "such", "that", "the", "their", "then", "there", "these",
+    "they", "this", "to", "was", "will", "with",
 ];
 
 /// The analyzer used for BM25: word tokens, lower-cased, English stop words removed, stemmed.
@@ -21,7 +26,9 @@ pub fn english_analyzer() -> TextAnalyzer {
     TextAnalyzer::builder(SimpleTokenizer::default())
         .filter(RemoveLongFilter::limit(40))
         .filter(LowerCaser)
-        .filter(StopWordFilter::remove(STOP_WORDS.iter().map(|w| w.to_string())))
+        .filter(StopWordFilter::remove(
+            STOP_WORDS.iter().map(|w| w.to_string()),
+        ))
         .filter(Stemmer::new(Language::English))
         .build()
 }
@@ -55,7 +62,9 @@ pub struct Fields {
 pub fn build_schema() -> (Schema, Fields) {
     let mut builder = Schema::builder();
     let contents_options = TextOptions::default().set_indexing_options(
-        TextFieldIndexing::default().set_tokenizer(ANALYZER).set_index_option(IndexRecordOption::WithFreqsAndPositions),
+        TextFieldIndexing::default()
+            .set_tokenizer(ANALYZER)
+            .set_index_option(IndexRecordOption::WithFreqsAndPositions),
     );
     let fields = Fields {
         id: builder.add_text_field("id", STRING | STORED | FAST),
@@ -95,9 +104,13 @@ pub fn metadata_terms(metadata: &serde_json::Map<String, serde_json::Value>) -> 
         match value {
             serde_json::Value::Null => {}
             serde_json::Value::String(s) => out.push(format!("{prefix}={s}")),
-            serde_json::Value::Bool(_) | serde_json::Value::Number(_) => out.push(format!("{prefix}={value}")),
+            serde_json::Value::Bool(_) | serde_json::Value::Number(_) => {
+                out.push(format!("{prefix}={value}"))
+            }
             serde_json::Value::Array(items) => items.iter().for_each(|v| walk(prefix, v, out)),
-            serde_json::Value::Object(map) => map.iter().for_each(|(k, v)| walk(&format!("{prefix}.{k}"), v, out)),
+            serde_json::Value::Object(map) => map
+                .iter()
+                .for_each(|(k, v)| walk(&format!("{prefix}.{k}"), v, out)),
         }
     }
     let mut out = Vec::new();

@@ -6,8 +6,8 @@
 //! delete, so a deleted or replaced chunk stays in its segment, masked by the live set the index
 //! derives from its committed documents, until a merge rewrites the segment without it.
 
-use std::collections::BinaryHeap;
 use std::cmp::Ordering;
+use std::collections::BinaryHeap;
 use std::fs::File;
 use std::io::Read;
 use std::path::Path;
@@ -15,8 +15,8 @@ use std::path::Path;
 use hnsw_rs::prelude::{AnnT, Distance, FilterT, Hnsw, HnswIo};
 use serde::{Deserialize, Serialize};
 
-use crate::error::{IndexError, Result};
 use crate::durable::{fsync_file, write_durably};
+use crate::error::{IndexError, Result};
 
 const MAGIC: &[u8; 8] = b"IBEXVEC1";
 
@@ -141,7 +141,10 @@ pub(crate) struct TopK {
 
 impl TopK {
     pub(crate) fn new(k: usize) -> Self {
-        TopK { k, heap: BinaryHeap::with_capacity(k + 1) }
+        TopK {
+            k,
+            heap: BinaryHeap::with_capacity(k + 1),
+        }
     }
 
     #[inline]
@@ -157,8 +160,19 @@ impl TopK {
     }
 
     pub(crate) fn into_sorted(self) -> Vec<ChunkHit> {
-        let mut hits: Vec<ChunkHit> = self.heap.into_iter().map(|m| ChunkHit { chunk_key: m.1, score: m.0 }).collect();
-        hits.sort_by(|a, b| b.score.total_cmp(&a.score).then(a.chunk_key.cmp(&b.chunk_key)));
+        let mut hits: Vec<ChunkHit> = self
+            .heap
+            .into_iter()
+            .map(|m| ChunkHit {
+                chunk_key: m.1,
+                score: m.0,
+            })
+            .collect();
+        hits.sort_by(|a, b| {
+            b.score
+                .total_cmp(&a.score)
+                .then(a.chunk_key.cmp(&b.chunk_key))
+        });
         hits
     }
 }
@@ -179,13 +193,23 @@ struct RowFilter<'a> {
 
 impl FilterT for RowFilter<'_> {
     fn hnsw_filter(&self, id: &usize) -> bool {
-        self.keys.get(*id).is_some_and(|&k| self.allowed.contains(k))
+        self.keys
+            .get(*id)
+            .is_some_and(|&k| self.allowed.contains(k))
     }
 }
 
 impl VectorSegment {
-    /// Writes a new segment (and its graph when large) into `dir`, durably, and returns it.
-    pub fn write(dir: &Path, id: u64, dimension: usize, keys: Vec<u64>, vectors: Vec<f32>) -> Result<VectorSegment> {
+    /// Writes a new segment into `dir`, durably, with an HNSW graph when `with_graph` (callers
+    /// decide by size: see [`HNSW_MIN_VECTORS`]), and returns it.
+    pub fn write(
+        dir: &Path,
+        id: u64,
+        dimension: usize,
+        keys: Vec<u64>,
+        vectors: Vec<f32>,
+        with_graph: bool,
+    ) -> Result<VectorSegment> {
         debug_assert_eq!(keys.len() * dimension, vectors.len());
         let file = format!("seg-{id:08}.vec");
         let path = dir.join(&file);
@@ -205,18 +229,27 @@ impl VectorSegment {
 
         let rows = keys.len();
         let mut segment = VectorSegment {
-            meta: SegmentMeta { id, file, rows, crc32, hnsw: None },
+            meta: SegmentMeta {
+                id,
+                file,
+                rows,
+                crc32,
+                hnsw: None,
+            },
             dimension,
             keys,
             vectors,
             graph: None,
         };
-        if rows >= HNSW_MIN_VECTORS {
+        if with_graph && rows > 0 {
             let basename = format!("seg-{id:08}");
             let graph = segment.build_graph();
-            let dumped = graph
-                .file_dump(dir, &basename)
-                .map_err(|e| IndexError::io(format!("writing HNSW graph {basename} in {}", dir.display()), std::io::Error::other(e.to_string())))?;
+            let dumped = graph.file_dump(dir, &basename).map_err(|e| {
+                IndexError::io(
+                    format!("writing HNSW graph {basename} in {}", dir.display()),
+                    std::io::Error::other(e.to_string()),
+                )
+            })?;
             for suffix in ["hnsw.graph", "hnsw.data"] {
                 fsync_file(&dir.join(format!("{dumped}.{suffix}")))?;
             }
@@ -227,8 +260,19 @@ impl VectorSegment {
     }
 
     fn build_graph(&self) -> Hnsw<'static, f32, DotDistance> {
-        let graph = Hnsw::new(HNSW_MAX_CONNECTIONS, self.keys.len(), HNSW_MAX_LAYER, HNSW_EF_CONSTRUCTION, DotDistance);
-        let rows: Vec<(&[f32], usize)> = self.vectors.chunks_exact(self.dimension).enumerate().map(|(i, v)| (v, i)).collect();
+        let graph = Hnsw::new(
+            HNSW_MAX_CONNECTIONS,
+            self.keys.len(),
+            HNSW_MAX_LAYER,
+            HNSW_EF_CONSTRUCTION,
+            DotDistance,
+        );
+        let rows: Vec<(&[f32], usize)> = self
+            .vectors
+            .chunks_exact(self.dimension)
+            .enumerate()
+            .map(|(i, v)| (v, i))
+            .collect();
         graph.parallel_insert_slice(&rows);
         graph
     }
@@ -236,7 +280,10 @@ impl VectorSegment {
     /// Loads a segment described by `meta` from `dir`, checking its checksum.
     pub fn load(dir: &Path, meta: &SegmentMeta, dimension: usize) -> Result<VectorSegment> {
         let path = dir.join(&meta.file);
-        let corrupt = |reason: String| IndexError::Corrupt { path: path.clone(), reason };
+        let corrupt = |reason: String| IndexError::Corrupt {
+            path: path.clone(),
+            reason,
+        };
         let mut bytes = Vec::new();
         File::open(&path)
             .and_then(|mut f| f.read_to_end(&mut bytes))
@@ -247,19 +294,42 @@ impl VectorSegment {
         if bytes.len() < 20 || &bytes[..8] != MAGIC {
             return Err(corrupt("not an ibex vector segment".into()));
         }
-        let file_dimension = u32::from_le_bytes(bytes[8..12].try_into().unwrap_or_default()) as usize;
+        let file_dimension =
+            u32::from_le_bytes(bytes[8..12].try_into().unwrap_or_default()) as usize;
         let rows = u64::from_le_bytes(bytes[12..20].try_into().unwrap_or_default()) as usize;
-        if file_dimension != dimension || rows != meta.rows || bytes.len() != 20 + rows * 8 + rows * dimension * 4 {
+        if file_dimension != dimension
+            || rows != meta.rows
+            || bytes.len() != 20 + rows * 8 + rows * dimension * 4
+        {
             return Err(corrupt(format!("holds {rows} vectors of {file_dimension} dims; the manifest expects {} of {dimension}", meta.rows)));
         }
         let keys_end = 20 + rows * 8;
-        let keys = bytes[20..keys_end].chunks_exact(8).map(|c| u64::from_le_bytes(c.try_into().unwrap_or_default())).collect();
-        let vectors = bytes[keys_end..].chunks_exact(4).map(|c| f32::from_le_bytes(c.try_into().unwrap_or_default())).collect();
+        let keys = bytes[20..keys_end]
+            .chunks_exact(8)
+            .map(|c| u64::from_le_bytes(c.try_into().unwrap_or_default()))
+            .collect();
+        let vectors = bytes[keys_end..]
+            .chunks_exact(4)
+            .map(|c| f32::from_le_bytes(c.try_into().unwrap_or_default()))
+            .collect();
         let graph = match &meta.hnsw {
             None => None,
-            Some(basename) => Some(load_graph(dir, basename).map_err(|reason| IndexError::Corrupt { path: dir.join(format!("{basename}.hnsw.graph")), reason })?),
+            Some(basename) => {
+                Some(
+                    load_graph(dir, basename).map_err(|reason| IndexError::Corrupt {
+                        path: dir.join(format!("{basename}.hnsw.graph")),
+                        reason,
+                    })?,
+                )
+            }
         };
-        Ok(VectorSegment { meta: meta.clone(), dimension, keys, vectors, graph })
+        Ok(VectorSegment {
+            meta: meta.clone(),
+            dimension,
+            keys,
+            vectors,
+            graph,
+        })
     }
 
     /// Chunk keys of the rows, in row order.
@@ -284,11 +354,19 @@ impl VectorSegment {
             // A graph walk under a filter that rejects most nodes degrades into a slow, lossy
             // scan; an exact scan of the few allowed rows is both faster and exact.
             if allowed_rows * 20 >= self.keys.len() {
-                let filter = RowFilter { keys: &self.keys, allowed };
+                let filter = RowFilter {
+                    keys: &self.keys,
+                    allowed,
+                };
                 return graph
                     .search_filter(query, k, ef.max(k), Some(&filter))
                     .into_iter()
-                    .filter_map(|n| self.keys.get(n.d_id).map(|&key| ChunkHit { chunk_key: key, score: 1.0 - n.distance }))
+                    .filter_map(|n| {
+                        self.keys.get(n.d_id).map(|&key| ChunkHit {
+                            chunk_key: key,
+                            score: 1.0 - n.distance,
+                        })
+                    })
                     .collect();
             }
         }
@@ -308,7 +386,10 @@ impl VectorSegment {
     }
 }
 
-fn load_graph(dir: &Path, basename: &str) -> std::result::Result<Hnsw<'static, f32, DotDistance>, String> {
+fn load_graph(
+    dir: &Path,
+    basename: &str,
+) -> std::result::Result<Hnsw<'static, f32, DotDistance>, String> {
     for suffix in ["hnsw.graph", "hnsw.data"] {
         if !dir.join(format!("{basename}.{suffix}")).is_file() {
             return Err(format!("missing {basename}.{suffix}"));
@@ -321,7 +402,109 @@ fn load_graph(dir: &Path, basename: &str) -> std::result::Result<Hnsw<'static, f
     // index. hnsw_rs also asserts on malformed files, so a panic is turned into an error.
     std::panic::catch_unwind(move || {
         let loader: &'static mut HnswIo = Box::leak(Box::new(HnswIo::new(&dir, &basename)));
-        loader.load_hnsw::<f32, DotDistance>().map_err(|e| e.to_string())
+        loader
+            .load_hnsw::<f32, DotDistance>()
+            .map_err(|e| e.to_string())
     })
     .map_err(|_| "hnsw_rs could not parse the graph files".to_string())?
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::{Rng, SeedableRng};
+
+    fn random_unit_vectors(n: usize, dimension: usize, seed: u64) -> Vec<f32> {
+        let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+        let mut out = Vec::with_capacity(n * dimension);
+        for _ in 0..n {
+            let v: Vec<f32> = (0..dimension)
+                .map(|_| rng.gen_range(-1.0f32..1.0))
+                .collect();
+            let norm = v.iter().map(|x| x * x).sum::<f32>().sqrt();
+            out.extend(v.iter().map(|x| x / norm));
+        }
+        out
+    }
+
+    #[test]
+    fn dot_matches_naive_sum() {
+        let a: Vec<f32> = (0..37).map(|i| i as f32 * 0.1).collect();
+        let b: Vec<f32> = (0..37).map(|i| 1.0 - i as f32 * 0.05).collect();
+        let naive: f32 = a.iter().zip(&b).map(|(x, y)| x * y).sum();
+        assert!((dot(&a, &b) - naive).abs() < 1e-3);
+    }
+
+    #[test]
+    fn graph_segment_round_trips_and_finds_the_exact_neighbours() {
+        let dir = tempfile::tempdir().unwrap();
+        let (n, dimension) = (3000, 24);
+        let keys: Vec<u64> = (0..n as u64).map(|k| k * 2 + 7).collect();
+        let vectors = random_unit_vectors(n, dimension, 1);
+        let written = VectorSegment::write(
+            dir.path(),
+            3,
+            dimension,
+            keys.clone(),
+            vectors.clone(),
+            true,
+        )
+        .unwrap();
+        assert!(written.meta.hnsw.is_some());
+        let loaded = VectorSegment::load(dir.path(), &written.meta, dimension).unwrap();
+        assert_eq!(loaded.keys(), &keys[..]);
+
+        let mut all = ChunkSet::default();
+        keys.iter().for_each(|&k| all.insert_range(k, k + 1));
+        // Half the keys allowed: the graph search must return only allowed keys.
+        let mut half = ChunkSet::default();
+        keys.iter()
+            .step_by(2)
+            .for_each(|&k| half.insert_range(k, k + 1));
+        let queries = random_unit_vectors(50, dimension, 2);
+        let mut found = 0;
+        for query in queries.chunks_exact(dimension) {
+            let exact: Vec<u64> = loaded
+                .scan(query, 10, &all)
+                .iter()
+                .map(|h| h.chunk_key)
+                .collect();
+            let approximate: Vec<u64> = loaded
+                .search(query, 10, &all, 100)
+                .iter()
+                .map(|h| h.chunk_key)
+                .collect();
+            found += approximate.iter().filter(|k| exact.contains(k)).count();
+            let filtered = loaded.search(query, 10, &half, 100);
+            assert!(filtered.iter().all(|h| half.contains(h.chunk_key)));
+        }
+        let recall = found as f64 / 500.0;
+        assert!(
+            recall >= 0.9,
+            "recall@10 of the graph against exact search: {recall}"
+        );
+    }
+
+    #[test]
+    fn damaged_segment_is_reported_not_trusted() {
+        let dir = tempfile::tempdir().unwrap();
+        let segment = VectorSegment::write(
+            dir.path(),
+            1,
+            4,
+            vec![1, 2],
+            random_unit_vectors(2, 4, 3),
+            false,
+        )
+        .unwrap();
+        let path = dir.path().join(&segment.meta.file);
+        let mut bytes = std::fs::read(&path).unwrap();
+        let last = bytes.len() - 1;
+        bytes[last] ^= 0xff;
+        std::fs::write(&path, bytes).unwrap();
+        let err = VectorSegment::load(dir.path(), &segment.meta, 4)
+            .err()
+            .unwrap();
+        assert!(matches!(err, IndexError::Corrupt { .. }), "{err}");
+    }
 }

@@ -56,7 +56,11 @@ pub struct CommitStats {
 
 #[derive(Debug, Clone)]
 enum Change {
-    Upserted { chunk_base: u64, chunk_count: u32, hash: String },
+    Upserted {
+        chunk_base: u64,
+        chunk_count: u32,
+        hash: String,
+    },
     Deleted,
 }
 
@@ -80,8 +84,15 @@ pub fn content_hash(doc: &Document) -> String {
         hasher.update(part.as_bytes());
         hasher.update([0u8]);
     }
-    hasher.update(serde_json::Value::Object(doc.metadata.clone()).to_string().as_bytes());
-    hasher.finalize()[..16].iter().map(|b| format!("{b:02x}")).collect()
+    hasher.update(
+        serde_json::Value::Object(doc.metadata.clone())
+            .to_string()
+            .as_bytes(),
+    );
+    hasher.finalize()[..16]
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }
 
 impl Index {
@@ -89,16 +100,29 @@ impl Index {
     /// be the model the index was built with.
     pub fn writer<'a>(&'a mut self, embedder: &'a dyn Embedder) -> Result<IndexWriter<'a>> {
         self.check_embedder(embedder)?;
-        let lexical = self.lexical.writer_with_num_threads(1, 50_000_000).map_err(|e| match e {
-            TantivyError::LockFailure(..) => IndexError::Locked { path: self.dir.clone() },
-            other => IndexError::Tantivy(other),
-        })?;
+        let lexical = self
+            .lexical
+            .writer_with_num_threads(1, 50_000_000)
+            .map_err(|e| match e {
+                TantivyError::LockFailure(..) => IndexError::Locked {
+                    path: self.dir.clone(),
+                },
+                other => IndexError::Tantivy(other),
+            })?;
         // Holding the lock, catch up with any commit made since this view was opened, then
         // remove what killed writers left behind.
         self.refresh()?;
         self.collect_garbage();
         let next_chunk_key = self.manifest.next_chunk_key;
-        Ok(IndexWriter { index: self, embedder, lexical, pending_keys: Vec::new(), pending_vectors: Vec::new(), next_chunk_key, changes: HashMap::new() })
+        Ok(IndexWriter {
+            index: self,
+            embedder,
+            lexical,
+            pending_keys: Vec::new(),
+            pending_vectors: Vec::new(),
+            next_chunk_key,
+            changes: HashMap::new(),
+        })
     }
 
     /// Removes files that the current manifest does not reference: leftovers of interrupted
@@ -113,18 +137,27 @@ impl Index {
                 keep.push(format!("{base}.hnsw.data"));
             }
         }
-        let remove_unlisted = |dir: &std::path::Path, is_ours: &dyn Fn(&str) -> bool, keep: &dyn Fn(&str) -> bool| {
-            if let Ok(entries) = std::fs::read_dir(dir) {
-                for entry in entries.flatten() {
-                    let name = entry.file_name().to_string_lossy().into_owned();
-                    if is_ours(&name) && !keep(&name) {
-                        let _ = std::fs::remove_file(entry.path());
+        let remove_unlisted =
+            |dir: &std::path::Path, is_ours: &dyn Fn(&str) -> bool, keep: &dyn Fn(&str) -> bool| {
+                if let Ok(entries) = std::fs::read_dir(dir) {
+                    for entry in entries.flatten() {
+                        let name = entry.file_name().to_string_lossy().into_owned();
+                        if is_ours(&name) && !keep(&name) {
+                            let _ = std::fs::remove_file(entry.path());
+                        }
                     }
                 }
-            }
-        };
-        remove_unlisted(&self.dir, &|n| n.starts_with("manifest-") || n.starts_with(".manifest-"), &|n| n == current);
-        remove_unlisted(&self.dir.join(VECTORS_DIR), &|n| n.starts_with("seg-") || n.starts_with(".seg-"), &|n| keep.iter().any(|k| k == n));
+            };
+        remove_unlisted(
+            &self.dir,
+            &|n| n.starts_with("manifest-") || n.starts_with(".manifest-"),
+            &|n| n == current,
+        );
+        remove_unlisted(
+            &self.dir.join(VECTORS_DIR),
+            &|n| n.starts_with("seg-") || n.starts_with(".seg-"),
+            &|n| keep.iter().any(|k| k == n),
+        );
     }
 }
 
@@ -133,7 +166,9 @@ impl IndexWriter<'_> {
         match self.changes.get(id) {
             Some(Change::Upserted { hash, .. }) => Ok(Some(hash.clone())),
             Some(Change::Deleted) => Ok(None),
-            None if self.index.live.get(id).is_some() => Ok(self.index.get_document(id)?.map(|d| d.content_hash)),
+            None if self.index.live.get(id).is_some() => {
+                Ok(self.index.get_document(id)?.map(|d| d.content_hash))
+            }
             None => Ok(None),
         }
     }
@@ -162,14 +197,21 @@ impl IndexWriter<'_> {
         let mut texts = Vec::new();
         for (doc, _) in &todo {
             let doc_spans = chunk_document(&doc.text, self.embedder, params)?;
-            texts.extend(doc_spans.iter().map(|s| embedded_text(&doc.title, slice_chars(&doc.text, s.start, s.end))));
+            texts.extend(
+                doc_spans
+                    .iter()
+                    .map(|s| embedded_text(&doc.title, slice_chars(&doc.text, s.start, s.end))),
+            );
             spans.push(doc_spans);
         }
         let text_refs: Vec<&str> = texts.iter().map(String::as_str).collect();
         let vectors = self.embedder.embed(&text_refs, TextKind::Document)?;
         let dimension = self.index.manifest.model.dimension;
         if let Some(bad) = vectors.iter().find(|v| v.len() != dimension) {
-            return Err(IndexError::WrongDimension { expected: dimension, got: bad.len() });
+            return Err(IndexError::WrongDimension {
+                expected: dimension,
+                got: bad.len(),
+            });
         }
         let mut vectors = vectors.into_iter();
         let f = self.index.fields;
@@ -179,7 +221,8 @@ impl IndexWriter<'_> {
             self.next_chunk_key += chunk_count as u64;
             for key in chunk_base..chunk_base + chunk_count as u64 {
                 self.pending_keys.push(key);
-                self.pending_vectors.extend(vectors.next().unwrap_or_default());
+                self.pending_vectors
+                    .extend(vectors.next().unwrap_or_default());
             }
             let mut entry = TantivyDocument::new();
             entry.add_text(f.id, &doc.id);
@@ -189,16 +232,31 @@ impl IndexWriter<'_> {
             for term in metadata_terms(&doc.metadata) {
                 entry.add_text(f.meta, term);
             }
-            entry.add_text(f.metadata_json, serde_json::Value::Object(doc.metadata.clone()).to_string());
+            entry.add_text(
+                f.metadata_json,
+                serde_json::Value::Object(doc.metadata.clone()).to_string(),
+            );
             entry.add_u64(f.chunk_base, chunk_base);
             entry.add_u64(f.chunk_count, chunk_count as u64);
-            let span_bytes: Vec<u8> = doc_spans.iter().flat_map(|s| [(s.start as u32).to_le_bytes(), (s.end as u32).to_le_bytes()]).flatten().collect();
+            let span_bytes: Vec<u8> = doc_spans
+                .iter()
+                .flat_map(|s| [(s.start as u32).to_le_bytes(), (s.end as u32).to_le_bytes()])
+                .flatten()
+                .collect();
             entry.add_bytes(f.chunk_spans, &span_bytes);
             entry.add_text(f.content_hash, &hash);
-            self.lexical.delete_term(Term::from_field_text(f.id, &doc.id));
+            self.lexical
+                .delete_term(Term::from_field_text(f.id, &doc.id));
             self.lexical.add_document(entry)?;
             stats.chunks += chunk_count as usize;
-            self.changes.insert(doc.id.clone(), Change::Upserted { chunk_base, chunk_count, hash });
+            self.changes.insert(
+                doc.id.clone(),
+                Change::Upserted {
+                    chunk_base,
+                    chunk_count,
+                    hash,
+                },
+            );
         }
         Ok(stats)
     }
@@ -214,7 +272,8 @@ impl IndexWriter<'_> {
             };
             if exists {
                 deleted += 1;
-                self.lexical.delete_term(Term::from_field_text(self.index.fields.id, id));
+                self.lexical
+                    .delete_term(Term::from_field_text(self.index.fields.id, id));
                 self.changes.insert(id.to_string(), Change::Deleted);
             }
         }
@@ -228,10 +287,25 @@ impl IndexWriter<'_> {
 
     /// The live documents as they will be once the pending changes commit.
     fn live_after_commit(&self) -> LiveDocs {
-        let mut docs: Vec<DocChunks> = self.index.live.iter().filter(|d| !self.changes.contains_key(&d.id)).cloned().collect();
+        let mut docs: Vec<DocChunks> = self
+            .index
+            .live
+            .iter()
+            .filter(|d| !self.changes.contains_key(&d.id))
+            .cloned()
+            .collect();
         for (id, change) in &self.changes {
-            if let Change::Upserted { chunk_base, chunk_count, .. } = change {
-                docs.push(DocChunks { id: id.clone(), chunk_base: *chunk_base, chunk_count: *chunk_count });
+            if let Change::Upserted {
+                chunk_base,
+                chunk_count,
+                ..
+            } = change
+            {
+                docs.push(DocChunks {
+                    id: id.clone(),
+                    chunk_base: *chunk_base,
+                    chunk_count: *chunk_count,
+                });
             }
         }
         LiveDocs::from_docs(docs)
@@ -250,7 +324,12 @@ impl IndexWriter<'_> {
         let mut kept: Vec<usize> = Vec::new();
         let mut flat_pool = RowPool::default();
         let mut graph_pool = RowPool::default();
-        let graphs = self.index.segments.iter().filter(|s| s.meta.hnsw.is_some()).count();
+        let graphs = self
+            .index
+            .segments
+            .iter()
+            .filter(|s| s.meta.hnsw.is_some())
+            .count();
         for (i, segment) in self.index.segments.iter().enumerate() {
             let alive = segment.count_allowed(live.chunks());
             if segment.meta.hnsw.is_some() {
@@ -265,14 +344,21 @@ impl IndexWriter<'_> {
                 flat_pool.sources.push(i);
             }
         }
+        // A single flat segment that lost no row, with no new rows to add, is kept as it is.
+        let flat_unchanged = flat_pool.sources.len() == 1
+            && flat_pool.keys.len() == self.index.segments[flat_pool.sources[0]].meta.rows
+            && !self
+                .pending_keys
+                .iter()
+                .any(|&key| live.chunks().contains(key));
         for (row, &key) in self.pending_keys.iter().enumerate() {
             if live.chunks().contains(key) {
                 flat_pool.keys.push(key);
-                flat_pool.vectors.extend_from_slice(&self.pending_vectors[row * dimension..(row + 1) * dimension]);
+                flat_pool.vectors.extend_from_slice(
+                    &self.pending_vectors[row * dimension..(row + 1) * dimension],
+                );
             }
         }
-        // A single flat segment that lost nothing and gained nothing is kept as it is.
-        let flat_unchanged = flat_pool.sources.len() == 1 && flat_pool.keys.len() == self.index.segments[flat_pool.sources[0]].meta.rows;
         if flat_unchanged {
             kept.push(flat_pool.sources[0]);
             flat_pool = RowPool::default();
@@ -280,7 +366,15 @@ impl IndexWriter<'_> {
         let mut new_segments = Vec::new();
         for pool in [graph_pool, flat_pool] {
             if !pool.keys.is_empty() {
-                new_segments.push(VectorSegment::write(&vectors_dir, next_segment_id, dimension, pool.keys, pool.vectors)?);
+                let with_graph = pool.keys.len() >= HNSW_MIN_VECTORS;
+                new_segments.push(VectorSegment::write(
+                    &vectors_dir,
+                    next_segment_id,
+                    dimension,
+                    pool.keys,
+                    pool.vectors,
+                    with_graph,
+                )?);
                 next_segment_id += 1;
             }
         }
@@ -293,7 +387,9 @@ impl IndexWriter<'_> {
             }
         }
         segments.extend(new_segments);
-        debug_assert!(segments.iter().all(|s| s.meta.rows >= HNSW_MIN_VECTORS || s.meta.hnsw.is_none()));
+        debug_assert!(segments
+            .iter()
+            .all(|s| s.meta.rows >= HNSW_MIN_VECTORS || s.meta.hnsw.is_none()));
 
         let manifest = Manifest {
             generation: self.index.manifest.generation + 1,
@@ -308,7 +404,10 @@ impl IndexWriter<'_> {
         let committed = (|| -> Result<()> {
             manifest.write(&self.index.dir)?;
             let mut prepared = self.lexical.prepare_commit()?;
-            let payload = serde_json::to_string(&CommitPayload { ibex_generation: manifest.generation }).unwrap_or_default();
+            let payload = serde_json::to_string(&CommitPayload {
+                ibex_generation: manifest.generation,
+            })
+            .unwrap_or_default();
             prepared.set_payload(&payload);
             prepared.commit()?;
             Ok(())

@@ -21,7 +21,11 @@ pub enum SearchError {
 
     /// A malformed evaluation file.
     #[error("{path}:{line}: {reason}")]
-    MalformedEvalFile { path: PathBuf, line: usize, reason: String },
+    MalformedEvalFile {
+        path: PathBuf,
+        line: usize,
+        reason: String,
+    },
 
     #[error(transparent)]
     Index(#[from] ibex_indexer::IndexError),

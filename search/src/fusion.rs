@@ -26,7 +26,10 @@ impl Default for Fusion {
 }
 
 fn sorted(mut scores: HashMap<String, f32>) -> Vec<DocScore> {
-    let mut out: Vec<DocScore> = scores.drain().map(|(id, score)| DocScore { id, score }).collect();
+    let mut out: Vec<DocScore> = scores
+        .drain()
+        .map(|(id, score)| DocScore { id, score })
+        .collect();
     out.sort_by(|a, b| b.score.total_cmp(&a.score).then_with(|| a.id.cmp(&b.id)));
     out
 }
@@ -46,10 +49,22 @@ pub fn fuse_reciprocal_rank(lists: &[&[DocScore]], k: f32) -> Vec<DocScore> {
 /// gets that list's minimum (normalized 0).
 pub fn fuse_weighted(dense: &[DocScore], lexical: &[DocScore], alpha: f32) -> Vec<DocScore> {
     fn normalized(list: &[DocScore]) -> impl Iterator<Item = (&str, f32)> {
-        let max = list.iter().map(|d| d.score).fold(f32::NEG_INFINITY, f32::max);
+        let max = list
+            .iter()
+            .map(|d| d.score)
+            .fold(f32::NEG_INFINITY, f32::max);
         let min = list.iter().map(|d| d.score).fold(f32::INFINITY, f32::min);
         let range = if max > min { max - min } else { 1.0 };
-        list.iter().map(move |d| (d.id.as_str(), if max > min { (d.score - min) / range } else { 1.0 }))
+        list.iter().map(move |d| {
+            (
+                d.id.as_str(),
+                if max > min {
+                    (d.score - min) / range
+                } else {
+                    1.0
+                },
+            )
+        })
     }
     let mut scores: HashMap<String, f32> = HashMap::new();
     for (id, s) in normalized(dense) {
@@ -66,7 +81,13 @@ mod tests {
     use super::*;
 
     fn list(ids: &[&str]) -> Vec<DocScore> {
-        ids.iter().enumerate().map(|(i, id)| DocScore { id: id.to_string(), score: 10.0 - i as f32 }).collect()
+        ids.iter()
+            .enumerate()
+            .map(|(i, id)| DocScore {
+                id: id.to_string(),
+                score: 10.0 - i as f32,
+            })
+            .collect()
     }
 
     #[test]

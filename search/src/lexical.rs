@@ -21,7 +21,10 @@ impl std::str::FromStr for MetadataFilter {
     type Err = SearchError;
     fn from_str(s: &str) -> Result<Self> {
         match s.split_once('=') {
-            Some((key, value)) if !key.trim().is_empty() => Ok(MetadataFilter { key: key.trim().to_string(), value: value.to_string() }),
+            Some((key, value)) if !key.trim().is_empty() => Ok(MetadataFilter {
+                key: key.trim().to_string(),
+                value: value.to_string(),
+            }),
             _ => Err(SearchError::InvalidFilter(s.to_string())),
         }
     }
@@ -45,8 +48,15 @@ pub fn bag_of_words_query(fields: &Fields, text: &str) -> Option<Box<dyn Query>>
     let clauses: Vec<(Occur, Box<dyn Query>)> = analyze(text)
         .into_iter()
         .map(|(term, count)| {
-            let query: Box<dyn Query> = Box::new(TermQuery::new(Term::from_field_text(fields.contents, &term), IndexRecordOption::WithFreqs));
-            let query: Box<dyn Query> = if count > 1 { Box::new(BoostQuery::new(query, count as f32)) } else { query };
+            let query: Box<dyn Query> = Box::new(TermQuery::new(
+                Term::from_field_text(fields.contents, &term),
+                IndexRecordOption::WithFreqs,
+            ));
+            let query: Box<dyn Query> = if count > 1 {
+                Box::new(BoostQuery::new(query, count as f32))
+            } else {
+                query
+            };
             (Occur::Should, query)
         })
         .collect();
@@ -62,15 +72,27 @@ pub fn filter_query(fields: &Fields, filters: &[MetadataFilter]) -> Option<Box<d
         .iter()
         .map(|f| {
             let term = Term::from_field_text(fields.meta, &format!("{}={}", f.key, f.value));
-            (Occur::Must, Box::new(TermQuery::new(term, IndexRecordOption::Basic)) as Box<dyn Query>)
+            (
+                Occur::Must,
+                Box::new(TermQuery::new(term, IndexRecordOption::Basic)) as Box<dyn Query>,
+            )
         })
         .collect();
-    Some(Box::new(ConstScoreQuery::new(Box::new(BooleanQuery::new(clauses)), 0.0)))
+    Some(Box::new(ConstScoreQuery::new(
+        Box::new(BooleanQuery::new(clauses)),
+        0.0,
+    )))
 }
 
 /// The chunk keys of the documents that pass `filters`.
-pub fn allowed_chunks(index: &Index, searcher: &Searcher, filters: &[MetadataFilter]) -> Result<Option<ChunkSet>> {
-    let Some(query) = filter_query(index.fields(), filters) else { return Ok(None) };
+pub fn allowed_chunks(
+    index: &Index,
+    searcher: &Searcher,
+    filters: &[MetadataFilter],
+) -> Result<Option<ChunkSet>> {
+    let Some(query) = filter_query(index.fields(), filters) else {
+        return Ok(None);
+    };
     let docs = searcher.search(&query, &DocSetCollector)?;
     let mut allowed = ChunkSet::default();
     for address in docs {

@@ -23,7 +23,9 @@ pub use error::{Result, SearchError};
 pub use fusion::{DocScore, Fusion};
 pub use lexical::MetadataFilter;
 pub use passages::Passage;
-pub use retriever::{Bm25Retriever, ChunkAggregation, DenseRetriever, HybridRetriever, PreparedQuery, Retriever};
+pub use retriever::{
+    Bm25Retriever, ChunkAggregation, DenseRetriever, HybridRetriever, PreparedQuery, Retriever,
+};
 
 /// Retrieval mode.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -110,13 +112,26 @@ pub struct SearchResults {
 }
 
 /// Ranks documents only (no passages): what evaluation needs.
-pub fn rank_documents(index: &Index, embedder: Option<&dyn Embedder>, request: &SearchRequest) -> Result<Vec<DocScore>> {
+pub fn rank_documents(
+    index: &Index,
+    embedder: Option<&dyn Embedder>,
+    request: &SearchRequest,
+) -> Result<Vec<DocScore>> {
     validate(request)?;
     let needs_vector = request.mode != Mode::Bm25;
     if needs_vector && embedder.is_none() {
-        return Err(SearchError::NoEmbedder(if request.mode == Mode::Dense { "dense" } else { "hybrid" }));
+        return Err(SearchError::NoEmbedder(if request.mode == Mode::Dense {
+            "dense"
+        } else {
+            "hybrid"
+        }));
     }
-    let prepared = PreparedQuery::new(index, embedder.filter(|_| needs_vector), &request.query, &request.filters)?;
+    let prepared = PreparedQuery::new(
+        index,
+        embedder.filter(|_| needs_vector),
+        &request.query,
+        &request.filters,
+    )?;
     retrieve(index, request, &prepared)
 }
 
@@ -125,42 +140,96 @@ fn validate(request: &SearchRequest) -> Result<()> {
         return Err(SearchError::InvalidRequest("the query is empty".into()));
     }
     if request.top_k == 0 || request.top_k > MAX_TOP_K {
-        return Err(SearchError::InvalidRequest(format!("top_k must be between 1 and {MAX_TOP_K}, not {}", request.top_k)));
+        return Err(SearchError::InvalidRequest(format!(
+            "top_k must be between 1 and {MAX_TOP_K}, not {}",
+            request.top_k
+        )));
     }
     if let Fusion::Weighted { alpha } = request.fusion {
         if !(0.0..=1.0).contains(&alpha) {
-            return Err(SearchError::InvalidRequest(format!("alpha must be between 0 and 1, not {alpha}")));
+            return Err(SearchError::InvalidRequest(format!(
+                "alpha must be between 0 and 1, not {alpha}"
+            )));
         }
     }
     Ok(())
 }
 
-fn retrieve(index: &Index, request: &SearchRequest, prepared: &PreparedQuery) -> Result<Vec<DocScore>> {
+fn retrieve(
+    index: &Index,
+    request: &SearchRequest,
+    prepared: &PreparedQuery,
+) -> Result<Vec<DocScore>> {
     match request.mode {
-        Mode::Bm25 => Bm25Retriever { depth: request.top_k }.retrieve(index, prepared),
-        Mode::Dense => DenseRetriever { depth: request.top_k, aggregation: request.aggregation }.retrieve(index, prepared),
-        Mode::Hybrid => HybridRetriever { depth: request.top_k, candidates: request.candidates, fusion: request.fusion, aggregation: request.aggregation }
-            .retrieve(index, prepared),
+        Mode::Bm25 => Bm25Retriever {
+            depth: request.top_k,
+        }
+        .retrieve(index, prepared),
+        Mode::Dense => DenseRetriever {
+            depth: request.top_k,
+            aggregation: request.aggregation,
+        }
+        .retrieve(index, prepared),
+        Mode::Hybrid => HybridRetriever {
+            depth: request.top_k,
+            candidates: request.candidates,
+            fusion: request.fusion,
+            aggregation: request.aggregation,
+        }
+        .retrieve(index, prepared),
     }
 }
 
 /// Runs a search: ranked documents with their best passages.
-pub fn search(index: &Index, embedder: Option<&dyn Embedder>, request: &SearchRequest) -> Result<SearchResults> {
+pub fn search(
+    index: &Index,
+    embedder: Option<&dyn Embedder>,
+    request: &SearchRequest,
+) -> Result<SearchResults> {
     let started = Instant::now();
     validate(request)?;
     let needs_vector = request.mode != Mode::Bm25;
     if needs_vector && embedder.is_none() {
-        return Err(SearchError::NoEmbedder(if request.mode == Mode::Dense { "dense" } else { "hybrid" }));
+        return Err(SearchError::NoEmbedder(if request.mode == Mode::Dense {
+            "dense"
+        } else {
+            "hybrid"
+        }));
     }
     // BM25 mode needs no model: the query is not embedded and passages are scored lexically.
-    let prepared = PreparedQuery::new(index, embedder.filter(|_| needs_vector), &request.query, &request.filters)?;
+    let prepared = PreparedQuery::new(
+        index,
+        embedder.filter(|_| needs_vector),
+        &request.query,
+        &request.filters,
+    )?;
     let ranked = retrieve(index, request, &prepared)?;
     let mut hits = Vec::with_capacity(ranked.len());
     for DocScore { id, score } in ranked {
-        let Some(doc) = index.get_document(&id)? else { continue };
+        let Some(doc) = index.get_document(&id)? else {
+            continue;
+        };
         let lexical = request.mode != Mode::Dense;
-        let passages = passages::best_passages(index, &doc, &request.query, prepared.vector.as_deref(), lexical, request.passages);
-        hits.push(SearchHit { id, score, title: doc.title, metadata: doc.metadata, passages });
+        let passages = passages::best_passages(
+            index,
+            &doc,
+            &request.query,
+            prepared.vector.as_deref(),
+            lexical,
+            request.passages,
+        );
+        hits.push(SearchHit {
+            id,
+            score,
+            title: doc.title,
+            metadata: doc.metadata,
+            passages,
+        });
     }
-    Ok(SearchResults { query: request.query.clone(), mode: request.mode, hits, took_ms: started.elapsed().as_secs_f64() * 1000.0 })
+    Ok(SearchResults {
+        query: request.query.clone(),
+        mode: request.mode,
+        hits,
+        took_ms: started.elapsed().as_secs_f64() * 1000.0,
+    })
 }

@@ -49,7 +49,12 @@ pub fn evaluate(ranking: &[(String, f32)], judgments: &Judgments) -> Measures {
     }
     let mut ideal: Vec<i32> = judgments.values().copied().filter(|&g| g > 0).collect();
     ideal.sort_unstable_by(|a, b| b.cmp(a));
-    let idcg: f64 = ideal.iter().take(10).enumerate().map(|(i, &g)| g as f64 / ((i + 2) as f64).log2()).sum();
+    let idcg: f64 = ideal
+        .iter()
+        .take(10)
+        .enumerate()
+        .map(|(i, &g)| g as f64 / ((i + 2) as f64).log2())
+        .sum();
     measures.ndcg_at_10 = if idcg > 0.0 { dcg / idcg } else { 0.0 };
 
     let mut found = 0usize;
@@ -91,7 +96,10 @@ mod tests {
     }
 
     fn run(ids: &[&str]) -> Vec<(String, f32)> {
-        ids.iter().enumerate().map(|(i, d)| (d.to_string(), 100.0 - i as f32)).collect()
+        ids.iter()
+            .enumerate()
+            .map(|(i, d)| (d.to_string(), 100.0 - i as f32))
+            .collect()
     }
 
     #[test]
@@ -116,7 +124,11 @@ mod tests {
 
     #[test]
     fn ties_break_by_descending_id_like_trec_eval() {
-        let mut ranking = vec![("a".to_string(), 1.0), ("b".to_string(), 1.0), ("c".to_string(), 2.0)];
+        let mut ranking = vec![
+            ("a".to_string(), 1.0),
+            ("b".to_string(), 1.0),
+            ("c".to_string(), 2.0),
+        ];
         trec_order(&mut ranking);
         let ids: Vec<&str> = ranking.iter().map(|r| r.0.as_str()).collect();
         assert_eq!(ids, ["c", "b", "a"]);

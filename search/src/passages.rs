@@ -26,13 +26,21 @@ fn lexical_chunk_scores(index: &Index, doc: &StoredDocument, query: &str) -> Vec
     let idf: Vec<(String, f32)> = terms
         .keys()
         .map(|t| {
-            let df = searcher.doc_freq(&tantivy::Term::from_field_text(index.fields().contents, t)).unwrap_or(0) as f32;
+            let df = searcher
+                .doc_freq(&tantivy::Term::from_field_text(index.fields().contents, t))
+                .unwrap_or(0) as f32;
             (t.clone(), (1.0 + (total - df + 0.5) / (df + 0.5)).ln())
         })
         .collect();
-    let analyzed: Vec<std::collections::BTreeMap<String, u32>> =
-        doc.chunks.iter().map(|span| analyze(slice_chars(&doc.text, span.start, span.end))).collect();
-    let lengths: Vec<f32> = analyzed.iter().map(|a| a.values().sum::<u32>() as f32).collect();
+    let analyzed: Vec<std::collections::BTreeMap<String, u32>> = doc
+        .chunks
+        .iter()
+        .map(|span| analyze(slice_chars(&doc.text, span.start, span.end)))
+        .collect();
+    let lengths: Vec<f32> = analyzed
+        .iter()
+        .map(|a| a.values().sum::<u32>() as f32)
+        .collect();
     let average = (lengths.iter().sum::<f32>() / lengths.len().max(1) as f32).max(1.0);
     analyzed
         .iter()
@@ -61,20 +69,33 @@ fn ranks(scores: &[f32]) -> Vec<usize> {
 
 /// The `count` best passages of `doc`, best first. With a query vector, chunks are scored by
 /// cosine; with lexical scoring too, both rankings are fused by reciprocal rank.
-pub fn best_passages(index: &Index, doc: &StoredDocument, query: &str, vector: Option<&[f32]>, lexical: bool, count: usize) -> Vec<Passage> {
+pub fn best_passages(
+    index: &Index,
+    doc: &StoredDocument,
+    query: &str,
+    vector: Option<&[f32]>,
+    lexical: bool,
+    count: usize,
+) -> Vec<Passage> {
     if count == 0 || doc.chunks.is_empty() {
         return Vec::new();
     }
     let dense: Option<Vec<f32>> = vector.map(|q| {
         (0..doc.chunks.len())
-            .map(|i| index.chunk_vector(doc.chunk_base + i as u64).map_or(0.0, |v| ibex_indexer::vectors::dot(q, v)))
+            .map(|i| {
+                index
+                    .chunk_vector(doc.chunk_base + i as u64)
+                    .map_or(0.0, |v| ibex_indexer::vectors::dot(q, v))
+            })
             .collect()
     });
     let lexical_scores = lexical.then(|| lexical_chunk_scores(index, doc, query));
     let scores: Vec<f32> = match (dense, lexical_scores) {
         (Some(d), Some(l)) => {
             let (rd, rl) = (ranks(&d), ranks(&l));
-            (0..d.len()).map(|i| 1.0 / (61.0 + rd[i] as f32) + 1.0 / (61.0 + rl[i] as f32)).collect()
+            (0..d.len())
+                .map(|i| 1.0 / (61.0 + rd[i] as f32) + 1.0 / (61.0 + rl[i] as f32))
+                .collect()
         }
         (Some(d), None) => d,
         (None, Some(l)) => l,
@@ -87,7 +108,12 @@ pub fn best_passages(index: &Index, doc: &StoredDocument, query: &str, vector: O
         .take(count)
         .map(|i| {
             let span = doc.chunks[i];
-            Passage { text: slice_chars(&doc.text, span.start, span.end).to_string(), start: span.start, end: span.end, score: scores[i] }
+            Passage {
+                text: slice_chars(&doc.text, span.start, span.end).to_string(),
+                start: span.start,
+                end: span.end,
+                score: scores[i],
+            }
         })
         .collect()
 }

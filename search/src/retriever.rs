@@ -35,13 +35,23 @@ pub struct PreparedQuery<'q> {
 
 impl<'q> PreparedQuery<'q> {
     /// Prepares `text`: embeds it when an embedder is given, resolves the filters.
-    pub fn new(index: &Index, embedder: Option<&dyn Embedder>, text: &'q str, filters: &'q [MetadataFilter]) -> Result<Self> {
+    pub fn new(
+        index: &Index,
+        embedder: Option<&dyn Embedder>,
+        text: &'q str,
+        filters: &'q [MetadataFilter],
+    ) -> Result<Self> {
         let vector = match embedder {
             Some(e) => Some(e.embed(&[text], TextKind::Query)?.pop().unwrap_or_default()),
             None => None,
         };
         let allowed = allowed_chunks(index, &index.searcher(), filters)?;
-        Ok(PreparedQuery { text, filters, vector, allowed })
+        Ok(PreparedQuery {
+            text,
+            filters,
+            vector,
+            allowed,
+        })
     }
 }
 
@@ -59,17 +69,29 @@ pub struct Bm25Retriever {
 impl Retriever for Bm25Retriever {
     fn retrieve(&self, index: &Index, query: &PreparedQuery) -> Result<Vec<DocScore>> {
         let fields = index.fields();
-        let Some(terms) = bag_of_words_query(fields, query.text) else { return Ok(Vec::new()) };
+        let Some(terms) = bag_of_words_query(fields, query.text) else {
+            return Ok(Vec::new());
+        };
         let query = match filter_query(fields, query.filters) {
-            Some(filter) => Box::new(BooleanQuery::new(vec![(Occur::Must, filter), (Occur::Must, terms)])),
+            Some(filter) => Box::new(BooleanQuery::new(vec![
+                (Occur::Must, filter),
+                (Occur::Must, terms),
+            ])),
             None => terms,
         };
         let searcher = index.searcher();
-        let hits = searcher.search(&*query, &TopDocs::with_limit(self.depth.max(1)).order_by_score())?;
+        let hits = searcher.search(
+            &*query,
+            &TopDocs::with_limit(self.depth.max(1)).order_by_score(),
+        )?;
         let mut out = Vec::with_capacity(hits.len());
         for (score, address) in hits {
             let doc: TantivyDocument = searcher.doc(address)?;
-            let id = doc.get_first(fields.id).and_then(|v| v.as_str()).unwrap_or_default().to_string();
+            let id = doc
+                .get_first(fields.id)
+                .and_then(|v| v.as_str())
+                .unwrap_or_default()
+                .to_string();
             out.push(DocScore { id, score });
         }
         Ok(out)
@@ -84,8 +106,14 @@ pub struct DenseRetriever {
 
 impl Retriever for DenseRetriever {
     fn retrieve(&self, index: &Index, query: &PreparedQuery) -> Result<Vec<DocScore>> {
-        let vector = query.vector.as_deref().ok_or(SearchError::NoEmbedder("dense"))?;
-        let available = query.allowed.as_ref().map_or(index.num_chunks(), |a| a.len());
+        let vector = query
+            .vector
+            .as_deref()
+            .ok_or(SearchError::NoEmbedder("dense"))?;
+        let available = query
+            .allowed
+            .as_ref()
+            .map_or(index.num_chunks(), |a| a.len());
         let per_doc = match self.aggregation {
             ChunkAggregation::Max => 1,
             ChunkAggregation::TopKSum(k) => k.max(1),
@@ -98,7 +126,10 @@ impl Retriever for DenseRetriever {
             let mut per_document: HashMap<&str, Vec<f32>> = HashMap::new();
             for hit in &hits {
                 if let Some(owner) = index.live_docs().owner(hit.chunk_key) {
-                    per_document.entry(owner.id.as_str()).or_default().push(hit.score);
+                    per_document
+                        .entry(owner.id.as_str())
+                        .or_default()
+                        .push(hit.score);
                 }
             }
             if per_document.len() >= self.depth || k >= available {
@@ -109,7 +140,10 @@ impl Retriever for DenseRetriever {
                             ChunkAggregation::Max => scores[0],
                             ChunkAggregation::TopKSum(n) => scores.iter().take(n).sum(),
                         };
-                        DocScore { id: id.to_string(), score }
+                        DocScore {
+                            id: id.to_string(),
+                            score,
+                        }
                     })
                     .collect();
                 out.sort_by(|a, b| b.score.total_cmp(&a.score).then_with(|| a.id.cmp(&b.id)));
@@ -134,7 +168,11 @@ impl Retriever for HybridRetriever {
     fn retrieve(&self, index: &Index, query: &PreparedQuery) -> Result<Vec<DocScore>> {
         let depth = self.candidates.max(self.depth);
         let lexical = Bm25Retriever { depth }.retrieve(index, query)?;
-        let dense = DenseRetriever { depth, aggregation: self.aggregation }.retrieve(index, query)?;
+        let dense = DenseRetriever {
+            depth,
+            aggregation: self.aggregation,
+        }
+        .retrieve(index, query)?;
         let mut fused = match self.fusion {
             Fusion::ReciprocalRank { k } => fuse_reciprocal_rank(&[&lexical, &dense], k),
             Fusion::Weighted { alpha } => fuse_weighted(&dense, &lexical, alpha),

@@ -1,0 +1,80 @@
+//! ibex's default embedder reproduces an independent sentence-transformers run.
+
+mod common;
+
+use ibex::TextKind;
+
+fn cosine(a: &[f32], b: &[f64]) -> f64 {
+    let dot: f64 = a.iter().zip(b).map(|(x, y)| *x as f64 * y).sum();
+    let na: f64 = a.iter().map(|x| (*x as f64).powi(2)).sum::<f64>().sqrt();
+    let nb: f64 = b.iter().map(|y| y.powi(2)).sum::<f64>().sqrt();
+    dot / (na * nb)
+}
+
+#[test]
+fn matches_sentence_transformers_reference_alone_and_in_mixed_batches() {
+    let fixture: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(common::shared("fixtures/minilm-l6-v2-reference.json"))
+            .expect("../shared/fixtures is present"),
+    )
+    .unwrap();
+    let items = fixture["items"].as_array().unwrap();
+    assert!(items.len() >= 5);
+    let texts: Vec<&str> = items.iter().map(|i| i["text"].as_str().unwrap()).collect();
+    let references: Vec<Vec<f64>> = items
+        .iter()
+        .map(|i| {
+            i["embedding"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|v| v.as_f64().unwrap())
+                .collect()
+        })
+        .collect();
+    let model = common::default_model();
+    assert_eq!(model.dimension(), 384);
+    assert_eq!(model.max_tokens(), 256);
+
+    // Alone.
+    for (text, reference) in texts.iter().zip(&references) {
+        let vector = model.embed(&[text], TextKind::Document).unwrap().remove(0);
+        let c = cosine(&vector, reference);
+        assert!(
+            c >= 0.9999,
+            "alone: cosine {c} for {:?}",
+            text.chars().take(60).collect::<String>()
+        );
+    }
+    // In one batch of mixed lengths, and in a batch in reverse order with duplicates, so that
+    // padding and length sorting are exercised.
+    let mut shuffled: Vec<usize> = (0..texts.len()).rev().collect();
+    shuffled.extend(0..texts.len().min(3));
+    for order in [(0..texts.len()).collect::<Vec<_>>(), shuffled] {
+        let batch: Vec<&str> = order.iter().map(|&i| texts[i]).collect();
+        let vectors = model.embed(&batch, TextKind::Document).unwrap();
+        for (&i, vector) in order.iter().zip(&vectors) {
+            let c = cosine(vector, &references[i]);
+            assert!(c >= 0.9999, "batched: cosine {c} for item {i}");
+        }
+    }
+}
+
+#[test]
+fn vectors_are_normalized_and_tokens_carry_character_offsets() {
+    let model = common::default_model();
+    let vector = model
+        .embed(&["Ünïcödé text, with punctuation!"], TextKind::Query)
+        .unwrap()
+        .remove(0);
+    let norm: f32 = vector.iter().map(|x| x * x).sum::<f32>().sqrt();
+    assert!((norm - 1.0).abs() < 1e-4);
+    let text = "héllo wörld";
+    let spans = model.tokenize(text).unwrap();
+    let last = spans.last().unwrap();
+    assert_eq!(
+        last.end,
+        text.chars().count(),
+        "offsets are in characters, not bytes"
+    );
+}

@@ -1,0 +1,399 @@
+//! Indexing, reopening, incremental updates, and the errors users meet on bad input.
+
+mod common;
+
+use std::path::Path;
+
+use ibex::search::{search, MetadataFilter, SearchError};
+use ibex::{IbexError, Index, IndexOptions, Mode, SearchRequest};
+use ibex_indexer::IndexError;
+
+fn ids(index: &Index, query: &str, mode: Mode) -> Vec<String> {
+    let model = common::default_model();
+    let mut request = SearchRequest::new(query);
+    request.mode = mode;
+    search(index, Some(model.as_ref()), &request)
+        .unwrap()
+        .hits
+        .into_iter()
+        .map(|h| h.id)
+        .collect()
+}
+
+fn options() -> IndexOptions {
+    IndexOptions {
+        commit_every: 2,
+        batch_size: 2,
+        ..IndexOptions::default()
+    }
+}
+
+const DOCS: &[(&str, &str, &str)] = &[
+    (
+        "volcano",
+        "Volcanoes",
+        "Magma rises through the crust and erupts as lava, ash and gas from a volcano.",
+    ),
+    (
+        "bread",
+        "Bread",
+        "Yeast ferments the sugars in dough, producing carbon dioxide that makes bread rise.",
+    ),
+    (
+        "chess",
+        "Chess",
+        "Each player starts with sixteen pieces; the goal is to checkmate the opposing king.",
+    ),
+    (
+        "tides",
+        "Tides",
+        "The gravitational pull of the Moon raises two bulges in the oceans, causing tides.",
+    ),
+];
+
+#[test]
+fn index_reopen_update_delete() {
+    let temp = tempfile::tempdir().unwrap();
+    let corpus = temp.path().join("corpus.jsonl");
+    let dir = temp.path().join("idx");
+    common::write_jsonl(&corpus, DOCS);
+    let report = ibex::index_corpus(&corpus, &dir, &options(), |_| {}).unwrap();
+    assert_eq!(
+        (report.added, report.documents_in_index, report.commits),
+        (4, 4, 2)
+    );
+
+    let index = Index::open(&dir).unwrap();
+    for mode in [Mode::Bm25, Mode::Dense, Mode::Hybrid] {
+        assert_eq!(
+            ids(&index, "the Moon pulls the oceans", mode)[0],
+            "tides",
+            "{mode}"
+        );
+    }
+    let before: Vec<Vec<String>> = [Mode::Bm25, Mode::Dense, Mode::Hybrid]
+        .iter()
+        .map(|&m| ids(&index, "dough fermentation", m))
+        .collect();
+    drop(index);
+
+    // Reopened: same results.
+    let index = Index::open(&dir).unwrap();
+    let after: Vec<Vec<String>> = [Mode::Bm25, Mode::Dense, Mode::Hybrid]
+        .iter()
+        .map(|&m| ids(&index, "dough fermentation", m))
+        .collect();
+    assert_eq!(before, after);
+    drop(index);
+
+    // Re-indexing the same corpus embeds nothing.
+    let report = ibex::index_corpus(&corpus, &dir, &options(), |_| {}).unwrap();
+    assert_eq!(
+        (report.unchanged, report.chunks_embedded, report.commits),
+        (4, 0, 0)
+    );
+
+    // Replace one document and add one.
+    common::write_jsonl(
+        &corpus,
+        &[
+            (
+                "chess",
+                "Go",
+                "Go is played with black and white stones on a nineteen by nineteen grid.",
+            ),
+            (
+                "rust",
+                "Rust",
+                "Iron oxide forms when iron reacts with oxygen and moisture.",
+            ),
+        ],
+    );
+    let report = ibex::index_corpus(&corpus, &dir, &options(), |_| {}).unwrap();
+    assert_eq!(
+        (report.added, report.replaced, report.documents_in_index),
+        (1, 1, 5)
+    );
+    let check_updated = |index: &Index| {
+        assert_eq!(index.get_document("chess").unwrap().unwrap().title, "Go");
+        for mode in [Mode::Bm25, Mode::Dense, Mode::Hybrid] {
+            assert_eq!(
+                ids(index, "stones on a grid board game", mode)[0],
+                "chess",
+                "{mode}"
+            );
+            assert_eq!(ids(index, "corrosion of iron", mode)[0], "rust", "{mode}");
+        }
+        // The replaced text is gone from BM25 entirely.
+        assert!(!ids(index, "checkmate", Mode::Bm25).contains(&"chess".to_string()));
+    };
+    check_updated(&Index::open(&dir).unwrap());
+
+    // Delete.
+    assert_eq!(
+        ibex::delete_documents(&dir, &["volcano", "no-such-id"]).unwrap(),
+        1
+    );
+    let index = Index::open(&dir).unwrap();
+    assert_eq!(index.num_documents(), 4);
+    assert!(index.get_document("volcano").unwrap().is_none());
+    for mode in [Mode::Bm25, Mode::Dense, Mode::Hybrid] {
+        assert!(
+            !ids(&index, "lava eruption magma", mode).contains(&"volcano".to_string()),
+            "{mode}"
+        );
+    }
+    check_updated(&index);
+}
+
+#[test]
+fn long_documents_are_chunked_with_offsets_and_filters_apply() {
+    let temp = tempfile::tempdir().unwrap();
+    let corpus = temp.path().join("corpus.jsonl");
+    let filler =
+        "The committee reviewed the quarterly budget and discussed staffing for the new office. "
+            .repeat(40);
+    let long_text = format!(
+        "{filler}Penguins huddle together through the Antarctic winter to stay warm. {filler}"
+    );
+    let docs = [
+        serde_json::json!({"_id": "minutes", "title": "Meeting minutes", "text": long_text, "metadata": {"kind": "minutes", "year": 2023}}),
+        serde_json::json!({"_id": "birds", "title": "Birds", "text": "Emperor penguins breed in the coldest environment of any bird.", "metadata": {"kind": "article", "year": 2021}}),
+    ];
+    std::fs::write(
+        &corpus,
+        docs.iter()
+            .map(|d| d.to_string() + "\n")
+            .collect::<String>(),
+    )
+    .unwrap();
+    let dir = temp.path().join("idx");
+    ibex::index_corpus(&corpus, &dir, &IndexOptions::default(), |_| {}).unwrap();
+    let index = Index::open(&dir).unwrap();
+    let stored = index.get_document("minutes").unwrap().unwrap();
+    assert!(
+        stored.chunks.len() >= 4,
+        "a ~1,900-token document is cut into several 200-token chunks"
+    );
+    assert_eq!(stored.chunks[0].start, 0);
+    assert_eq!(stored.chunks.last().unwrap().end, long_text.chars().count());
+
+    let model = common::default_model();
+    let mut request = SearchRequest::new("penguins keeping warm in winter");
+    request.filters = vec!["kind=minutes".parse::<MetadataFilter>().unwrap()];
+    for mode in [Mode::Bm25, Mode::Dense, Mode::Hybrid] {
+        request.mode = mode;
+        let results = search(&index, Some(model.as_ref()), &request).unwrap();
+        assert_eq!(
+            results.hits.len(),
+            1,
+            "{mode}: the filter keeps only the minutes"
+        );
+        let passage = &results.hits[0].passages[0];
+        assert!(
+            passage.text.contains("Penguins huddle"),
+            "{mode}: best passage is the one about penguins"
+        );
+        let from_offsets: String = long_text
+            .chars()
+            .skip(passage.start)
+            .take(passage.end - passage.start)
+            .collect();
+        assert_eq!(
+            from_offsets, passage.text,
+            "offsets point into the document text"
+        );
+    }
+    request.filters = vec!["year=2021".parse().unwrap()];
+    request.mode = Mode::Hybrid;
+    assert_eq!(
+        search(&index, Some(model.as_ref()), &request).unwrap().hits[0].id,
+        "birds"
+    );
+    request.filters = vec!["kind=none".parse().unwrap()];
+    assert!(search(&index, Some(model.as_ref()), &request)
+        .unwrap()
+        .hits
+        .is_empty());
+}
+
+#[test]
+fn malformed_line_is_reported_with_its_line_number_and_changes_nothing() {
+    let temp = tempfile::tempdir().unwrap();
+    let corpus = temp.path().join("corpus.jsonl");
+    let dir = temp.path().join("idx");
+    common::write_jsonl(&corpus, &DOCS[..2]);
+    ibex::index_corpus(&corpus, &dir, &options(), |_| {}).unwrap();
+    let manifest_before = Index::open(&dir).unwrap().manifest().clone();
+
+    let good = serde_json::json!({"_id": "new", "text": "a new document"}).to_string();
+    std::fs::write(
+        &corpus,
+        format!("{good}\n{good}\n{{\"_id\": \"broken\", \"text\": \n"),
+    )
+    .unwrap();
+    let err = ibex::index_corpus(&corpus, &dir, &options(), |_| {}).unwrap_err();
+    assert!(err.to_string().contains("corpus.jsonl:3"), "{err}");
+    let index = Index::open(&dir).unwrap();
+    assert_eq!(index.manifest(), &manifest_before);
+    assert_eq!(index.num_documents(), 2);
+    assert!(index.get_document("new").unwrap().is_none());
+
+    // A document with neither title nor text is skipped and reported by id; the rest is indexed.
+    std::fs::write(
+        &corpus,
+        format!(
+            "{good}\n{}\n",
+            serde_json::json!({"_id": "empty", "title": "", "text": " "})
+        ),
+    )
+    .unwrap();
+    let report = ibex::index_corpus(&corpus, &dir, &options(), |_| {}).unwrap();
+    assert_eq!(report.skipped_empty, vec!["empty".to_string()]);
+    let index = Index::open(&dir).unwrap();
+    assert_eq!(index.num_documents(), 3);
+    assert!(index.get_document("empty").unwrap().is_none());
+    let output = std::process::Command::new(common::ibex_bin())
+        .arg("index")
+        .arg(&corpus)
+        .arg("--index")
+        .arg(&dir)
+        .output()
+        .unwrap();
+    assert!(output.status.success());
+    assert!(String::from_utf8_lossy(&output.stderr)
+        .contains("skipped 1 documents with neither title nor text: empty"));
+}
+
+#[test]
+fn non_utf8_file_in_a_folder_is_reported_by_path() {
+    let temp = tempfile::tempdir().unwrap();
+    let folder = temp.path().join("notes");
+    std::fs::create_dir_all(folder.join("sub")).unwrap();
+    std::fs::write(folder.join("a.md"), "# Title\nSome notes.").unwrap();
+    std::fs::write(folder.join("sub").join("latin1.txt"), b"caf\xe9").unwrap();
+    let err =
+        ibex::index_corpus(&folder, &temp.path().join("idx"), &options(), |_| {}).unwrap_err();
+    assert!(
+        err.to_string().contains("latin1.txt") && err.to_string().contains("UTF-8"),
+        "{err}"
+    );
+    assert!(
+        !temp.path().join("idx").exists(),
+        "nothing is created when the corpus is invalid"
+    );
+}
+
+/// A model folder with the default model's files under another name: a different model id.
+fn other_model(dir: &Path) -> std::path::PathBuf {
+    let source = ibex_embedder::fetch::ensure_default_model().unwrap();
+    let other = dir.join("other-model");
+    std::fs::create_dir_all(&other).unwrap();
+    for entry in std::fs::read_dir(&source).unwrap() {
+        let entry = entry.unwrap();
+        std::os::unix::fs::symlink(entry.path(), other.join(entry.file_name())).unwrap();
+    }
+    other
+}
+
+#[test]
+fn an_index_from_another_model_is_refused_with_both_names() {
+    let temp = tempfile::tempdir().unwrap();
+    let corpus = temp.path().join("corpus.jsonl");
+    let dir = temp.path().join("idx");
+    common::write_jsonl(&corpus, &DOCS[..1]);
+    ibex::index_corpus(&corpus, &dir, &options(), |_| {}).unwrap();
+    let other = other_model(temp.path());
+    let err = ibex::index_corpus(
+        &corpus,
+        &dir,
+        &IndexOptions {
+            model: Some(other.display().to_string()),
+            ..options()
+        },
+        |_| {},
+    )
+    .unwrap_err();
+    let message = err.to_string();
+    assert!(
+        message.contains("sentence-transformers/all-MiniLM-L6-v2")
+            && message.contains("other-model")
+            && message.contains("384"),
+        "{message}"
+    );
+    let err = ibex::open_index(&dir, Some(&other.display().to_string()))
+        .err()
+        .unwrap();
+    assert!(
+        matches!(err, IbexError::Index(IndexError::ModelMismatch { .. })),
+        "{err}"
+    );
+
+    // A query vector of the wrong dimension is an error, not a panic.
+    let index = Index::open(&dir).unwrap();
+    let err = index.search_vectors(&[0.5; 12], 3, None).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            IndexError::WrongDimension {
+                expected: 384,
+                got: 12
+            }
+        ),
+        "{err}"
+    );
+}
+
+#[test]
+fn unknown_mode_and_missing_index_get_clear_errors() {
+    assert!(matches!(
+        "semantic".parse::<Mode>(),
+        Err(SearchError::UnknownMode(_))
+    ));
+    let temp = tempfile::tempdir().unwrap();
+    let missing = temp.path().join("nope");
+    let err = Index::open(&missing).err().unwrap();
+    assert!(err.to_string().contains("does not exist"), "{err}");
+
+    let output = std::process::Command::new(common::ibex_bin())
+        .args(["search", "--index"])
+        .arg(&missing)
+        .args(["--mode", "fuzzy", "query"])
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    assert!(String::from_utf8_lossy(&output.stderr).contains("unknown search mode \"fuzzy\""));
+    let output = std::process::Command::new(common::ibex_bin())
+        .args(["search", "--index"])
+        .arg(&missing)
+        .arg("query")
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("no ibex index at") && stderr.contains("does not exist"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn quickstart_queries_find_their_documents_first_in_hybrid_mode() {
+    let temp = tempfile::tempdir().unwrap();
+    let corpus = temp.path().join("corpus.jsonl");
+    std::fs::write(&corpus, ibex::quickstart::CORPUS).unwrap();
+    let dir = temp.path().join("idx");
+    let report = ibex::index_corpus(&corpus, &dir, &IndexOptions::default(), |_| {}).unwrap();
+    assert!((100..=300).contains(&report.documents_in_index));
+    let index = Index::open(&dir).unwrap();
+    let examples = ibex::quickstart::example_queries();
+    assert!(examples.len() >= 5);
+    for example in examples {
+        assert_eq!(
+            ids(&index, &example.query, Mode::Hybrid)[0],
+            example.expected,
+            "query {:?}",
+            example.query
+        );
+    }
+}
