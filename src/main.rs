@@ -26,17 +26,14 @@ enum Command {
     /// Index a corpus: a BEIR folder, a .jsonl/.jsonl.gz file, or a folder of .txt/.md files.
     Index {
         corpus: PathBuf,
+        /// The index directory.
         #[arg(long)]
         index: PathBuf,
         /// Embedding model of a new index: a local Hugging Face-format folder, or the default.
         #[arg(long)]
         model: Option<String>,
-        /// Tokens per chunk (new index only).
-        #[arg(long, default_value_t = 200)]
-        chunk_tokens: usize,
-        /// Tokens shared by consecutive chunks (new index only).
-        #[arg(long, default_value_t = 50)]
-        overlap: usize,
+        #[command(flatten)]
+        chunking: ChunkingArgs,
         /// Documents per commit.
         #[arg(long, default_value_t = 1000)]
         commit_every: usize,
@@ -46,6 +43,7 @@ enum Command {
     },
     /// Delete documents by id.
     Delete {
+        /// The index directory.
         #[arg(long)]
         index: PathBuf,
         #[arg(required = true)]
@@ -53,11 +51,9 @@ enum Command {
     },
     /// Search an index.
     Search {
+        /// The index directory.
         #[arg(long)]
         index: PathBuf,
-        /// bm25, dense or hybrid.
-        #[arg(long, default_value = "hybrid")]
-        mode: String,
         #[arg(long, default_value_t = 10)]
         top_k: usize,
         /// Passages shown per document.
@@ -66,38 +62,27 @@ enum Command {
         /// Metadata equality filter key=value (repeatable; all must hold).
         #[arg(long = "filter")]
         filters: Vec<String>,
-        /// Hybrid only: weighted fusion alpha × dense + (1 − alpha) × BM25 (normalized scores)
-        /// instead of reciprocal rank fusion.
-        #[arg(long)]
-        alpha: Option<f32>,
-        /// Score a document by the sum of its best K chunks instead of its best chunk.
-        #[arg(long)]
-        chunk_sum: Option<usize>,
+        #[command(flatten)]
+        ranking: RankingArgs,
+        /// Print the results as one JSON object.
         #[arg(long)]
         json: bool,
+        /// The query text.
         query: String,
     },
     /// Evaluate on a BEIR collection (indexing it into --index first unless already there).
     Eval {
         beir_dir: PathBuf,
+        /// The index directory.
         #[arg(long)]
         index: PathBuf,
-        #[arg(long, default_value = "hybrid")]
-        mode: String,
         #[arg(long)]
         model: Option<String>,
-        /// Tokens per chunk, when the index is created.
-        #[arg(long, default_value_t = 200)]
-        chunk_tokens: usize,
-        /// Tokens shared by consecutive chunks, when the index is created.
-        #[arg(long, default_value_t = 50)]
-        overlap: usize,
-        /// Hybrid only: weighted fusion with this alpha instead of reciprocal rank fusion.
-        #[arg(long)]
-        alpha: Option<f32>,
-        /// Score a document by the sum of its best K chunks instead of its best chunk.
-        #[arg(long)]
-        chunk_sum: Option<usize>,
+        #[command(flatten)]
+        chunking: ChunkingArgs,
+        #[command(flatten)]
+        ranking: RankingArgs,
+        /// Print the measures as one JSON object.
         #[arg(long)]
         json: bool,
         /// Write a TREC run file (for trec_eval or pytrec_eval).
@@ -114,8 +99,54 @@ enum Command {
     },
 }
 
-fn parse_mode(mode: &str) -> Result<Mode> {
-    Ok(mode.parse::<Mode>()?)
+/// How documents are cut into chunks (used when an index is created).
+#[derive(clap::Args)]
+struct ChunkingArgs {
+    /// Tokens per chunk (new index only).
+    #[arg(long, default_value_t = 200)]
+    chunk_tokens: usize,
+    /// Tokens shared by consecutive chunks (new index only).
+    #[arg(long, default_value_t = 50)]
+    overlap: usize,
+}
+
+impl ChunkingArgs {
+    fn params(&self) -> ibex::ChunkingParams {
+        ibex::ChunkingParams {
+            chunk_tokens: self.chunk_tokens,
+            overlap_tokens: self.overlap,
+        }
+    }
+}
+
+/// How documents are ranked.
+#[derive(clap::Args)]
+struct RankingArgs {
+    /// bm25, dense or hybrid.
+    #[arg(long, default_value = "hybrid")]
+    mode: String,
+    /// Hybrid only: weighted fusion alpha × dense + (1 − alpha) × BM25 (normalized scores)
+    /// instead of reciprocal rank fusion.
+    #[arg(long)]
+    alpha: Option<f32>,
+    /// Score a document by the sum of its best K chunks instead of its best chunk.
+    #[arg(long)]
+    chunk_sum: Option<usize>,
+}
+
+impl RankingArgs {
+    /// A request for `query` with these settings.
+    fn request(&self, query: String) -> Result<SearchRequest> {
+        let mut request = SearchRequest::new(query);
+        request.mode = self.mode.parse::<Mode>()?;
+        if let Some(alpha) = self.alpha {
+            request.fusion = Fusion::Weighted { alpha };
+        }
+        if let Some(k) = self.chunk_sum {
+            request.aggregation = ChunkAggregation::TopKSum(k);
+        }
+        Ok(request)
+    }
 }
 
 fn progress_reporter() -> impl FnMut(IndexProgress) {
@@ -150,17 +181,13 @@ fn run(cli: Cli) -> Result<()> {
             corpus,
             index,
             model,
-            chunk_tokens,
-            overlap,
+            chunking,
             commit_every,
             json,
         } => {
             let options = IndexOptions {
                 model,
-                chunking: ibex::ChunkingParams {
-                    chunk_tokens,
-                    overlap_tokens: overlap,
-                },
+                chunking: chunking.params(),
                 commit_every,
                 ..IndexOptions::default()
             };
@@ -217,36 +244,26 @@ fn run(cli: Cli) -> Result<()> {
         }
         Command::Search {
             index,
-            mode,
             top_k,
             passages,
             filters,
-            alpha,
-            chunk_sum,
+            ranking,
             json,
             query,
         } => {
-            let mode = parse_mode(&mode)?;
-            let (index, embedder) = if mode == Mode::Bm25 {
+            let mut request = ranking.request(query)?;
+            let (index, embedder) = if request.mode == Mode::Bm25 {
                 (ibex::Index::open(&index)?, None)
             } else {
                 let (index, embedder) = ibex::open_index(&index, None)?;
                 (index, Some(embedder))
             };
-            let mut request = SearchRequest::new(query);
-            request.mode = mode;
             request.top_k = top_k;
             request.passages = passages;
             request.filters = filters
                 .iter()
                 .map(|f| f.parse::<MetadataFilter>())
                 .collect::<std::result::Result<_, _>>()?;
-            if let Some(alpha) = alpha {
-                request.fusion = Fusion::Weighted { alpha };
-            }
-            if let Some(k) = chunk_sum {
-                request.aggregation = ChunkAggregation::TopKSum(k);
-            }
             let results = ibex::search::search(&index, embedder.as_deref(), &request)?;
             let mut out = std::io::stdout().lock();
             if json {
@@ -264,30 +281,17 @@ fn run(cli: Cli) -> Result<()> {
         Command::Eval {
             beir_dir,
             index,
-            mode,
             model,
-            chunk_tokens,
-            overlap,
-            alpha,
-            chunk_sum,
+            chunking,
+            ranking,
             json,
             run_file,
         } => {
-            let mut request = SearchRequest::new("");
-            request.mode = parse_mode(&mode)?;
-            if let Some(alpha) = alpha {
-                request.fusion = Fusion::Weighted { alpha };
-            }
-            if let Some(k) = chunk_sum {
-                request.aggregation = ChunkAggregation::TopKSum(k);
-            }
+            let request = ranking.request(String::new())?;
             let mode = request.mode;
             let options = IndexOptions {
                 model,
-                chunking: ibex::ChunkingParams {
-                    chunk_tokens,
-                    overlap_tokens: overlap,
-                },
+                chunking: chunking.params(),
                 ..IndexOptions::default()
             };
             let report =

@@ -178,7 +178,7 @@ fn read_jsonl(path: &Path) -> Result<DocumentStream> {
     Ok(Box::new(iter))
 }
 
-fn collect_text_files(root: &Path, dir: &Path, out: &mut Vec<PathBuf>) -> Result<()> {
+fn collect_text_files(dir: &Path, out: &mut Vec<PathBuf>) -> Result<()> {
     let entries = std::fs::read_dir(dir)
         .map_err(|e| IndexError::io(format!("listing {}", dir.display()), e))?;
     for entry in entries {
@@ -191,7 +191,7 @@ fn collect_text_files(root: &Path, dir: &Path, out: &mut Vec<PathBuf>) -> Result
             continue;
         }
         if file_type.is_dir() {
-            collect_text_files(root, &path, out)?;
+            collect_text_files(&path, out)?;
         } else if path.extension().is_some_and(|e| e == "txt" || e == "md") {
             out.push(path);
         }
@@ -201,7 +201,7 @@ fn collect_text_files(root: &Path, dir: &Path, out: &mut Vec<PathBuf>) -> Result
 
 fn read_text_folder(root: &Path) -> Result<DocumentStream> {
     let mut files = Vec::new();
-    collect_text_files(root, root, &mut files)?;
+    collect_text_files(root, &mut files)?;
     if files.is_empty() {
         return Err(IndexError::UnsupportedCorpus {
             path: root.to_path_buf(),

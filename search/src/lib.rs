@@ -117,6 +117,17 @@ pub fn rank_documents(
     embedder: Option<&dyn Embedder>,
     request: &SearchRequest,
 ) -> Result<Vec<DocScore>> {
+    let prepared = prepare(index, embedder, request)?;
+    retrieve(index, request, &prepared)
+}
+
+/// Validates `request` and prepares its query: embedded unless the mode is BM25 (which needs no
+/// model; its passages are then scored lexically), filters resolved.
+fn prepare<'q>(
+    index: &Index,
+    embedder: Option<&dyn Embedder>,
+    request: &'q SearchRequest,
+) -> Result<PreparedQuery<'q>> {
     validate(request)?;
     let needs_vector = request.mode != Mode::Bm25;
     if needs_vector && embedder.is_none() {
@@ -126,13 +137,12 @@ pub fn rank_documents(
             "hybrid"
         }));
     }
-    let prepared = PreparedQuery::new(
+    PreparedQuery::new(
         index,
         embedder.filter(|_| needs_vector),
         &request.query,
         &request.filters,
-    )?;
-    retrieve(index, request, &prepared)
+    )
 }
 
 fn validate(request: &SearchRequest) -> Result<()> {
@@ -187,22 +197,7 @@ pub fn search(
     request: &SearchRequest,
 ) -> Result<SearchResults> {
     let started = Instant::now();
-    validate(request)?;
-    let needs_vector = request.mode != Mode::Bm25;
-    if needs_vector && embedder.is_none() {
-        return Err(SearchError::NoEmbedder(if request.mode == Mode::Dense {
-            "dense"
-        } else {
-            "hybrid"
-        }));
-    }
-    // BM25 mode needs no model: the query is not embedded and passages are scored lexically.
-    let prepared = PreparedQuery::new(
-        index,
-        embedder.filter(|_| needs_vector),
-        &request.query,
-        &request.filters,
-    )?;
+    let prepared = prepare(index, embedder, request)?;
     let ranked = retrieve(index, request, &prepared)?;
     let mut hits = Vec::with_capacity(ranked.len());
     for DocScore { id, score } in ranked {
