@@ -34,6 +34,9 @@ pub struct IndexOptions {
     pub commit_every: usize,
     /// Documents embedded per call.
     pub batch_size: usize,
+    /// Vector segments of at least this many chunks get an HNSW graph; smaller ones are scanned
+    /// exactly (see BENCHMARKS.md for the measurement behind the default).
+    pub graph_threshold: usize,
 }
 
 impl Default for IndexOptions {
@@ -43,6 +46,7 @@ impl Default for IndexOptions {
             chunking: ChunkingParams::default(),
             commit_every: 1000,
             batch_size: 64,
+            graph_threshold: ibex_indexer::vectors::HNSW_MIN_VECTORS,
         }
     }
 }
@@ -147,7 +151,9 @@ pub fn index_corpus(
     let check = validate_corpus(corpus)?;
     let total = check.documents;
     let (mut index, embedder) = open_or_create(dir, options)?;
-    let mut writer = index.writer(embedder.as_ref())?;
+    let mut writer = index
+        .writer(embedder.as_ref())?
+        .with_graph_threshold(options.graph_threshold);
     let mut report = IndexReport {
         skipped_empty: check.empty,
         ..IndexReport::default()

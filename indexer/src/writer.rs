@@ -75,6 +75,7 @@ pub struct IndexWriter<'a> {
     pending_vectors: Vec<f32>,
     next_chunk_key: u64,
     changes: HashMap<String, Change>,
+    graph_threshold: usize,
 }
 
 /// A stable hash of everything that goes into a document's index entries.
@@ -122,6 +123,7 @@ impl Index {
             pending_vectors: Vec::new(),
             next_chunk_key,
             changes: HashMap::new(),
+            graph_threshold: HNSW_MIN_VECTORS,
         })
     }
 
@@ -280,6 +282,13 @@ impl IndexWriter<'_> {
         deleted
     }
 
+    /// Segments written from now on get an HNSW graph when they hold at least `vectors` rows
+    /// (default [`HNSW_MIN_VECTORS`]); smaller ones are scanned exactly.
+    pub fn with_graph_threshold(mut self, vectors: usize) -> Self {
+        self.graph_threshold = vectors.max(1);
+        self
+    }
+
     /// Whether there are uncommitted changes.
     pub fn has_changes(&self) -> bool {
         !self.changes.is_empty()
@@ -366,7 +375,7 @@ impl IndexWriter<'_> {
         let mut new_segments = Vec::new();
         for pool in [graph_pool, flat_pool] {
             if !pool.keys.is_empty() {
-                let with_graph = pool.keys.len() >= HNSW_MIN_VECTORS;
+                let with_graph = pool.keys.len() >= self.graph_threshold;
                 new_segments.push(VectorSegment::write(
                     &vectors_dir,
                     next_segment_id,
@@ -387,9 +396,6 @@ impl IndexWriter<'_> {
             }
         }
         segments.extend(new_segments);
-        debug_assert!(segments
-            .iter()
-            .all(|s| s.meta.rows >= HNSW_MIN_VECTORS || s.meta.hnsw.is_none()));
 
         let manifest = Manifest {
             generation: self.index.manifest.generation + 1,
