@@ -1,0 +1,113 @@
+//! A full disk during indexing is an error, and the index stays at its last commit.
+//!
+//! The index lives on a tiny tmpfs. This needs permission to mount (root, as on ibex's CI
+//! machines); where mounting is refused the test says so and checks nothing.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use ibex::{Index, IndexOptions, Mode, SearchRequest};
+
+struct TmpfsMount(PathBuf);
+
+impl TmpfsMount {
+    fn new(path: &Path, size: &str) -> Option<TmpfsMount> {
+        std::fs::create_dir_all(path).ok()?;
+        let status = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(path)
+            .stderr(std::process::Stdio::null())
+            .status()
+            .ok()?;
+        status.success().then(|| TmpfsMount(path.to_path_buf()))
+    }
+}
+
+impl Drop for TmpfsMount {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(&self.0).status();
+    }
+}
+
+#[test]
+fn full_disk_fails_the_commit_and_keeps_the_last_one() {
+    let temp = tempfile::tempdir().unwrap();
+    let Some(mount) = TmpfsMount::new(&temp.path().join("disk"), "4m") else {
+        eprintln!("skipped: cannot mount a tmpfs here (needs root)");
+        return;
+    };
+    let dir = mount.0.join("idx");
+    let small = temp.path().join("small.jsonl");
+    common::write_jsonl(
+        &small,
+        &[
+            (
+                "a",
+                "Volcanoes",
+                "Magma rises through the crust and erupts as lava.",
+            ),
+            ("b", "Bread", "Yeast makes dough rise."),
+        ],
+    );
+    ibex::index_corpus(&small, &dir, &IndexOptions::default(), |_| {}).unwrap();
+
+    // Fill the disk but for 32 KiB, then index a corpus that needs more: the commit must fail
+    // with the system's error, not panic.
+    let free = fs_free_bytes(&mount.0);
+    let filler = mount.0.join("filler");
+    std::fs::write(&filler, vec![0u8; free.saturating_sub(32 * 1024) as usize]).unwrap();
+    let big = temp.path().join("big.jsonl");
+    let docs: Vec<String> = ibex_indexer::read_corpus(&common::shared("data/cranfield/beir"))
+        .unwrap()
+        .filter_map(Result::ok)
+        .take(60)
+        .map(|d| {
+            serde_json::json!({"_id": format!("c{}", d.id), "title": d.title, "text": d.text})
+                .to_string()
+        })
+        .collect();
+    std::fs::write(&big, docs.join("\n")).unwrap();
+    let err = ibex::index_corpus(&big, &dir, &IndexOptions::default(), |_| {})
+        .expect_err("the disk is too small for this corpus");
+    let message = err.to_string();
+    eprintln!("a full disk is reported as: {message}");
+    assert!(
+        message.to_lowercase().contains("space") || message.contains("os error 28"),
+        "{message}"
+    );
+
+    let index = Index::open(&dir).unwrap();
+    assert_eq!(index.num_documents(), 2, "the index is at its last commit");
+    let model = common::default_model();
+    let mut request = SearchRequest::new("lava eruption");
+    request.mode = Mode::Hybrid;
+    assert_eq!(
+        ibex::search::search(&index, Some(model.as_ref()), &request)
+            .unwrap()
+            .hits[0]
+            .id,
+        "a"
+    );
+    drop(index);
+
+    // Once space is freed, the same corpus indexes into the same index.
+    std::fs::remove_file(&filler).unwrap();
+    ibex::index_corpus(&big, &dir, &IndexOptions::default(), |_| {}).unwrap();
+    assert_eq!(Index::open(&dir).unwrap().num_documents(), 62);
+}
+
+/// Free bytes of the file system holding `path` (from `df`, to stay free of unsafe code).
+fn fs_free_bytes(path: &Path) -> u64 {
+    let output = Command::new("df")
+        .args(["--output=avail", "-B1"])
+        .arg(path)
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .nth(1)
+        .and_then(|l| l.trim().parse().ok())
+        .unwrap()
+}
