@@ -1,10 +1,13 @@
 //! Measures where an HNSW graph starts to beat an exact scan, to choose `HNSW_MIN_VECTORS`.
 //!
-//! For segments of several sizes (random unit vectors, 384 dimensions as all-MiniLM-L6-v2's),
-//! times top-10 queries by exact scan and by HNSW (ef = 100), in the same run, and prints the
-//! ratio with the graph's recall@10 against the exact scan.
+//! For segments of several sizes, times top-10 queries by exact scan and by HNSW (ef = 100), in
+//! the same run, and prints the ratio with the graph's recall@10 against the exact scan.
 //!
-//! Run: `cargo run --release -p ibex-indexer --example segment_crossover`
+//! Vectors: a file of little-endian f32 unit vectors (384 dimensions, all-MiniLM-L6-v2's) given
+//! as the first argument, as `bench/segment_crossover.sh` makes from real embeddings; without
+//! it, random unit vectors (a worst case for graphs: no neighbourhood structure at all).
+//!
+//! Run: `bash bench/segment_crossover.sh`
 
 use std::time::Instant;
 
@@ -28,26 +31,46 @@ fn unit_vectors(n: usize, seed: u64) -> Vec<f32> {
 
 fn main() {
     let dir = tempfile::tempdir().expect("temp dir");
-    let queries = unit_vectors(200, 99);
+    let real: Option<Vec<f32>> = std::env::args().nth(1).map(|path| {
+        let bytes = std::fs::read(&path).expect("read the vectors file");
+        bytes
+            .chunks_exact(4)
+            .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+            .collect()
+    });
+    let available = real.as_ref().map_or(usize::MAX, |v| v.len() / DIMENSION);
+    // The last 200 real vectors are the queries; they are in no segment.
+    let queries = match &real {
+        Some(v) => v[(available - 200) * DIMENSION..available * DIMENSION].to_vec(),
+        None => unit_vectors(200, 99),
+    };
+    println!(
+        "vectors: {}",
+        if real.is_some() {
+            "real (from file)"
+        } else {
+            "random unit vectors"
+        }
+    );
     println!("| vectors | exact scan µs/query | HNSW µs/query | scan / HNSW | HNSW recall@10 | graph build s |");
     println!("|---|---|---|---|---|---|");
     for (i, &n) in [2_000usize, 5_000, 10_000, 20_000, 50_000]
         .iter()
         .enumerate()
     {
+        if n + 200 > available {
+            break;
+        }
         let keys: Vec<u64> = (0..n as u64).collect();
         let mut all = ChunkSet::default();
         all.insert_range(0, n as u64);
+        let vectors = match &real {
+            Some(v) => v[..n * DIMENSION].to_vec(),
+            None => unit_vectors(n, i as u64),
+        };
         let built = Instant::now();
-        let segment = VectorSegment::write(
-            dir.path(),
-            i as u64,
-            DIMENSION,
-            keys,
-            unit_vectors(n, i as u64),
-            true,
-        )
-        .expect("write segment");
+        let segment = VectorSegment::write(dir.path(), i as u64, DIMENSION, keys, vectors, true)
+            .expect("write segment");
         let build_seconds = built.elapsed().as_secs_f64();
 
         let started = Instant::now();

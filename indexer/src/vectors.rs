@@ -358,8 +358,15 @@ impl VectorSegment {
                     keys: &self.keys,
                     allowed,
                 };
+                // hnsw_rs's filtered walk costs more than a plain one: use it only when some
+                // rows are actually excluded.
+                let filter: Option<&dyn FilterT> = if allowed_rows < self.keys.len() {
+                    Some(&filter)
+                } else {
+                    None
+                };
                 return graph
-                    .search_filter(query, k, ef.max(k), Some(&filter))
+                    .search_filter(query, k, ef.max(k), filter)
                     .into_iter()
                     .filter_map(|n| {
                         self.keys.get(n.d_id).map(|&key| ChunkHit {
