@@ -7,6 +7,8 @@ pub enum IbexError {
     Index(#[from] ibex_indexer::IndexError),
     #[error(transparent)]
     Search(#[from] ibex_search::SearchError),
+    #[error(transparent)]
+    Compress(#[from] ibex_compressor::CompressError),
     #[error("{0}")]
     Usage(String),
     #[error("{context}: {source}")]

@@ -9,6 +9,7 @@
 //! The functions here are the operations a user performs: [`index_corpus`], [`delete_documents`],
 //! [`open_index`] then [`ibex_search::search`], and [`evaluate_beir`].
 
+pub mod compress;
 mod error;
 pub mod quickstart;
 
@@ -17,6 +18,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 pub use error::{IbexError, Result};
+pub use ibex_compressor::{self as compressor, Compressor};
 pub use ibex_embedder::{self as embedder, load_model, Embedder, TextKind, DEFAULT_MODEL_ID};
 pub use ibex_indexer::{self as indexer, ChunkingParams, Document, Index};
 pub use ibex_search::{self as search, Mode, SearchRequest, SearchResults};

@@ -6,7 +6,9 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use ibex::search::{ChunkAggregation, Fusion, MetadataFilter};
-use ibex::{IbexError, IndexOptions, IndexProgress, Mode, Result, SearchRequest, TextKind};
+use ibex::{
+    Compressor, IbexError, IndexOptions, IndexProgress, Mode, Result, SearchRequest, TextKind,
+};
 
 /// candle allocates large temporaries on every layer; glibc's allocator returns them to the
 /// system and page-faults them back in each time (a third of the embedding time went to the
@@ -94,6 +96,58 @@ enum Command {
         /// Write a TREC run file (for trec_eval or pytrec_eval).
         #[arg(long)]
         run_file: Option<PathBuf>,
+    },
+    /// Compress retrieved passages for a query (information-bottleneck sentence selection):
+    /// from an index (retrieve, then compress) or from a JSONL file of passages.
+    Compress {
+        /// Retrieve the passages from this index (hybrid search).
+        #[arg(
+            long,
+            conflicts_with = "passages",
+            required_unless_present = "passages"
+        )]
+        index: Option<PathBuf>,
+        /// JSONL file of passages: {"doc_id", "text", "offset"?} per line.
+        #[arg(long)]
+        passages: Option<PathBuf>,
+        /// The question the compressed context must serve.
+        #[arg(long)]
+        query: String,
+        /// Token budget of the kept text (default: 64).
+        #[arg(long)]
+        budget: Option<usize>,
+        /// Documents retrieved from --index.
+        #[arg(long, default_value_t = 5)]
+        top_k: usize,
+        /// Print the compression as one JSON object.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Evaluate the compressor on an NQ-open oracle file (gold passage plus retrieved distractors).
+    EvalCompress {
+        /// The NQ file (JSONL or .jsonl.gz, as ../shared/data/nq-open-oracle-dev).
+        nq: PathBuf,
+        /// Index of the passage pool (created from the file's passages unless it holds them).
+        #[arg(long)]
+        index: PathBuf,
+        /// Distractor passages per question.
+        #[arg(long, default_value_t = 9)]
+        distractors: usize,
+        /// Evaluate only the first N questions.
+        #[arg(long)]
+        limit: Option<usize>,
+        /// Token budget (default: 64).
+        #[arg(long)]
+        budget: Option<usize>,
+        /// Relevance floor τ of the selector.
+        #[arg(long)]
+        floor: Option<f32>,
+        /// Weight of a sentence's passage in its usefulness (0 to 1).
+        #[arg(long)]
+        passage_weight: Option<f32>,
+        /// Print the figures as one JSON object.
+        #[arg(long)]
+        json: bool,
     },
     /// Embed texts: one per line on stdin (or JSONL with a "text" field); one JSON array per line out.
     Embed {
@@ -315,6 +369,95 @@ fn run(cli: Cli) -> Result<()> {
                     m.map,
                     m.mrr_at_10
                 );
+            }
+            Ok(())
+        }
+        Command::Compress {
+            index,
+            passages,
+            query,
+            budget,
+            top_k,
+            json,
+        } => {
+            let params = ibex::compressor::IbParams::default();
+            let compression = match (index, passages) {
+                (Some(index), _) => {
+                    ibex::compress::compress_from_index(&index, &query, top_k, budget, params)?
+                }
+                (None, Some(file)) => {
+                    let passages = ibex::compress::read_passages(&file)?;
+                    let embedder = ibex::open_embedder(ibex::DEFAULT_MODEL_ID)?;
+                    ibex::compress::default_compressor(embedder, params)
+                        .compress(&query, &passages, budget)?
+                }
+                (None, None) => {
+                    return Err(IbexError::Usage(
+                        "give --index DIR or --passages FILE".into(),
+                    ))
+                }
+            };
+            if json {
+                println!(
+                    "{}",
+                    serde_json::to_string(&compression).unwrap_or_default()
+                );
+            } else {
+                println!("{}", compression.text);
+                eprintln!(
+                    "kept {} of {} tokens ({:.1}%) in {} spans",
+                    compression.kept_tokens,
+                    compression.total_tokens,
+                    100.0 * compression.rate(),
+                    compression.spans.len()
+                );
+            }
+            Ok(())
+        }
+        Command::EvalCompress {
+            nq,
+            index,
+            distractors,
+            limit,
+            budget,
+            floor,
+            passage_weight,
+            json,
+        } => {
+            let mut params = ibex::compressor::IbParams::default();
+            if budget.is_some() {
+                params.default_budget = budget;
+            }
+            if let Some(floor) = floor {
+                params.relevance_floor = floor;
+            }
+            if let Some(weight) = passage_weight {
+                params.passage_weight = weight;
+            }
+            let report =
+                ibex::compress::evaluate_compression(&nq, &index, distractors, limit, params)?;
+            if json {
+                println!("{}", serde_json::to_string(&report).unwrap_or_default());
+            } else {
+                println!(
+                    "{} questions ({} with an answer in their context)",
+                    report.ib.questions, report.answerable
+                );
+                println!("{:<18} {:>12} {:>10}", "method", "compression", "retention");
+                println!(
+                    "{:<18} {:>11.1}% {:>9.1}%",
+                    "ib",
+                    100.0 * report.ib.compression,
+                    100.0 * report.ib.retention
+                );
+                for (name, f) in &report.baselines {
+                    println!(
+                        "{:<18} {:>11.1}% {:>9.1}%",
+                        name,
+                        100.0 * f.compression,
+                        100.0 * f.retention
+                    );
+                }
             }
             Ok(())
         }

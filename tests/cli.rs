@@ -169,3 +169,98 @@ fn index_search_eval_and_embed_speak_their_formats() {
     let results: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert!(results["hits"].as_array().unwrap().is_empty());
 }
+
+#[test]
+fn compress_and_eval_compress_speak_their_formats() {
+    let temp = tempfile::tempdir().unwrap();
+    let passages = temp.path().join("passages.jsonl");
+    std::fs::write(
+        &passages,
+        "{\"doc_id\": \"a\", \"text\": \"The Eiffel Tower was built in 1889. It is in Paris.\", \"offset\": 100}\n{\"doc_id\": \"b\", \"text\": \"Bread needs yeast.\"}\n",
+    )
+    .unwrap();
+    let out = ibex(&[
+        "compress",
+        "--passages",
+        passages.to_str().unwrap(),
+        "--query",
+        "When was the Eiffel Tower built?",
+        "--json",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let c: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(c["text"].as_str().unwrap().contains("1889"));
+    assert_eq!(c["spans"][0]["doc_id"], "a");
+    assert_eq!(c["spans"][0]["start"], 100, "offsets are into the document");
+    assert!(c["kept_tokens"].as_u64().unwrap() < c["total_tokens"].as_u64().unwrap());
+
+    let nq = temp.path().join("nq.jsonl");
+    let rows: Vec<String> = [
+        (
+            "when was the eiffel tower built",
+            "1889",
+            "Eiffel Tower",
+            "The Eiffel Tower was built in 1889 for the World's Fair in Paris.",
+        ),
+        (
+            "what does yeast make bread do",
+            "rise",
+            "Bread",
+            "Yeast produces gas that makes bread rise.",
+        ),
+        (
+            "who wrote hamlet",
+            "Shakespeare",
+            "Hamlet",
+            "Hamlet is a tragedy written by William Shakespeare around 1600.",
+        ),
+    ]
+    .iter()
+    .map(|(q, a, t, x)| {
+        serde_json::json!({"question": q, "answers": [a], "ctxs": [{"title": t, "text": x}]})
+            .to_string()
+    })
+    .collect();
+    std::fs::write(&nq, rows.join("\n")).unwrap();
+    let index = temp.path().join("pool");
+    let out = ibex(&[
+        "eval-compress",
+        nq.to_str().unwrap(),
+        "--index",
+        index.to_str().unwrap(),
+        "--distractors",
+        "2",
+        "--json",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let mut keys: Vec<&str> = report
+        .as_object()
+        .unwrap()
+        .keys()
+        .map(String::as_str)
+        .collect();
+    keys.sort();
+    assert_eq!(keys, ["baselines", "compression", "questions", "retention"]);
+    assert_eq!(report["questions"], 3);
+    for baseline in [
+        "keep_all",
+        "top1_passage",
+        "top_sentences",
+        "random_sentences",
+    ] {
+        assert!(
+            report["baselines"][baseline]["retention"].is_number(),
+            "{baseline}"
+        );
+    }
+    assert_eq!(report["baselines"]["keep_all"]["compression"], 1.0);
+}

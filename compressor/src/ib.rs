@@ -1,0 +1,324 @@
+//! The information-bottleneck selector.
+//!
+//! Each sentence s gets a usefulness u(s) (how much it tells about what the query needs: a proxy
+//! for its contribution to I(X̃; Y)) and a cost c(s) (its length, a proxy for what it adds to
+//! I(X̃; X), plus its redundancy with sentences already kept, which adds length without adding
+//! information). The selector picks the subset S maximizing
+//!
+//! Σ_{s∈S} (u(s) − τ) − β · Σ_{s∈S} tokens(s) / 100 − λ · Σ_{s∈S} redundancy(s, S)
+//!
+//! under an optional token budget, greedily by marginal gain (the redundancy term makes the
+//! objective submodular, for which greedy selection is the standard approximation). τ is the
+//! usefulness a sentence must exceed to be worth anything at all, so the result is empty when no
+//! sentence is useful (RECOMP's selective augmentation). Kept sentences are returned in their
+//! original order.
+
+use std::sync::Arc;
+
+use ibex_embedder::{Embedder, TextKind};
+
+use crate::segment::split_sentences;
+use crate::{Compression, Compressor, KeptSpan, Passage, Result, ScoredSentence};
+
+/// What a scorer says of a list of texts.
+#[derive(Debug, Clone, Default)]
+pub struct TextScores {
+    /// One score per text (higher is more useful for the query).
+    pub scores: Vec<f32>,
+    /// One vector per text, when the scorer has them, for redundancy (cosine between kept
+    /// sentences).
+    pub vectors: Option<Vec<Vec<f32>>>,
+}
+
+/// Usefulness of each sentence for a query: the seam where an LLM-scored variant plugs in.
+pub trait UsefulnessScorer {
+    /// Scores `sentences` (or passages) for `query`.
+    fn score(&self, query: &str, sentences: &[&str]) -> Result<TextScores>;
+
+    /// The number of tokens of `text` (the unit of compression rates and budgets).
+    fn count_tokens(&self, text: &str) -> Result<usize>;
+}
+
+/// Usefulness as cosine similarity between the query's and the sentence's embeddings, with the
+/// same embedder as retrieval.
+pub struct EmbeddingScorer {
+    embedder: Arc<dyn Embedder>,
+}
+
+impl EmbeddingScorer {
+    /// Scores with `embedder`.
+    pub fn new(embedder: Arc<dyn Embedder>) -> Self {
+        EmbeddingScorer { embedder }
+    }
+}
+
+fn cosine(a: &[f32], b: &[f32]) -> f32 {
+    let dot: f32 = a.iter().zip(b).map(|(x, y)| x * y).sum();
+    let na = a.iter().map(|x| x * x).sum::<f32>().sqrt();
+    let nb = b.iter().map(|x| x * x).sum::<f32>().sqrt();
+    if na == 0.0 || nb == 0.0 {
+        0.0
+    } else {
+        dot / (na * nb)
+    }
+}
+
+impl UsefulnessScorer for EmbeddingScorer {
+    fn score(&self, query: &str, sentences: &[&str]) -> Result<TextScores> {
+        let query_vector = self
+            .embedder
+            .embed(&[query], TextKind::Query)?
+            .pop()
+            .unwrap_or_default();
+        let vectors = self.embedder.embed(sentences, TextKind::Document)?;
+        let scores = vectors.iter().map(|v| cosine(&query_vector, v)).collect();
+        Ok(TextScores {
+            scores,
+            vectors: Some(vectors),
+        })
+    }
+
+    fn count_tokens(&self, text: &str) -> Result<usize> {
+        Ok(self.embedder.tokenize(text)?.len())
+    }
+}
+
+/// Parameters of the selector (defaults chosen by `ibex eval-compress`; see EVALUATION.md).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct IbParams {
+    /// τ: usefulness below which a sentence is worth nothing.
+    pub relevance_floor: f32,
+    /// β: cost per 100 tokens kept.
+    pub beta: f32,
+    /// λ: weight of redundancy (highest cosine with a kept sentence).
+    pub redundancy: f32,
+    /// Token budget used when the caller gives none.
+    pub default_budget: Option<usize>,
+    /// A sentence right before a kept one, in the same passage, is kept for coherence when it
+    /// has at most this many tokens, is above the floor, and fits the budget (0: never).
+    pub neighbour_tokens: usize,
+    /// Weight of the sentence's passage in its usefulness: u(s) = (1 − w) · score(s) + w ·
+    /// score(passage of s). A sentence means what it means in its passage: the passage's
+    /// relevance tells which of several similar-looking sentences is about the right thing.
+    pub passage_weight: f32,
+    /// At most this many sentences are scored (in passage rank order), bounding time and memory
+    /// on very large inputs; the rest count as context but are never kept.
+    pub max_sentences: usize,
+}
+
+impl Default for IbParams {
+    fn default() -> Self {
+        IbParams {
+            relevance_floor: 0.25,
+            beta: 0.1,
+            redundancy: 0.5,
+            default_budget: Some(64),
+            neighbour_tokens: 0,
+            passage_weight: 0.7,
+            max_sentences: 2000,
+        }
+    }
+}
+
+/// The information-bottleneck compressor over sentences.
+pub struct IbCompressor<S: UsefulnessScorer> {
+    scorer: S,
+    params: IbParams,
+}
+
+impl<S: UsefulnessScorer> IbCompressor<S> {
+    /// A compressor scoring with `scorer`.
+    pub fn new(scorer: S, params: IbParams) -> Self {
+        IbCompressor { scorer, params }
+    }
+
+    /// The selector's parameters.
+    pub fn params(&self) -> &IbParams {
+        &self.params
+    }
+}
+
+/// A sentence located in the input.
+pub(crate) struct Located {
+    pub passage: usize,
+    pub start: usize,
+    pub end: usize,
+    pub text: String,
+    pub tokens: usize,
+}
+
+/// Splits passages into sentences with token counts.
+pub(crate) fn locate_sentences(
+    passages: &[Passage],
+    count_tokens: &dyn Fn(&str) -> Result<usize>,
+) -> Result<Vec<Located>> {
+    let mut out = Vec::new();
+    for (p, passage) in passages.iter().enumerate() {
+        let chars: Vec<char> = passage.text.chars().collect();
+        for span in split_sentences(&passage.text) {
+            let text: String = chars[span.start..span.end].iter().collect();
+            let tokens = count_tokens(&text)?;
+            out.push(Located {
+                passage: p,
+                start: span.start,
+                end: span.end,
+                text,
+                tokens,
+            });
+        }
+    }
+    Ok(out)
+}
+
+/// Assembles a compression from the sentences and which are kept.
+pub(crate) fn assemble(
+    passages: &[Passage],
+    sentences: &[Located],
+    similarity: &[f32],
+    usefulness: &[f32],
+    kept: &[bool],
+) -> Compression {
+    let mut text = String::new();
+    let mut spans = Vec::new();
+    let mut last_passage = None;
+    for (i, s) in sentences.iter().enumerate() {
+        if !kept[i] {
+            continue;
+        }
+        if let Some(previous) = last_passage {
+            text.push_str(if previous == s.passage { " " } else { "\n\n" });
+        }
+        text.push_str(&s.text);
+        last_passage = Some(s.passage);
+        let passage = &passages[s.passage];
+        spans.push(KeptSpan {
+            doc_id: passage.doc_id.clone(),
+            start: passage.offset + s.start,
+            end: passage.offset + s.end,
+            score: usefulness[i],
+        });
+    }
+    let scored = sentences
+        .iter()
+        .enumerate()
+        .map(|(i, s)| {
+            let passage = &passages[s.passage];
+            ScoredSentence {
+                doc_id: passage.doc_id.clone(),
+                start: passage.offset + s.start,
+                end: passage.offset + s.end,
+                tokens: s.tokens,
+                similarity: similarity[i],
+                usefulness: usefulness[i],
+                kept: kept[i],
+            }
+        })
+        .collect();
+    Compression {
+        text,
+        spans,
+        kept_tokens: sentences
+            .iter()
+            .zip(kept)
+            .filter(|(_, k)| **k)
+            .map(|(s, _)| s.tokens)
+            .sum(),
+        total_tokens: sentences.iter().map(|s| s.tokens).sum(),
+        sentences: scored,
+    }
+}
+
+impl<S: UsefulnessScorer> Compressor for IbCompressor<S> {
+    fn compress(
+        &self,
+        query: &str,
+        passages: &[Passage],
+        budget: Option<usize>,
+    ) -> Result<Compression> {
+        let p = &self.params;
+        let budget = budget.or(p.default_budget).unwrap_or(usize::MAX);
+        let sentences = locate_sentences(passages, &|t| self.scorer.count_tokens(t))?;
+        let scored_count = sentences.len().min(p.max_sentences);
+        let texts: Vec<&str> = sentences[..scored_count]
+            .iter()
+            .map(|s| s.text.as_str())
+            .collect();
+        let TextScores {
+            scores: mut usefulness,
+            vectors,
+        } = if texts.is_empty() || query.trim().is_empty() {
+            TextScores::default()
+        } else {
+            self.scorer.score(query, &texts)?
+        };
+        let mut similarity = usefulness.clone();
+        similarity.resize(sentences.len(), 0.0);
+        if p.passage_weight > 0.0 && !usefulness.is_empty() {
+            // Only passages with scored sentences are scored, so the bound holds here too.
+            let scored_passages = sentences[scored_count - 1].passage + 1;
+            let passage_texts: Vec<&str> = passages[..scored_passages]
+                .iter()
+                .map(|p| p.text.as_str())
+                .collect();
+            let passage_scores = self.scorer.score(query, &passage_texts)?.scores;
+            for (u, s) in usefulness.iter_mut().zip(&sentences) {
+                *u = (1.0 - p.passage_weight) * *u + p.passage_weight * passage_scores[s.passage];
+            }
+        }
+        usefulness.resize(sentences.len(), f32::NEG_INFINITY);
+
+        let mut kept = vec![false; sentences.len()];
+        let mut kept_tokens = 0usize;
+        // Highest cosine of each candidate with any kept sentence.
+        let mut redundancy = vec![0f32; scored_count];
+        loop {
+            let mut best: Option<(usize, f32)> = None;
+            for i in 0..scored_count {
+                if kept[i] || kept_tokens + sentences[i].tokens > budget {
+                    continue;
+                }
+                let gain = (usefulness[i] - p.relevance_floor)
+                    - p.beta * sentences[i].tokens as f32 / 100.0
+                    - p.redundancy * redundancy[i];
+                if gain > 0.0 && best.is_none_or(|(_, g)| gain > g) {
+                    best = Some((i, gain));
+                }
+            }
+            let Some((chosen, _)) = best else { break };
+            kept[chosen] = true;
+            kept_tokens += sentences[chosen].tokens;
+            if let Some(vectors) = &vectors {
+                for i in 0..scored_count {
+                    redundancy[i] =
+                        redundancy[i].max(cosine(&vectors[i], &vectors[chosen]).max(0.0));
+                }
+            }
+        }
+        if p.neighbour_tokens > 0 {
+            for i in 1..scored_count {
+                let previous = i - 1;
+                if kept[i]
+                    && !kept[previous]
+                    && sentences[previous].passage == sentences[i].passage
+                    && sentences[previous].tokens <= p.neighbour_tokens
+                    && usefulness[previous] > p.relevance_floor
+                    && kept_tokens + sentences[previous].tokens <= budget
+                {
+                    kept[previous] = true;
+                    kept_tokens += sentences[previous].tokens;
+                }
+            }
+        }
+        let usefulness: Vec<f32> = usefulness
+            .into_iter()
+            .map(|u| if u.is_finite() { u } else { 0.0 })
+            .collect();
+        Ok(assemble(
+            passages,
+            &sentences,
+            &similarity,
+            &usefulness,
+            &kept,
+        ))
+    }
+}
