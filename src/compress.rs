@@ -49,10 +49,11 @@ pub fn compress_from_index(
     Ok(default_compressor(embedder, params).compress(query, &passages, budget)?)
 }
 
-/// Reads passages from a JSONL file of `{"doc_id" (or "id"/"_id"), "text", "offset"?}`.
-pub fn read_passages(path: &Path) -> Result<Vec<Passage>> {
+/// The JSON objects of a JSONL file (plain or gzip), with their 1-based line numbers; a line
+/// that is not JSON is an error naming the file and line.
+fn read_json_lines(path: &Path) -> Result<Vec<(usize, serde_json::Value)>> {
     let reader = ibex_indexer::corpus::open_maybe_gzip(path)?;
-    let mut passages = Vec::new();
+    let mut out = Vec::new();
     for (i, line) in reader.lines().enumerate() {
         let line = line.map_err(|e| IbexError::Io {
             context: format!("reading {}", path.display()),
@@ -61,9 +62,19 @@ pub fn read_passages(path: &Path) -> Result<Vec<Passage>> {
         if line.trim().is_empty() {
             continue;
         }
-        let bad = |why: &str| IbexError::Usage(format!("{}:{}: {why}", path.display(), i + 1));
-        let value: serde_json::Value =
-            serde_json::from_str(&line).map_err(|e| bad(&format!("invalid JSON: {e}")))?;
+        let value = serde_json::from_str(&line).map_err(|e| {
+            IbexError::Usage(format!("{}:{}: invalid JSON: {e}", path.display(), i + 1))
+        })?;
+        out.push((i + 1, value));
+    }
+    Ok(out)
+}
+
+/// Reads passages from a JSONL file of `{"doc_id" (or "id"/"_id"), "text", "offset"?}`.
+pub fn read_passages(path: &Path) -> Result<Vec<Passage>> {
+    let mut passages = Vec::new();
+    for (line, value) in read_json_lines(path)? {
+        let bad = |why: &str| IbexError::Usage(format!("{}:{line}: {why}", path.display()));
         let doc_id = ["doc_id", "id", "_id"]
             .iter()
             .find_map(|k| value.get(*k))
@@ -72,7 +83,7 @@ pub fn read_passages(path: &Path) -> Result<Vec<Passage>> {
                     .map(str::to_string)
                     .unwrap_or_else(|| v.to_string())
             })
-            .unwrap_or_else(|| format!("passage-{}", i + 1));
+            .unwrap_or_else(|| format!("passage-{line}"));
         let text = value
             .get("text")
             .and_then(|t| t.as_str())
@@ -118,19 +129,9 @@ struct NqQuestion {
 }
 
 fn read_nq(path: &Path) -> Result<Vec<NqQuestion>> {
-    let reader = ibex_indexer::corpus::open_maybe_gzip(path)?;
     let mut out = Vec::new();
-    for (i, line) in reader.lines().enumerate() {
-        let line = line.map_err(|e| IbexError::Io {
-            context: format!("reading {}", path.display()),
-            source: e,
-        })?;
-        if line.trim().is_empty() {
-            continue;
-        }
-        let bad = |why: String| IbexError::Usage(format!("{}:{}: {why}", path.display(), i + 1));
-        let v: serde_json::Value =
-            serde_json::from_str(&line).map_err(|e| bad(format!("invalid JSON: {e}")))?;
+    for (line, v) in read_json_lines(path)? {
+        let bad = |why: String| IbexError::Usage(format!("{}:{line}: {why}", path.display()));
         let ctx = v
             .get("ctxs")
             .and_then(|c| c.get(0))
