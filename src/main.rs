@@ -145,6 +145,9 @@ enum Command {
         /// Weight of a sentence's passage in its usefulness (0 to 1).
         #[arg(long)]
         passage_weight: Option<f32>,
+        /// β: cost per 100 kept tokens.
+        #[arg(long)]
+        beta: Option<f32>,
         /// Print the figures as one JSON object.
         #[arg(long)]
         json: bool,
@@ -422,6 +425,7 @@ fn run(cli: Cli) -> Result<()> {
             budget,
             floor,
             passage_weight,
+            beta,
             json,
         } => {
             let mut params = ibex::compressor::IbParams::default();
@@ -433,6 +437,9 @@ fn run(cli: Cli) -> Result<()> {
             }
             if let Some(weight) = passage_weight {
                 params.passage_weight = weight;
+            }
+            if let Some(beta) = beta {
+                params.beta = beta;
             }
             let report =
                 ibex::compress::evaluate_compression(&nq, &index, distractors, limit, params)?;

@@ -110,7 +110,7 @@ impl Default for IbParams {
     fn default() -> Self {
         IbParams {
             relevance_floor: 0.25,
-            beta: 0.1,
+            beta: 0.0,
             redundancy: 0.5,
             default_budget: Some(64),
             neighbour_tokens: 0,
