@@ -10,7 +10,7 @@ use std::path::PathBuf;
 use crate::{IbexError, IndexOptions, Mode, Result, SearchRequest, SearchResults};
 
 /// The sample corpus: short documents on varied topics, written for ibex.
-pub const CORPUS: &str = include_str!("../examples/quickstart/corpus.jsonl");
+pub const CORPUS: &str = include_str!("../examples/quickstart/documents.jsonl");
 /// Example queries, each with the id of the document it should find.
 pub const QUERIES: &str = include_str!("../examples/quickstart/queries.jsonl");
 
