@@ -9,6 +9,8 @@ pub enum IbexError {
     Search(#[from] ibex_search::SearchError),
     #[error(transparent)]
     Compress(#[from] ibex_compressor::CompressError),
+    #[error(transparent)]
+    Server(#[from] ibex_web::ServerError),
     #[error("{0}")]
     Usage(String),
     #[error("{context}: {source}")]

@@ -22,6 +22,12 @@ pub use ibex_compressor::{self as compressor, Compressor};
 pub use ibex_embedder::{self as embedder, load_model, Embedder, TextKind, DEFAULT_MODEL_ID};
 pub use ibex_indexer::{self as indexer, ChunkingParams, Document, Index};
 pub use ibex_search::{self as search, Mode, SearchRequest, SearchResults};
+pub use ibex_web as web;
+
+/// Where `ibex serve` keeps its indexes unless told otherwise: `$IBEX_HOME/data`.
+pub fn default_data_dir() -> std::path::PathBuf {
+    ibex_embedder::ibex_home().join("data")
+}
 
 /// Options of [`index_corpus`].
 #[derive(Debug, Clone)]
@@ -103,16 +109,7 @@ fn open_or_create(dir: &Path, options: &IndexOptions) -> Result<(Index, Arc<dyn 
         .clone()
         .unwrap_or_else(|| DEFAULT_MODEL_ID.to_string());
     let embedder = open_embedder(&spec)?;
-    // A local folder is recorded by its absolute path, so the index can be searched from anywhere.
-    let source = match Path::new(&spec).canonicalize() {
-        Ok(path) if path.is_dir() => path.display().to_string(),
-        _ => spec.clone(),
-    };
-    let model = ibex_indexer::ModelInfo {
-        id: embedder.model_id().to_string(),
-        source,
-        dimension: embedder.dimension(),
-    };
+    let model = ibex_indexer::catalog::model_info(&spec, embedder.as_ref());
     let index = Index::create(dir, model, options.chunking)?;
     Ok((index, embedder))
 }

@@ -29,8 +29,20 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Fetch the default model, index the bundled sample corpus and run its example queries.
-    Quickstart,
+    /// Fetch the default model, index the bundled sample corpus, run its example queries, then
+    /// serve the search page and API (Ctrl-C stops).
+    Quickstart {
+        /// Stop after the example queries instead of serving.
+        #[arg(long)]
+        no_serve: bool,
+        #[command(flatten)]
+        server: ServerArgs,
+    },
+    /// Serve the REST API and search page over the indexes of a data directory.
+    Serve {
+        #[command(flatten)]
+        server: ServerArgs,
+    },
     /// Index a corpus: a BEIR folder, a .jsonl/.jsonl.gz file, or a folder of .txt/.md files.
     Index {
         corpus: PathBuf,
@@ -197,6 +209,92 @@ struct RankingArgs {
     chunk_sum: Option<usize>,
 }
 
+/// Options of the server (`ibex serve`, `ibex quickstart`).
+#[derive(clap::Args)]
+struct ServerArgs {
+    /// Directory of the served indexes, one subdirectory each [default: $IBEX_HOME/data].
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+    /// Address to listen on (port 0: any free port).
+    #[arg(long, default_value = "127.0.0.1:7700")]
+    addr: std::net::SocketAddr,
+    /// An API key, `KEY` (read and write), `KEY:read` or `KEY:write`; repeatable. Also read from
+    /// IBEX_API_KEYS (comma-separated). Without keys the server listens on loopback only.
+    #[arg(long = "api-key", value_name = "KEY[:SCOPES]")]
+    api_keys: Vec<String>,
+    /// Listen on a non-loopback address even without API keys.
+    #[arg(long)]
+    insecure_listen_any: bool,
+    /// Let index creation name a model folder on this machine (otherwise only the default model).
+    #[arg(long)]
+    allow_model_paths: bool,
+    /// Largest request body, in MiB.
+    #[arg(long, default_value_t = 32)]
+    max_body_mib: usize,
+    /// Most documents per write request.
+    #[arg(long, default_value_t = 1000)]
+    max_batch: usize,
+    /// Longest query, in characters.
+    #[arg(long, default_value_t = 2000)]
+    max_query_chars: usize,
+    /// Largest top_k.
+    #[arg(long, default_value_t = 1000)]
+    max_top_k: usize,
+    /// Requests served at once (more wait).
+    #[arg(long, default_value_t = 64)]
+    max_concurrent: usize,
+    /// Seconds a read may take, waiting included.
+    #[arg(long, default_value_t = 30)]
+    timeout_secs: u64,
+}
+
+impl ServerArgs {
+    fn config(self) -> Result<ibex::web::ServerConfig> {
+        let data_dir = self.data_dir.unwrap_or_else(ibex::default_data_dir);
+        let mut config = ibex::web::ServerConfig::new(data_dir);
+        config.addr = self.addr;
+        let mut keys = Vec::new();
+        if let Ok(list) = std::env::var("IBEX_API_KEYS") {
+            keys.extend(ibex::web::parse_keys(&list).map_err(IbexError::Usage)?);
+        }
+        for spec in &self.api_keys {
+            keys.push(spec.parse().map_err(IbexError::Usage)?);
+        }
+        config.api_keys = keys;
+        config.insecure_listen_any = self.insecure_listen_any;
+        config.allow_model_paths = self.allow_model_paths;
+        config.limits = ibex::web::Limits {
+            max_body_bytes: self.max_body_mib.max(1) * 1024 * 1024,
+            max_batch_documents: self.max_batch.max(1),
+            max_query_chars: self.max_query_chars.max(1),
+            max_top_k: self.max_top_k.clamp(1, ibex::search::MAX_TOP_K),
+            max_concurrent_requests: self.max_concurrent.max(1),
+            read_timeout: std::time::Duration::from_secs(self.timeout_secs.max(1)),
+            ..ibex::web::Limits::default()
+        };
+        Ok(config)
+    }
+}
+
+/// Serves until Ctrl-C or SIGTERM, printing the address once the indexes are open.
+fn serve(config: ibex::web::ServerConfig, page_query: &str) -> Result<()> {
+    let data_dir = config.data_dir.clone();
+    let keys = !config.api_keys.is_empty();
+    let page_query = page_query.to_string();
+    ibex::web::serve_blocking(config, move |addr| {
+        println!("Serving {} at http://{addr}/", data_dir.display());
+        println!("Search page: http://{addr}/{page_query}");
+        println!(
+            "API: http://{addr}/v1/indexes (OpenAPI: http://{addr}/openapi.json){}",
+            if keys { "; send an API key as Authorization: Bearer <key>" } else { "" }
+        );
+        println!("Press Ctrl-C to stop.");
+        let _ = std::io::stdout().flush();
+    })?;
+    eprintln!("ibex: stopped cleanly.");
+    Ok(())
+}
+
 impl RankingArgs {
     /// A request for `query` with these settings.
     fn request(&self, query: String) -> Result<SearchRequest> {
@@ -239,7 +337,16 @@ fn progress_reporter() -> impl FnMut(IndexProgress) {
 
 fn run(cli: Cli) -> Result<()> {
     match cli.command {
-        Command::Quickstart => ibex::quickstart::run(&mut std::io::stdout()),
+        Command::Quickstart { no_serve, server } => {
+            let config = server.config()?;
+            ibex::quickstart::run(&mut std::io::stdout(), &config.data_dir)?;
+            if no_serve {
+                return Ok(());
+            }
+            println!();
+            serve(config, &format!("?index={}", ibex::quickstart::INDEX_NAME))
+        }
+        Command::Serve { server } => serve(server.config()?, ""),
         Command::Index {
             corpus,
             index,

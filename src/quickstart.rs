@@ -1,8 +1,9 @@
 //! `ibex quickstart`: the first thing a new user runs.
 //!
 //! It fetches the default model (first run only), indexes the sample corpus bundled in the
-//! binary (examples/quickstart/) into `$IBEX_HOME/quickstart/index` (a second run finds every
-//! document unchanged and embeds nothing), and runs the example queries in each mode.
+//! binary (examples/quickstart/) as the index `quickstart` of the server's data directory
+//! (`$IBEX_HOME/data/quickstart`; a second run finds every document unchanged and embeds
+//! nothing), and runs the example queries in each mode. The CLI then serves the data directory.
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -81,13 +82,16 @@ pub fn print_results(out: &mut dyn Write, results: &SearchResults) -> std::io::R
     Ok(())
 }
 
-/// Runs the quickstart, writing its report to `out`.
-pub fn run(out: &mut dyn Write) -> Result<()> {
+/// Name of the quickstart's index in the data directory.
+pub const INDEX_NAME: &str = "quickstart";
+
+/// Runs the quickstart into `data_dir/quickstart`, writing its report to `out`.
+pub fn run(out: &mut dyn Write, data_dir: &std::path::Path) -> Result<()> {
     let dir = quickstart_dir();
     std::fs::create_dir_all(&dir).map_err(io_error("creating the quickstart folder"))?;
-    let corpus = dir.join("corpus.jsonl");
+    let corpus = dir.join("documents.jsonl");
     std::fs::write(&corpus, CORPUS).map_err(io_error("writing the sample corpus"))?;
-    let index_dir = dir.join("index");
+    let index_dir = data_dir.join(INDEX_NAME);
     let report = crate::index_corpus(&corpus, &index_dir, &IndexOptions::default(), |_| {})?;
     let w = io_error("writing to stdout");
     writeln!(
@@ -136,6 +140,5 @@ pub fn run(out: &mut dyn Write) -> Result<()> {
         queries.len()
     )
     .map_err(&w)?;
-    writeln!(out, "Next: `ibex search --index {} \"your question\"`, or index your own corpus with `ibex index`.", index_dir.display()).map_err(&w)?;
     Ok(())
 }

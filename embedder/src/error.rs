@@ -33,6 +33,10 @@ pub enum EmbedderError {
     #[error("model forward pass failed: {0}")]
     Tensor(#[from] candle_core::Error),
 
+    /// A batch this caller's texts were part of failed, or the shared queue is shut down.
+    #[error("embedding failed: {0}")]
+    Batch(String),
+
     /// Input/output error on a model file or the model cache.
     #[error("{context}: {source}")]
     Io {

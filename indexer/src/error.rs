@@ -61,6 +61,22 @@ pub enum IndexError {
     #[error("index at {path} is being written by another process (its tantivy writer lock is held): wait for it to finish")]
     Locked { path: PathBuf },
 
+    /// A name that cannot name an index of a catalog.
+    #[error("invalid index name {0:?}: use 1 to 64 ASCII letters, digits, '-' or '_', starting with a letter or digit")]
+    InvalidName(String),
+
+    /// No index of that name in the catalog.
+    #[error("no index named {name:?}")]
+    UnknownIndex { name: String },
+
+    /// An index of that name exists already.
+    #[error("an index named {name:?} already exists: delete it first, or choose another name")]
+    IndexExists { name: String },
+
+    /// The catalog is shutting down and takes no more writes.
+    #[error("index {name:?} takes no more writes: the server is shutting down")]
+    Closed { name: String },
+
     /// An invalid chunking setting.
     #[error("invalid chunking parameters: {0}")]
     InvalidChunking(String),

@@ -10,6 +10,7 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use ibex_embedder::Embedder;
 use serde::{Deserialize, Serialize};
@@ -48,17 +49,26 @@ pub struct StoredDocument {
     pub content_hash: String,
 }
 
-/// An open ibex index: a consistent view of its last commit.
+/// An open ibex index: a consistent view of one commit.
+///
+/// Cloning is cheap (the segments, the row map and the live set are shared) and gives an
+/// immutable snapshot: the clone keeps answering from the commit it was taken at, whatever the
+/// original does later. A server hands such snapshots to concurrent searches while its writer
+/// moves on; every answer then comes from exactly one committed state.
+#[derive(Clone)]
 pub struct Index {
     pub(crate) dir: PathBuf,
     pub(crate) manifest: Manifest,
     pub(crate) lexical: tantivy::Index,
     pub(crate) reader: IndexReader,
+    /// The lexical view of this snapshot's commit, pinned at the last refresh (the reader may be
+    /// shared with clones that refresh later).
+    pub(crate) searcher: Searcher,
     pub(crate) fields: Fields,
-    pub(crate) segments: Vec<VectorSegment>,
+    pub(crate) segments: Vec<Arc<VectorSegment>>,
     /// Chunk key -> (segment position, row), for live chunks.
-    pub(crate) rows: HashMap<u64, (u32, u32)>,
-    pub(crate) live: LiveDocs,
+    pub(crate) rows: Arc<HashMap<u64, (u32, u32)>>,
+    pub(crate) live: Arc<LiveDocs>,
 }
 
 /// Whether `dir` looks like an ibex index (it may still fail to open).
@@ -203,12 +213,13 @@ impl Index {
                 next_segment_id: 0,
                 segments: Vec::new(),
             },
+            searcher: reader.searcher(),
             lexical,
             reader,
             fields,
             segments: Vec::new(),
-            rows: HashMap::new(),
-            live: LiveDocs::default(),
+            rows: Arc::new(HashMap::new()),
+            live: Arc::new(LiveDocs::default()),
         };
         index.refresh()?;
         Ok(index)
@@ -229,7 +240,9 @@ impl Index {
                 self.load_segments(&manifest)?;
                 self.manifest = manifest;
             }
-            self.live = LiveDocs::from_searcher(&self.reader.searcher())?;
+            let searcher = self.reader.searcher();
+            self.live = Arc::new(LiveDocs::from_searcher(&searcher)?);
+            self.searcher = searcher;
             self.rebuild_rows();
             // Every live chunk must have its vector: a commit that lost rows would otherwise make
             // documents silently unreachable by dense search.
@@ -255,7 +268,7 @@ impl Index {
 
     fn load_segments(&mut self, manifest: &Manifest) -> Result<()> {
         let vectors_dir = self.dir.join(VECTORS_DIR);
-        let mut old: HashMap<u64, VectorSegment> = std::mem::take(&mut self.segments)
+        let mut old: HashMap<u64, Arc<VectorSegment>> = std::mem::take(&mut self.segments)
             .into_iter()
             .map(|s| (s.meta.id, s))
             .collect();
@@ -263,11 +276,11 @@ impl Index {
         for meta in &manifest.segments {
             match old.remove(&meta.id) {
                 Some(segment) if segment.meta == *meta => segments.push(segment),
-                _ => segments.push(VectorSegment::load(
+                _ => segments.push(Arc::new(VectorSegment::load(
                     &vectors_dir,
                     meta,
                     manifest.model.dimension,
-                )?),
+                )?)),
             }
         }
         self.segments = segments;
@@ -284,7 +297,7 @@ impl Index {
                 }
             }
         }
-        self.rows = rows;
+        self.rows = Arc::new(rows);
     }
 
     /// The index directory.
@@ -334,7 +347,7 @@ impl Index {
 
     /// A tantivy searcher over the committed documents (BM25, filters, stored fields).
     pub fn searcher(&self) -> Searcher {
-        self.reader.searcher()
+        self.searcher.clone()
     }
 
     /// The lexical index (for building queries with its analyzer).

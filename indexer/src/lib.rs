@@ -8,6 +8,7 @@
 //!
 //! The commit protocol and the derivation of tombstones are documented in [`writer`] and [`live`].
 
+pub mod catalog;
 pub mod chunk;
 pub mod corpus;
 mod durable;
@@ -19,6 +20,7 @@ mod schema;
 pub mod vectors;
 pub mod writer;
 
+pub use catalog::{Catalog, IndexInfo, ModelLoader, SharedIndex, WriteReport};
 pub use chunk::{chunk_document, slice_chars, ChunkSpan, ChunkingParams};
 pub use corpus::{read_corpus, Document, DocumentStream};
 pub use error::{IndexError, Result};

@@ -376,20 +376,20 @@ impl IndexWriter<'_> {
         for pool in [graph_pool, flat_pool] {
             if !pool.keys.is_empty() {
                 let with_graph = pool.keys.len() >= self.graph_threshold;
-                new_segments.push(VectorSegment::write(
+                new_segments.push(std::sync::Arc::new(VectorSegment::write(
                     &vectors_dir,
                     next_segment_id,
                     dimension,
                     pool.keys,
                     pool.vectors,
                     with_graph,
-                )?);
+                )?));
                 next_segment_id += 1;
             }
         }
 
         let old_segments = std::mem::take(&mut self.index.segments);
-        let mut segments: Vec<VectorSegment> = Vec::new();
+        let mut segments = Vec::new();
         for (i, segment) in old_segments.into_iter().enumerate() {
             if kept.contains(&i) {
                 segments.push(segment);

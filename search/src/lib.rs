@@ -74,6 +74,9 @@ pub struct SearchRequest {
     pub aggregation: ChunkAggregation,
     /// Depth of each list before hybrid fusion.
     pub candidates: usize,
+    /// A query vector supplied by the caller (for example from their own copy of the model),
+    /// used instead of embedding `query`. Its length must be the index's dimension.
+    pub vector: Option<Vec<f32>>,
 }
 
 impl SearchRequest {
@@ -88,6 +91,7 @@ impl SearchRequest {
             fusion: Fusion::default(),
             aggregation: ChunkAggregation::Max,
             candidates: 100,
+            vector: None,
         }
     }
 }
@@ -129,6 +133,24 @@ fn prepare<'q>(
     request: &'q SearchRequest,
 ) -> Result<PreparedQuery<'q>> {
     validate(request)?;
+    if let Some(vector) = &request.vector {
+        let expected = index.model().dimension;
+        if vector.len() != expected {
+            return Err(ibex_indexer::IndexError::WrongDimension {
+                expected,
+                got: vector.len(),
+            }
+            .into());
+        }
+        let mut vector = vector.clone();
+        // Scores are dot products with unit vectors: a unit query makes them cosines, on the
+        // same scale as embedded queries (fusion weights depend on it).
+        let norm = vector.iter().map(|x| x * x).sum::<f32>().sqrt();
+        if norm > 0.0 {
+            vector.iter_mut().for_each(|x| *x /= norm);
+        }
+        return PreparedQuery::with_vector(index, &request.query, &request.filters, vector);
+    }
     let needs_vector = request.mode != Mode::Bm25;
     if needs_vector && embedder.is_none() {
         return Err(SearchError::NoEmbedder(if request.mode == Mode::Dense {
@@ -146,8 +168,26 @@ fn prepare<'q>(
 }
 
 fn validate(request: &SearchRequest) -> Result<()> {
-    if request.query.trim().is_empty() {
-        return Err(SearchError::InvalidRequest("the query is empty".into()));
+    match &request.vector {
+        None if request.query.trim().is_empty() => {
+            return Err(SearchError::InvalidRequest("the query is empty".into()));
+        }
+        Some(_) if request.mode == Mode::Bm25 => {
+            return Err(SearchError::InvalidRequest(
+                "a query vector needs mode dense or hybrid; bm25 ranks by the query's words".into(),
+            ));
+        }
+        Some(vector) if vector.iter().any(|x| !x.is_finite()) => {
+            return Err(SearchError::InvalidRequest(
+                "the query vector holds a value that is not a finite number".into(),
+            ));
+        }
+        Some(vector) if vector.iter().all(|&x| x == 0.0) => {
+            return Err(SearchError::InvalidRequest(
+                "the query vector is all zeros".into(),
+            ));
+        }
+        _ => {}
     }
     if request.top_k == 0 || request.top_k > MAX_TOP_K {
         return Err(SearchError::InvalidRequest(format!(

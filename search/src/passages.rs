@@ -3,6 +3,10 @@
 use ibex_indexer::{slice_chars, Index, StoredDocument};
 use serde::Serialize;
 
+use std::collections::BTreeMap;
+
+use ibex_indexer::english_analyzer;
+
 use crate::lexical::analyze;
 
 /// A passage of a result: a chunk's text and its character offsets into the document text.
@@ -12,6 +16,39 @@ pub struct Passage {
     pub start: usize,
     pub end: usize,
     pub score: f32,
+    /// Words of the passage that match a query term after analysis (so "engines" lights up for
+    /// "engine"), as `[start, end)` character offsets into `text`. Clients highlight from these
+    /// offsets rather than from markup, so a document's text is never interpreted as HTML.
+    pub highlights: Vec<[usize; 2]>,
+}
+
+/// Character ranges of `text` whose analyzed form is one of `terms`.
+pub fn highlight_spans(text: &str, terms: &BTreeMap<String, u32>) -> Vec<[usize; 2]> {
+    if terms.is_empty() {
+        return Vec::new();
+    }
+    let mut analyzer = english_analyzer();
+    let mut stream = analyzer.token_stream(text);
+    let mut byte_spans = Vec::new();
+    while let Some(token) = stream.next() {
+        if terms.contains_key(&token.text) {
+            byte_spans.push((token.offset_from, token.offset_to));
+        }
+    }
+    // Byte offsets to character offsets; tokens come in text order, so count incrementally.
+    let mut spans = Vec::with_capacity(byte_spans.len());
+    let (mut byte, mut chars) = (0usize, 0usize);
+    for (from, to) in byte_spans {
+        if from < byte || to < from || to > text.len() {
+            continue;
+        }
+        chars += text[byte..from].chars().count();
+        let len = text[from..to].chars().count();
+        spans.push([chars, chars + len]);
+        byte = to;
+        chars += len;
+    }
+    spans
 }
 
 /// BM25 (k1 = 1.2, b = 0.75) of each chunk against the query terms, with the collection's idf,
@@ -103,6 +140,7 @@ pub fn best_passages(
     };
     let mut order: Vec<usize> = (0..scores.len()).collect();
     order.sort_by(|&a, &b| scores[b].total_cmp(&scores[a]).then(a.cmp(&b)));
+    let terms = analyze(query);
     order
         .into_iter()
         .take(count)
@@ -113,7 +151,30 @@ pub fn best_passages(
                 start: span.start,
                 end: span.end,
                 score: scores[i],
+                highlights: highlight_spans(slice_chars(&doc.text, span.start, span.end), &terms),
             }
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn highlights_match_analyzed_terms_at_character_offsets() {
+        let terms = analyze("jet engines");
+        let text = "Ärger: the engine of a jet. Jets fly.";
+        let spans = highlight_spans(text, &terms);
+        let words: Vec<String> = spans
+            .iter()
+            .map(|[s, e]| text.chars().skip(*s).take(e - s).collect())
+            .collect();
+        assert_eq!(words, ["engine", "jet", "Jets"]);
+    }
+
+    #[test]
+    fn no_terms_no_highlights() {
+        assert!(highlight_spans("the and of", &analyze("the of")).is_empty());
+    }
 }

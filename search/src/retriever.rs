@@ -55,6 +55,25 @@ impl<'q> PreparedQuery<'q> {
     }
 }
 
+impl<'q> PreparedQuery<'q> {
+    /// Prepares a query whose vector the caller supplies (already checked against the index's
+    /// dimension); `text` still drives BM25 in hybrid mode and passage highlighting.
+    pub fn with_vector(
+        index: &Index,
+        text: &'q str,
+        filters: &'q [MetadataFilter],
+        vector: Vec<f32>,
+    ) -> Result<Self> {
+        let allowed = allowed_chunks(index, &index.searcher(), filters)?;
+        Ok(PreparedQuery {
+            text,
+            filters,
+            vector: Some(vector),
+            allowed,
+        })
+    }
+}
+
 /// Ranks an index's documents for a query.
 pub trait Retriever {
     /// The best `depth` documents, best first.

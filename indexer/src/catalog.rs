@@ -1,0 +1,436 @@
+//! Many named indexes in one data directory, shared by concurrent readers and writers.
+//!
+//! This is what a long-running process (the REST server) holds: each index is open once, its
+//! searches read an immutable snapshot of the last commit (so they never wait for a write and
+//! never see half of one), and its writes are serialized, each batch committed before it is
+//! acknowledged. A batch that fails, or a process killed during one, leaves the index at its
+//! previous commit.
+//!
+//! Layout: `DATA_DIR/<name>/` is an ordinary ibex index directory, so the CLI can open it too
+//! (while the server is not writing to it: the write lock is per index).
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock};
+
+use ibex_embedder::Embedder;
+
+use crate::chunk::ChunkingParams;
+use crate::corpus::Document;
+use crate::error::{IndexError, Result};
+use crate::index::{is_index, Index, StoredDocument};
+use crate::manifest::ModelInfo;
+use crate::writer::UpsertStats;
+
+/// Longest index name.
+pub const MAX_NAME_LEN: usize = 64;
+
+/// Loads an embedding model from a model spec (a folder or a known model name). The catalog
+/// calls it once per distinct spec and shares the model among the indexes that use it.
+pub type ModelLoader =
+    Arc<dyn Fn(&str) -> std::result::Result<Arc<dyn Embedder>, IndexError> + Send + Sync>;
+
+/// Checks that `name` can name an index: 1 to 64 ASCII letters, digits, `-` or `_`, starting
+/// with a letter or digit (so a name is always a plain directory name, never a path).
+pub fn validate_name(name: &str) -> Result<()> {
+    let valid = !name.is_empty()
+        && name.len() <= MAX_NAME_LEN
+        && name.starts_with(|c: char| c.is_ascii_alphanumeric())
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+    if valid {
+        Ok(())
+    } else {
+        Err(IndexError::InvalidName(name.to_string()))
+    }
+}
+
+/// The model record of a new index built with `embedder`, loaded from `spec`. A local folder is
+/// recorded by its absolute path, so that the index can be opened from any working directory.
+pub fn model_info(spec: &str, embedder: &dyn Embedder) -> ModelInfo {
+    let source = match Path::new(spec).canonicalize() {
+        Ok(path) if path.is_dir() => path.display().to_string(),
+        _ => spec.to_string(),
+    };
+    ModelInfo {
+        id: embedder.model_id().to_string(),
+        source,
+        dimension: embedder.dimension(),
+    }
+}
+
+/// Statistics of one index.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IndexInfo {
+    pub name: String,
+    pub documents: usize,
+    pub chunks: usize,
+    pub model: ModelInfo,
+    pub chunking: ChunkingParams,
+    pub generation: u64,
+    pub bytes_on_disk: u64,
+}
+
+/// What a committed write did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct WriteReport {
+    pub added: usize,
+    pub replaced: usize,
+    pub unchanged: usize,
+    pub deleted: usize,
+    pub chunks_embedded: usize,
+    /// Generation of the commit that made the write visible (unchanged when nothing changed).
+    pub generation: u64,
+    pub documents: usize,
+    pub chunks: usize,
+}
+
+/// One open index of a catalog.
+pub struct SharedIndex {
+    name: String,
+    embedder: Arc<dyn Embedder>,
+    /// The last commit, as every search sees it. Replaced (never mutated) after each commit.
+    snapshot: RwLock<Arc<Index>>,
+    /// The writer's own view; holding this lock is what serializes writes.
+    writer: Mutex<WriterState>,
+}
+
+enum WriterState {
+    Open(Index),
+    /// Removed from the catalog: writes that were waiting find it gone.
+    Dropped,
+    /// The process is shutting down: no new write starts.
+    Closed,
+}
+
+impl SharedIndex {
+    /// The index's name in its catalog.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The model the index was built with (queries must be embedded with it).
+    pub fn embedder(&self) -> &Arc<dyn Embedder> {
+        &self.embedder
+    }
+
+    /// An immutable view of the last commit, for as long as the caller keeps it.
+    pub fn snapshot(&self) -> Arc<Index> {
+        match self.snapshot.read() {
+            Ok(snapshot) => snapshot.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
+    }
+
+    /// Looks a document up in the last commit.
+    pub fn get(&self, id: &str) -> Result<Option<StoredDocument>> {
+        self.snapshot().get_document(id)
+    }
+
+    /// Statistics of the last commit.
+    pub fn info(&self) -> IndexInfo {
+        let snapshot = self.snapshot();
+        IndexInfo {
+            name: self.name.clone(),
+            documents: snapshot.num_documents(),
+            chunks: snapshot.num_chunks(),
+            model: snapshot.model().clone(),
+            chunking: snapshot.manifest().chunking,
+            generation: snapshot.manifest().generation,
+            bytes_on_disk: dir_size(snapshot.dir()),
+        }
+    }
+
+    fn lock_writer(&self) -> Result<MutexGuard<'_, WriterState>> {
+        // A panic while writing leaves the writer's view possibly ahead of disk; the commit
+        // protocol makes disk the truth, and the next write refreshes from it.
+        Ok(match self.writer.lock() {
+            Ok(guard) => guard,
+            Err(poisoned) => poisoned.into_inner(),
+        })
+    }
+
+    /// Adds or replaces `docs` (the last of several documents with one id wins) and commits.
+    /// When this returns, the documents are durable and every new search sees them.
+    pub fn upsert(&self, docs: Vec<Document>) -> Result<WriteReport> {
+        let mut by_id: HashMap<String, usize> = HashMap::with_capacity(docs.len());
+        for (i, doc) in docs.iter().enumerate() {
+            by_id.insert(doc.id.clone(), i);
+        }
+        let docs: Vec<Document> = docs
+            .into_iter()
+            .enumerate()
+            .filter(|(i, doc)| by_id.get(&doc.id) == Some(i))
+            .map(|(_, doc)| doc)
+            .collect();
+        self.write(|writer| {
+            let stats: UpsertStats = writer.upsert(&docs)?;
+            Ok(WriteReport {
+                added: stats.added,
+                replaced: stats.replaced,
+                unchanged: stats.unchanged,
+                chunks_embedded: stats.chunks,
+                ..WriteReport::default()
+            })
+        })
+    }
+
+    /// Deletes documents by id and commits; the report counts those that existed.
+    pub fn delete(&self, ids: &[&str]) -> Result<WriteReport> {
+        self.write(|writer| {
+            Ok(WriteReport {
+                deleted: writer.delete(ids),
+                ..WriteReport::default()
+            })
+        })
+    }
+
+    fn write(
+        &self,
+        change: impl FnOnce(&mut crate::writer::IndexWriter<'_>) -> Result<WriteReport>,
+    ) -> Result<WriteReport> {
+        let mut guard = self.lock_writer()?;
+        let index = match &mut *guard {
+            WriterState::Open(index) => index,
+            WriterState::Dropped => {
+                return Err(IndexError::UnknownIndex {
+                    name: self.name.clone(),
+                })
+            }
+            WriterState::Closed => {
+                return Err(IndexError::Closed {
+                    name: self.name.clone(),
+                })
+            }
+        };
+        let mut writer = index.writer(self.embedder.as_ref())?;
+        let mut report = change(&mut writer)?;
+        if writer.has_changes() {
+            writer.commit()?;
+        }
+        writer.finish()?;
+        let snapshot = Arc::new(index.clone());
+        report.generation = snapshot.manifest().generation;
+        report.documents = snapshot.num_documents();
+        report.chunks = snapshot.num_chunks();
+        match self.snapshot.write() {
+            Ok(mut current) => *current = snapshot,
+            Err(poisoned) => *poisoned.into_inner() = snapshot,
+        }
+        Ok(report)
+    }
+}
+
+/// The named indexes of one data directory.
+pub struct Catalog {
+    data_dir: PathBuf,
+    load_model: ModelLoader,
+    indexes: RwLock<BTreeMap<String, Arc<SharedIndex>>>,
+    /// Models by spec, shared among indexes.
+    models: Mutex<HashMap<String, Arc<dyn Embedder>>>,
+    /// Serializes creating and dropping indexes.
+    admin: Mutex<()>,
+}
+
+/// An index directory of the data directory that could not be opened.
+#[derive(Debug)]
+pub struct Unopened {
+    pub name: String,
+    pub error: IndexError,
+}
+
+impl Catalog {
+    /// Opens every index under `data_dir` (created if missing), loading their models through
+    /// `load_model`. Directories that fail to open are returned beside the catalog, left
+    /// untouched on disk, and not served.
+    pub fn open(data_dir: &Path, load_model: ModelLoader) -> Result<(Catalog, Vec<Unopened>)> {
+        std::fs::create_dir_all(data_dir)
+            .map_err(|e| IndexError::io(format!("creating {}", data_dir.display()), e))?;
+        let catalog = Catalog {
+            data_dir: data_dir.to_path_buf(),
+            load_model,
+            indexes: RwLock::new(BTreeMap::new()),
+            models: Mutex::new(HashMap::new()),
+            admin: Mutex::new(()),
+        };
+        let entries = std::fs::read_dir(data_dir)
+            .map_err(|e| IndexError::io(format!("listing {}", data_dir.display()), e))?;
+        let mut names: Vec<String> = entries
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .filter(|n| validate_name(n).is_ok() && is_index(&data_dir.join(n)))
+            .collect();
+        names.sort();
+        let mut unopened = Vec::new();
+        for name in names {
+            match catalog.open_existing(&name) {
+                Ok(shared) => {
+                    catalog.write_map().insert(name, Arc::new(shared));
+                }
+                Err(error) => unopened.push(Unopened { name, error }),
+            }
+        }
+        Ok((catalog, unopened))
+    }
+
+    /// The data directory.
+    pub fn data_dir(&self) -> &Path {
+        &self.data_dir
+    }
+
+    fn read_map(&self) -> std::sync::RwLockReadGuard<'_, BTreeMap<String, Arc<SharedIndex>>> {
+        match self.indexes.read() {
+            Ok(map) => map,
+            Err(poisoned) => poisoned.into_inner(),
+        }
+    }
+
+    fn write_map(&self) -> std::sync::RwLockWriteGuard<'_, BTreeMap<String, Arc<SharedIndex>>> {
+        match self.indexes.write() {
+            Ok(map) => map,
+            Err(poisoned) => poisoned.into_inner(),
+        }
+    }
+
+    fn model(&self, spec: &str) -> Result<Arc<dyn Embedder>> {
+        let mut models = match self.models.lock() {
+            Ok(models) => models,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        if let Some(model) = models.get(spec) {
+            return Ok(model.clone());
+        }
+        let model = (self.load_model)(spec)?;
+        models.insert(spec.to_string(), model.clone());
+        Ok(model)
+    }
+
+    fn open_existing(&self, name: &str) -> Result<SharedIndex> {
+        let index = Index::open(&self.data_dir.join(name))?;
+        let embedder = self.model(&index.model().source)?;
+        index.check_embedder(embedder.as_ref())?;
+        Ok(SharedIndex {
+            name: name.to_string(),
+            embedder,
+            snapshot: RwLock::new(Arc::new(index.clone())),
+            writer: Mutex::new(WriterState::Open(index)),
+        })
+    }
+
+    /// The index called `name`.
+    pub fn get(&self, name: &str) -> Result<Arc<SharedIndex>> {
+        self.read_map()
+            .get(name)
+            .cloned()
+            .ok_or_else(|| IndexError::UnknownIndex {
+                name: name.to_string(),
+            })
+    }
+
+    /// Every index, by name.
+    pub fn list(&self) -> Vec<Arc<SharedIndex>> {
+        self.read_map().values().cloned().collect()
+    }
+
+    /// Creates an empty index called `name`, embedding with the model `model_spec`.
+    pub fn create(
+        &self,
+        name: &str,
+        model_spec: &str,
+        chunking: ChunkingParams,
+    ) -> Result<Arc<SharedIndex>> {
+        validate_name(name)?;
+        chunking.validate()?;
+        let _admin = lock(&self.admin);
+        let dir = self.data_dir.join(name);
+        if self.read_map().contains_key(name) || dir.exists() {
+            return Err(IndexError::IndexExists {
+                name: name.to_string(),
+            });
+        }
+        let embedder = self.model(model_spec)?;
+        let index = Index::create(&dir, model_info(model_spec, embedder.as_ref()), chunking)?;
+        let shared = Arc::new(SharedIndex {
+            name: name.to_string(),
+            embedder,
+            snapshot: RwLock::new(Arc::new(index.clone())),
+            writer: Mutex::new(WriterState::Open(index)),
+        });
+        self.write_map().insert(name.to_string(), shared.clone());
+        Ok(shared)
+    }
+
+    /// Removes the index called `name` from the catalog and from disk. A write in progress
+    /// finishes first; searches holding a snapshot finish on it.
+    pub fn drop_index(&self, name: &str) -> Result<()> {
+        let _admin = lock(&self.admin);
+        let shared = self.get(name)?;
+        // Wait for the write in progress, then let no other start.
+        let mut writer = shared.lock_writer()?;
+        *writer = WriterState::Dropped;
+        self.write_map().remove(name);
+        let dir = self.data_dir.join(name);
+        // Renamed first, so a crash mid-removal never leaves a half-deleted index under its name.
+        let trash = self
+            .data_dir
+            .join(format!(".{name}.dropped-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&trash);
+        std::fs::rename(&dir, &trash)
+            .map_err(|e| IndexError::io(format!("removing {}", dir.display()), e))?;
+        crate::durable::fsync_dir(&self.data_dir)?;
+        std::fs::remove_dir_all(&trash)
+            .map_err(|e| IndexError::io(format!("removing {}", trash.display()), e))?;
+        Ok(())
+    }
+
+    /// Waits for every write in progress and stops accepting new ones (for a clean shutdown).
+    pub fn close(&self) {
+        for shared in self.list() {
+            if let Ok(mut writer) = shared.lock_writer() {
+                *writer = WriterState::Closed;
+            }
+        }
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    match mutex.lock() {
+        Ok(guard) => guard,
+        Err(poisoned) => poisoned.into_inner(),
+    }
+}
+
+/// Total size of the files under `dir` (0 for what cannot be read).
+pub fn dir_size(dir: &Path) -> u64 {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return 0;
+    };
+    entries
+        .flatten()
+        .map(|entry| match entry.file_type() {
+            Ok(t) if t.is_dir() => dir_size(&entry.path()),
+            Ok(_) => entry.metadata().map(|m| m.len()).unwrap_or(0),
+            Err(_) => 0,
+        })
+        .sum()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_are_plain_directory_names() {
+        for good in ["a", "cranfield", "my-index_2", "A1"] {
+            assert!(validate_name(good).is_ok(), "{good}");
+        }
+        let long = "x".repeat(MAX_NAME_LEN + 1);
+        for bad in ["", "..", ".hidden", "a/b", "a b", "-x", "é", long.as_str()] {
+            assert!(
+                matches!(validate_name(bad), Err(IndexError::InvalidName(_))),
+                "{bad:?}"
+            );
+        }
+    }
+}

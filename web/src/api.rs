@@ -1,0 +1,719 @@
+//! The `/v1` endpoints: request and response types (which generate the OpenAPI document) and
+//! handlers that translate HTTP into library calls. Library work (embedding, searching,
+//! committing) runs on the blocking pool, never on the async executor's threads.
+
+use std::time::Instant;
+
+use axum::body::Bytes;
+use axum::extract::rejection::{JsonRejection, PathRejection};
+use axum::extract::{FromRequest, FromRequestParts, Request, State};
+use axum::http::request::Parts;
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use ibex_indexer::{ChunkingParams, Document, IndexInfo, SharedIndex, WriteReport};
+use ibex_search::{ChunkAggregation, Fusion, MetadataFilter, Mode, SearchRequest};
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+use utoipa::ToSchema;
+
+use crate::error::{from_rejection, ApiError, ErrorBody};
+use crate::AppState;
+
+/// A JSON body whose rejections answer in the API's error shape.
+pub struct ApiJson<T>(pub T);
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiJson<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(request: Request, state: &S) -> Result<Self, Self::Rejection> {
+        match Json::<T>::from_request(request, state).await {
+            Ok(Json(value)) => Ok(ApiJson(value)),
+            Err(rejection) => Err(json_rejection(rejection)),
+        }
+    }
+}
+
+fn json_rejection(rejection: JsonRejection) -> ApiError {
+    from_rejection(rejection.status(), rejection.body_text())
+}
+
+/// Path parameters whose rejections answer in the API's error shape.
+pub struct ApiPath<T>(pub T);
+
+impl<T: DeserializeOwned + Send, S: Send + Sync> FromRequestParts<S> for ApiPath<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        match axum::extract::Path::<T>::from_request_parts(parts, state).await {
+            Ok(axum::extract::Path(value)) => Ok(ApiPath(value)),
+            Err(rejection) => Err(path_rejection(rejection)),
+        }
+    }
+}
+
+fn path_rejection(rejection: PathRejection) -> ApiError {
+    ApiError::bad_request("malformed_path", rejection.body_text())
+}
+
+/// Runs library work on the blocking pool.
+async fn blocking<T: Send + 'static>(
+    work: impl FnOnce() -> Result<T, ApiError> + Send + 'static,
+) -> Result<T, ApiError> {
+    match tokio::task::spawn_blocking(work).await {
+        Ok(result) => result,
+        Err(e) => Err(ApiError::internal(format!("the request's worker failed: {e}"))),
+    }
+}
+
+fn catalog(state: &AppState) -> Result<std::sync::Arc<ibex_indexer::Catalog>, ApiError> {
+    state.catalog.get().cloned().ok_or_else(|| {
+        ApiError::unavailable(
+            "not_ready",
+            "the server is still opening its indexes and models: retry shortly (GET /readyz says when it is ready)",
+        )
+    })
+}
+
+fn shared_index(state: &AppState, name: &str) -> Result<std::sync::Arc<SharedIndex>, ApiError> {
+    Ok(catalog(state)?.get(name)?)
+}
+
+fn millis(started: Instant) -> f64 {
+    started.elapsed().as_secs_f64() * 1000.0
+}
+
+// ---------------------------------------------------------------------------------------------
+// Indexes
+
+/// How a new index cuts documents into chunks.
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ChunkingOptions {
+    /// Tokens per chunk (of the model's tokenizer). Default 200.
+    pub chunk_tokens: Option<usize>,
+    /// Tokens shared by consecutive chunks. Default 50.
+    pub overlap_tokens: Option<usize>,
+}
+
+/// Settings of a new index.
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateIndexRequest {
+    /// Embedding model: a model folder on the server, or the default
+    /// `sentence-transformers/all-MiniLM-L6-v2`.
+    pub model: Option<String>,
+    pub chunking: Option<ChunkingOptions>,
+}
+
+/// The embedding model of an index.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ModelResponse {
+    pub id: String,
+    pub source: String,
+    pub dimension: usize,
+}
+
+/// An index and its statistics.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct IndexResponse {
+    pub name: String,
+    pub documents: usize,
+    pub chunks: usize,
+    pub model: ModelResponse,
+    pub chunking: ChunkingOptions,
+    /// Commit generation the statistics describe.
+    pub generation: u64,
+    pub bytes_on_disk: u64,
+}
+
+impl From<IndexInfo> for IndexResponse {
+    fn from(info: IndexInfo) -> Self {
+        IndexResponse {
+            name: info.name,
+            documents: info.documents,
+            chunks: info.chunks,
+            model: ModelResponse {
+                id: info.model.id,
+                source: info.model.source,
+                dimension: info.model.dimension,
+            },
+            chunking: ChunkingOptions {
+                chunk_tokens: Some(info.chunking.chunk_tokens),
+                overlap_tokens: Some(info.chunking.overlap_tokens),
+            },
+            generation: info.generation,
+            bytes_on_disk: info.bytes_on_disk,
+        }
+    }
+}
+
+/// Every index of the server.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct IndexList {
+    pub indexes: Vec<IndexResponse>,
+}
+
+/// Creates an index.
+#[utoipa::path(put, path = "/v1/indexes/{name}", tag = "indexes",
+    params(("name" = String, Path, description = "1 to 64 letters, digits, '-' or '_'")),
+    request_body(content = CreateIndexRequest, description = "May be empty: the default model and chunking"),
+    responses(
+        (status = 201, body = IndexResponse, description = "Created"),
+        (status = 409, body = ErrorBody, description = "An index of that name exists"),
+        (status = 422, body = ErrorBody, description = "Invalid name, model or chunking"),
+    ),
+    security(("bearer" = [])))]
+pub async fn create_index(
+    State(state): State<AppState>,
+    ApiPath(name): ApiPath<String>,
+    body: Bytes,
+) -> Result<(StatusCode, Json<IndexResponse>), ApiError> {
+    let request: CreateIndexRequest = if body.iter().all(u8::is_ascii_whitespace) {
+        CreateIndexRequest::default()
+    } else {
+        parse_json(&body)?
+    };
+    let catalog = catalog(&state)?;
+    let model = request
+        .model
+        .unwrap_or_else(|| state.config.default_model.clone());
+    if !state.config.allow_model_paths && model != state.config.default_model {
+        return Err(ApiError::invalid(
+            "invalid_model",
+            format!(
+                "this server builds indexes with {:?} only (start it with --allow-model-paths to accept model folders)",
+                state.config.default_model
+            ),
+        ));
+    }
+    let defaults = ChunkingParams::default();
+    let chunking = request.chunking.map_or(defaults, |c| ChunkingParams {
+        chunk_tokens: c.chunk_tokens.unwrap_or(defaults.chunk_tokens),
+        overlap_tokens: c.overlap_tokens.unwrap_or(defaults.overlap_tokens),
+    });
+    let info = blocking(move || Ok(catalog.create(&name, &model, chunking)?.info())).await?;
+    Ok((StatusCode::CREATED, Json(info.into())))
+}
+
+/// Parses a JSON body (400 when it is not JSON, 422 when it does not fit the type).
+fn parse_json<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
+    let value: Value = serde_json::from_slice(body).map_err(|e| {
+        ApiError::bad_request("malformed_body", format!("the body is not valid JSON: {e}"))
+    })?;
+    serde_json::from_value(value).map_err(|e| ApiError::invalid("invalid_field", e.to_string()))
+}
+
+/// Lists the indexes.
+#[utoipa::path(get, path = "/v1/indexes", tag = "indexes",
+    responses((status = 200, body = IndexList)), security(("bearer" = [])))]
+pub async fn list_indexes(State(state): State<AppState>) -> Result<Json<IndexList>, ApiError> {
+    let catalog = catalog(&state)?;
+    let indexes = blocking(move || {
+        Ok(catalog
+            .list()
+            .iter()
+            .map(|i| IndexResponse::from(i.info()))
+            .collect())
+    })
+    .await?;
+    Ok(Json(IndexList { indexes }))
+}
+
+/// Describes an index.
+#[utoipa::path(get, path = "/v1/indexes/{name}", tag = "indexes",
+    params(("name" = String, Path)),
+    responses((status = 200, body = IndexResponse), (status = 404, body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn get_index(
+    State(state): State<AppState>,
+    ApiPath(name): ApiPath<String>,
+) -> Result<Json<IndexResponse>, ApiError> {
+    let index = shared_index(&state, &name)?;
+    let info = blocking(move || Ok(index.info())).await?;
+    Ok(Json(info.into()))
+}
+
+/// Deletes an index and its files.
+#[utoipa::path(delete, path = "/v1/indexes/{name}", tag = "indexes",
+    params(("name" = String, Path)),
+    responses((status = 204, description = "Deleted"), (status = 404, body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn delete_index(
+    State(state): State<AppState>,
+    ApiPath(name): ApiPath<String>,
+) -> Result<StatusCode, ApiError> {
+    let catalog = catalog(&state)?;
+    blocking(move || Ok(catalog.drop_index(&name)?)).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Documents
+
+/// A document to index. `id` may also be given as `_id` (BEIR's name); a document needs a
+/// non-empty `text` or `title`.
+#[derive(Debug, Deserialize, Serialize, ToSchema)]
+pub struct DocumentIn {
+    pub id: String,
+    pub title: Option<String>,
+    pub text: Option<String>,
+    /// Free-form; top-level scalar values can be search filters.
+    #[schema(value_type = Object)]
+    pub metadata: Option<Map<String, Value>>,
+}
+
+/// What a committed write did. Once this answer is sent the write is durable and searchable.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct WriteResponse {
+    pub added: usize,
+    pub replaced: usize,
+    pub unchanged: usize,
+    pub deleted: usize,
+    pub chunks_embedded: usize,
+    /// Commit generation that made the write visible.
+    pub generation: u64,
+    /// Documents and chunks in the index after the write.
+    pub documents: usize,
+    pub chunks: usize,
+    pub took_ms: f64,
+}
+
+fn write_response(report: WriteReport, started: Instant) -> WriteResponse {
+    WriteResponse {
+        added: report.added,
+        replaced: report.replaced,
+        unchanged: report.unchanged,
+        deleted: report.deleted,
+        chunks_embedded: report.chunks_embedded,
+        generation: report.generation,
+        documents: report.documents,
+        chunks: report.chunks,
+        took_ms: millis(started),
+    }
+}
+
+fn is_ndjson(headers: &HeaderMap) -> bool {
+    headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .map(|v| {
+            let v = v.split(';').next().unwrap_or("").trim();
+            v.eq_ignore_ascii_case("application/x-ndjson")
+                || v.eq_ignore_ascii_case("application/jsonl")
+        })
+        .unwrap_or(false)
+}
+
+/// Parses an upsert body into documents, naming the first bad one by position (and line, for
+/// NDJSON). Nothing is written unless every document is valid.
+fn parse_documents(body: &[u8], ndjson: bool, max_batch: usize) -> Result<Vec<Document>, ApiError> {
+    let too_many = |n: usize| {
+        ApiError::too_large(
+            "batch_too_large",
+            format!("{n} documents in one batch; this server takes at most {max_batch}: split the batch"),
+        )
+    };
+    let values: Vec<(String, Value)> = if ndjson {
+        let text = std::str::from_utf8(body)
+            .map_err(|_| ApiError::bad_request("malformed_body", "the NDJSON body is not UTF-8"))?;
+        let mut values = Vec::new();
+        for (n, line) in text.lines().enumerate() {
+            if line.trim().is_empty() {
+                continue;
+            }
+            if values.len() == max_batch {
+                return Err(too_many(text.lines().filter(|l| !l.trim().is_empty()).count()));
+            }
+            let value: Value = serde_json::from_str(line).map_err(|e| {
+                ApiError::bad_request("malformed_body", format!("line {}: not valid JSON: {e}", n + 1))
+            })?;
+            values.push((format!("line {}", n + 1), value));
+        }
+        values
+    } else {
+        let value: Value = serde_json::from_slice(body).map_err(|e| {
+            ApiError::bad_request(
+                "malformed_body",
+                format!("the body is not valid JSON: {e} (send a JSON array of documents, or NDJSON with Content-Type: application/x-ndjson)"),
+            )
+        })?;
+        let Value::Array(items) = value else {
+            return Err(ApiError::invalid(
+                "invalid_field",
+                "the body must be a JSON array of documents",
+            ));
+        };
+        if items.len() > max_batch {
+            return Err(too_many(items.len()));
+        }
+        items
+            .into_iter()
+            .enumerate()
+            .map(|(i, v)| (format!("document {i}"), v))
+            .collect()
+    };
+    if values.is_empty() {
+        return Err(ApiError::invalid("invalid_field", "the batch holds no documents"));
+    }
+    values
+        .into_iter()
+        .map(|(position, value)| {
+            Document::from_json(value).map_err(|problem| {
+                let reason = match problem {
+                    ibex_indexer::corpus::DocumentProblem::Malformed(reason) => reason,
+                    ibex_indexer::corpus::DocumentProblem::MissingText(id) => format!(
+                        "document {id:?} has neither text nor title: there is nothing to index"
+                    ),
+                };
+                ApiError::invalid("invalid_document", format!("{position}: {reason}"))
+            })
+        })
+        .collect()
+}
+
+/// Adds or replaces a batch of documents and commits it.
+#[utoipa::path(post, path = "/v1/indexes/{name}/documents", tag = "documents",
+    params(("name" = String, Path)),
+    request_body(content(
+        (Vec<DocumentIn> = "application/json"),
+        (DocumentIn = "application/x-ndjson")),
+        description = "A JSON array of documents, or one document per line (NDJSON)"),
+    responses(
+        (status = 200, body = WriteResponse, description = "Committed and searchable"),
+        (status = 400, body = ErrorBody), (status = 404, body = ErrorBody),
+        (status = 413, body = ErrorBody), (status = 422, body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn upsert_documents(
+    State(state): State<AppState>,
+    ApiPath(name): ApiPath<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Json<WriteResponse>, ApiError> {
+    let started = Instant::now();
+    let index = shared_index(&state, &name)?;
+    let max_batch = state.config.limits.max_batch_documents;
+    let ndjson = is_ndjson(&headers);
+    let report = blocking(move || {
+        let docs = parse_documents(&body, ndjson, max_batch)?;
+        Ok(index.upsert(docs)?)
+    })
+    .await?;
+    Ok(Json(write_response(report, started)))
+}
+
+/// A stored document.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct DocumentResponse {
+    pub id: String,
+    pub title: String,
+    pub text: String,
+    #[schema(value_type = Object)]
+    pub metadata: Map<String, Value>,
+    /// Its chunks as `[start, end)` character offsets into `text`.
+    pub chunks: Vec<[usize; 2]>,
+}
+
+/// Reads a document.
+#[utoipa::path(get, path = "/v1/indexes/{name}/documents/{id}", tag = "documents",
+    params(("name" = String, Path), ("id" = String, Path)),
+    responses((status = 200, body = DocumentResponse), (status = 404, body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn get_document(
+    State(state): State<AppState>,
+    ApiPath((name, id)): ApiPath<(String, String)>,
+) -> Result<Json<DocumentResponse>, ApiError> {
+    let index = shared_index(&state, &name)?;
+    let doc = blocking(move || {
+        index.get(&id)?.ok_or_else(|| {
+            ApiError::not_found(
+                "document_not_found",
+                format!("index {name:?} has no document {id:?}"),
+            )
+        })
+    })
+    .await?;
+    Ok(Json(DocumentResponse {
+        id: doc.id,
+        title: doc.title,
+        text: doc.text,
+        metadata: doc.metadata,
+        chunks: doc.chunks.iter().map(|c| [c.start, c.end]).collect(),
+    }))
+}
+
+/// Deletes a document and commits.
+#[utoipa::path(delete, path = "/v1/indexes/{name}/documents/{id}", tag = "documents",
+    params(("name" = String, Path), ("id" = String, Path)),
+    responses((status = 200, body = WriteResponse), (status = 404, body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn delete_document(
+    State(state): State<AppState>,
+    ApiPath((name, id)): ApiPath<(String, String)>,
+) -> Result<Json<WriteResponse>, ApiError> {
+    let started = Instant::now();
+    let index = shared_index(&state, &name)?;
+    let report = blocking(move || {
+        let report = index.delete(&[id.as_str()])?;
+        if report.deleted == 0 {
+            return Err(ApiError::not_found(
+                "document_not_found",
+                format!("index {name:?} has no document {id:?}"),
+            ));
+        }
+        Ok(report)
+    })
+    .await?;
+    Ok(Json(write_response(report, started)))
+}
+
+/// Ids of documents to delete.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DeleteDocumentsRequest {
+    pub ids: Vec<String>,
+}
+
+/// Deletes a batch of documents and commits; ids that do not exist are not an error (the
+/// answer counts those that did).
+#[utoipa::path(post, path = "/v1/indexes/{name}/documents/delete", tag = "documents",
+    params(("name" = String, Path)),
+    request_body = DeleteDocumentsRequest,
+    responses((status = 200, body = WriteResponse), (status = 404, body = ErrorBody),
+        (status = 413, body = ErrorBody), (status = 422, body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn delete_documents(
+    State(state): State<AppState>,
+    ApiPath(name): ApiPath<String>,
+    ApiJson(request): ApiJson<DeleteDocumentsRequest>,
+) -> Result<Json<WriteResponse>, ApiError> {
+    let started = Instant::now();
+    let max_batch = state.config.limits.max_batch_documents;
+    if request.ids.len() > max_batch {
+        return Err(ApiError::too_large(
+            "batch_too_large",
+            format!(
+                "{} ids in one batch; this server takes at most {max_batch}",
+                request.ids.len()
+            ),
+        ));
+    }
+    let index = shared_index(&state, &name)?;
+    let report = blocking(move || {
+        let ids: Vec<&str> = request.ids.iter().map(String::as_str).collect();
+        Ok(index.delete(&ids)?)
+    })
+    .await?;
+    Ok(Json(write_response(report, started)))
+}
+
+// ---------------------------------------------------------------------------------------------
+// Search
+
+/// Retrieval mode.
+#[derive(Debug, Clone, Copy, Default, Deserialize, Serialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum SearchMode {
+    Bm25,
+    Dense,
+    #[default]
+    Hybrid,
+}
+
+/// A search.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SearchBody {
+    /// The query text (may be empty only when `vector` is given).
+    #[serde(default)]
+    pub query: String,
+    /// bm25, dense or hybrid (default).
+    #[serde(default)]
+    pub mode: SearchMode,
+    /// Documents to return (default 10).
+    pub top_k: Option<usize>,
+    /// Passages per document (default 2).
+    pub passages: Option<usize>,
+    /// Equality filters on metadata: `{"lang": "en", "year": 1995}`; all must match.
+    #[schema(value_type = Option<Object>)]
+    pub filter: Option<Map<String, Value>>,
+    /// Hybrid fusion weight of the dense list in [0, 1]; without it, reciprocal rank fusion.
+    pub alpha: Option<f32>,
+    /// A query vector of the index's dimension, used instead of embedding `query`.
+    pub vector: Option<Vec<f32>>,
+}
+
+/// A passage of a result document.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct PassageResponse {
+    pub text: String,
+    /// Character offsets of the passage in the document text.
+    pub start: usize,
+    pub end: usize,
+    pub score: f32,
+    /// Query-term matches as `[start, end)` character offsets into `text`.
+    pub highlights: Vec<[usize; 2]>,
+}
+
+/// A result document.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct HitResponse {
+    pub id: String,
+    pub score: f32,
+    pub title: String,
+    #[schema(value_type = Object)]
+    pub metadata: Map<String, Value>,
+    pub passages: Vec<PassageResponse>,
+}
+
+/// Search results.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SearchResponse {
+    pub query: String,
+    pub mode: SearchMode,
+    pub hits: Vec<HitResponse>,
+    /// Time spent searching, in milliseconds.
+    pub took_ms: f64,
+}
+
+/// Most passages per document a search may ask for.
+pub const MAX_PASSAGES: usize = 20;
+
+fn search_request(body: SearchBody, limits: &crate::Limits) -> Result<SearchRequest, ApiError> {
+    let chars = body.query.chars().count();
+    if chars > limits.max_query_chars {
+        return Err(ApiError::invalid(
+            "query_too_long",
+            format!(
+                "the query has {chars} characters; this server takes at most {}",
+                limits.max_query_chars
+            ),
+        ));
+    }
+    let top_k = body.top_k.unwrap_or(10);
+    if top_k == 0 || top_k > limits.max_top_k {
+        return Err(ApiError::invalid(
+            "invalid_field",
+            format!("top_k must be between 1 and {}, not {top_k}", limits.max_top_k),
+        ));
+    }
+    let passages = body.passages.unwrap_or(2);
+    if passages > MAX_PASSAGES {
+        return Err(ApiError::invalid(
+            "invalid_field",
+            format!("passages must be at most {MAX_PASSAGES}, not {passages}"),
+        ));
+    }
+    let mut filters = Vec::new();
+    for (key, value) in body.filter.unwrap_or_default() {
+        let value = match value {
+            Value::String(s) => s,
+            Value::Number(n) => n.to_string(),
+            Value::Bool(b) => b.to_string(),
+            other => {
+                return Err(ApiError::invalid(
+                    "invalid_field",
+                    format!("filter {key:?}: values must be strings, numbers or booleans, not {other}"),
+                ))
+            }
+        };
+        filters.push(MetadataFilter { key, value });
+    }
+    let mut request = SearchRequest::new(body.query);
+    request.mode = match body.mode {
+        SearchMode::Bm25 => Mode::Bm25,
+        SearchMode::Dense => Mode::Dense,
+        SearchMode::Hybrid => Mode::Hybrid,
+    };
+    request.top_k = top_k;
+    request.passages = passages;
+    request.filters = filters;
+    request.fusion = match body.alpha {
+        Some(alpha) => Fusion::Weighted { alpha },
+        None => Fusion::default(),
+    };
+    request.aggregation = ChunkAggregation::Max;
+    request.candidates = request.candidates.max(top_k);
+    request.vector = body.vector;
+    Ok(request)
+}
+
+/// Searches an index.
+#[utoipa::path(post, path = "/v1/indexes/{name}/search", tag = "search",
+    params(("name" = String, Path)),
+    request_body = SearchBody,
+    responses((status = 200, body = SearchResponse), (status = 400, body = ErrorBody),
+        (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn search(
+    State(state): State<AppState>,
+    ApiPath(name): ApiPath<String>,
+    ApiJson(body): ApiJson<SearchBody>,
+) -> Result<Json<SearchResponse>, ApiError> {
+    let mode = body.mode;
+    let request = search_request(body, &state.config.limits)?;
+    let index = shared_index(&state, &name)?;
+    let results = blocking(move || {
+        let snapshot = index.snapshot();
+        Ok(ibex_search::search(
+            &snapshot,
+            Some(index.embedder().as_ref()),
+            &request,
+        )?)
+    })
+    .await?;
+    Ok(Json(SearchResponse {
+        query: results.query,
+        mode,
+        hits: results
+            .hits
+            .into_iter()
+            .map(|hit| HitResponse {
+                id: hit.id,
+                score: hit.score,
+                title: hit.title,
+                metadata: hit.metadata,
+                passages: hit
+                    .passages
+                    .into_iter()
+                    .map(|p| PassageResponse {
+                        text: p.text,
+                        start: p.start,
+                        end: p.end,
+                        score: p.score,
+                        highlights: p.highlights,
+                    })
+                    .collect(),
+            })
+            .collect(),
+        took_ms: results.took_ms,
+    }))
+}
+
+/// Answers unknown routes in the API's error shape.
+pub async fn not_found(request: Request) -> Response {
+    ApiError::not_found(
+        "route_not_found",
+        format!(
+            "no route {} {}: see GET /openapi.json for the API",
+            request.method(),
+            request.uri().path()
+        ),
+    )
+    .into_response()
+}
+
+/// Answers a known path with the wrong method.
+pub async fn method_not_allowed(request: Request) -> Response {
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        format!(
+            "{} is not allowed on {}: see GET /openapi.json for the API",
+            request.method(),
+            request.uri().path()
+        ),
+    )
+    .into_response()
+}
