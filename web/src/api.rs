@@ -5,7 +5,7 @@
 use std::time::Instant;
 
 use axum::body::Bytes;
-use axum::extract::rejection::{JsonRejection, PathRejection};
+use axum::extract::rejection::PathRejection;
 use axum::extract::{FromRequest, FromRequestParts, Request, State};
 use axum::http::request::Parts;
 use axum::http::{header, HeaderMap, StatusCode};
@@ -21,22 +21,47 @@ use utoipa::ToSchema;
 use crate::error::{from_rejection, ApiError, ErrorBody};
 use crate::AppState;
 
-/// A JSON body whose rejections answer in the API's error shape.
+/// A JSON body whose rejections answer in the API's error shape: 415 without a JSON content
+/// type, 400 when the body is not JSON at all, 422 when it is JSON of the wrong shape.
 pub struct ApiJson<T>(pub T);
 
 impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiJson<T> {
     type Rejection = ApiError;
 
     async fn from_request(request: Request, state: &S) -> Result<Self, Self::Rejection> {
-        match Json::<T>::from_request(request, state).await {
-            Ok(Json(value)) => Ok(ApiJson(value)),
-            Err(rejection) => Err(json_rejection(rejection)),
+        let json_type = request
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .map(|v| {
+                let essence = v.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+                essence == "application/json" || essence.ends_with("+json")
+            })
+            .unwrap_or(false);
+        if !json_type {
+            return Err(ApiError::new(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "unsupported_media_type",
+                "send the body as JSON with Content-Type: application/json",
+            ));
         }
+        let ApiBytes(body) = ApiBytes::from_request(request, state).await?;
+        Ok(ApiJson(parse_json(&body)?))
     }
 }
 
-fn json_rejection(rejection: JsonRejection) -> ApiError {
-    from_rejection(rejection.status(), rejection.body_text())
+/// A raw body whose rejections (over the size limit, unreadable) answer in the API's error shape.
+pub struct ApiBytes(pub Bytes);
+
+impl<S: Send + Sync> FromRequest<S> for ApiBytes {
+    type Rejection = ApiError;
+
+    async fn from_request(request: Request, state: &S) -> Result<Self, Self::Rejection> {
+        match Bytes::from_request(request, state).await {
+            Ok(bytes) => Ok(ApiBytes(bytes)),
+            Err(rejection) => Err(from_rejection(rejection.status(), rejection.body_text())),
+        }
+    }
 }
 
 /// Path parameters whose rejections answer in the API's error shape.
@@ -168,7 +193,7 @@ pub struct IndexList {
 pub async fn create_index(
     State(state): State<AppState>,
     ApiPath(name): ApiPath<String>,
-    body: Bytes,
+    ApiBytes(body): ApiBytes,
 ) -> Result<(StatusCode, Json<IndexResponse>), ApiError> {
     let request: CreateIndexRequest = if body.iter().all(u8::is_ascii_whitespace) {
         CreateIndexRequest::default()
@@ -389,7 +414,7 @@ pub async fn upsert_documents(
     State(state): State<AppState>,
     ApiPath(name): ApiPath<String>,
     headers: HeaderMap,
-    body: Bytes,
+    ApiBytes(body): ApiBytes,
 ) -> Result<Json<WriteResponse>, ApiError> {
     let started = Instant::now();
     let index = shared_index(&state, &name)?;
