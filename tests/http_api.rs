@@ -467,3 +467,47 @@ fn metrics_count_requests_and_describe_indexes() {
         assert!(text.contains(expected), "missing {expected:?} in\n{text}");
     }
 }
+
+/// The README's first command: quickstart indexes the sample corpus, prints the search page's URL,
+/// serves it, and stops cleanly on Ctrl-C.
+#[test]
+fn quickstart_serves_the_sample_corpus_and_stops_on_ctrl_c() {
+    use std::io::{BufRead, BufReader};
+    let _ = common::default_model();
+    let temp = tempfile::tempdir().unwrap();
+    let mut child = std::process::Command::new(common::ibex_bin())
+        .args(["quickstart", "--addr", "127.0.0.1:0", "--data-dir"])
+        .arg(temp.path())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let page = loop {
+        let line = lines
+            .next()
+            .expect("quickstart prints the search page's URL")
+            .unwrap();
+        if let Some(url) = line.strip_prefix("Search page: ") {
+            break url.to_string();
+        }
+    };
+    std::thread::spawn(move || for _ in lines {});
+    assert!(page.ends_with("/?index=quickstart"), "{page}");
+    let client = reqwest::blocking::Client::new();
+    let html = client.get(&page).send().unwrap().text().unwrap();
+    assert!(html.contains("<title>ibex search</title>"));
+    let base = page.trim_end_matches("/?index=quickstart");
+    let example = &ibex::quickstart::example_queries()[1];
+    let results: Value = client
+        .post(format!("{base}/v1/indexes/quickstart/search"))
+        .json(&json!({"query": example.query}))
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    assert_eq!(hit_ids(&results)[0], example.expected, "{results}");
+    let pid = child.id().to_string();
+    std::process::Command::new("kill").args(["-INT", &pid]).status().unwrap();
+    let status = child.wait().unwrap();
+    assert!(status.success(), "Ctrl-C ends the quickstart cleanly: {status:?}");
+}

@@ -97,7 +97,7 @@ pub struct SharedIndex {
 }
 
 enum WriterState {
-    Open(Index),
+    Open(Box<Index>),
     /// Removed from the catalog: writes that were waiting find it gone.
     Dropped,
     /// The process is shutting down: no new write starts.
@@ -210,7 +210,7 @@ impl SharedIndex {
             writer.commit()?;
         }
         writer.finish()?;
-        let snapshot = Arc::new(index.clone());
+        let snapshot = Arc::new(Index::clone(index));
         report.generation = snapshot.manifest().generation;
         report.documents = snapshot.num_documents();
         report.chunks = snapshot.num_chunks();
@@ -256,9 +256,20 @@ impl Catalog {
         };
         let entries = std::fs::read_dir(data_dir)
             .map_err(|e| IndexError::io(format!("listing {}", data_dir.display()), e))?;
-        let mut names: Vec<String> = entries
+        let names: Vec<String> = entries
             .flatten()
             .map(|e| e.file_name().to_string_lossy().into_owned())
+            .collect();
+        // Leftovers of a process killed while creating or dropping an index: never an index
+        // anyone can see (both are renamed into or out of place in one step).
+        for leftover in names
+            .iter()
+            .filter(|n| n.starts_with('.') && (n.contains(".creating-") || n.contains(".dropped-")))
+        {
+            let _ = std::fs::remove_dir_all(data_dir.join(leftover));
+        }
+        let mut names: Vec<String> = names
+            .into_iter()
             .filter(|n| validate_name(n).is_ok() && is_index(&data_dir.join(n)))
             .collect();
         names.sort();
@@ -314,7 +325,7 @@ impl Catalog {
             name: name.to_string(),
             embedder,
             snapshot: RwLock::new(Arc::new(index.clone())),
-            writer: Mutex::new(WriterState::Open(index)),
+            writer: Mutex::new(WriterState::Open(Box::new(index))),
         })
     }
 
@@ -355,7 +366,7 @@ impl Catalog {
             name: name.to_string(),
             embedder,
             snapshot: RwLock::new(Arc::new(index.clone())),
-            writer: Mutex::new(WriterState::Open(index)),
+            writer: Mutex::new(WriterState::Open(Box::new(index))),
         });
         self.write_map().insert(name.to_string(), shared.clone());
         Ok(shared)
