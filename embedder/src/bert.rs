@@ -42,7 +42,8 @@ fn required(dir: &Path, file: &'static str) -> Result<PathBuf> {
     }
 }
 
-fn select_device() -> Result<Device> {
+/// The device models run on: the first CUDA device when built with `cuda` and one is present.
+pub(crate) fn select_device() -> Result<Device> {
     #[cfg(feature = "cuda")]
     {
         if candle_core::utils::cuda_is_available() {

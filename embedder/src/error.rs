@@ -14,7 +14,7 @@ pub enum EmbedderError {
     InvalidModelFile { path: PathBuf, reason: String },
 
     /// The model's config names an architecture this build cannot run.
-    #[error("model at {dir} is a {model_type:?} model; ibex's CPU embedder runs BERT-family models (bert, roberta-style configs with model_type \"bert\")")]
+    #[error("model at {dir} is a {model_type:?} model; ibex runs BERT-family models (model_type bert, roberta, xlm-roberta, camembert) and Mistral (E5-Mistral)")]
     UnsupportedArchitecture { dir: PathBuf, model_type: String },
 
     /// The default model could not be fetched from the package registry.

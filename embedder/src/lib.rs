@@ -12,12 +12,15 @@
 
 mod batching;
 mod bert;
+pub mod e5;
+pub mod mistral;
 mod error;
 pub mod fetch;
 mod pooling;
 
 pub use batching::{BatchObserver, BatchingEmbedder, BatchingOptions};
 pub use bert::BertEmbedder;
+pub use e5::E5MistralEmbedder;
 pub use error::{EmbedderError, Result};
 pub use fetch::{ibex_home, DEFAULT_MODEL_ID};
 
@@ -73,7 +76,7 @@ pub trait Embedder: Send + Sync {
 pub fn load_model(spec: &str) -> Result<Arc<dyn Embedder>> {
     let path = Path::new(spec);
     if path.is_dir() {
-        return Ok(Arc::new(BertEmbedder::load(path)?));
+        return load_folder(path);
     }
     if fetch::is_default_model_name(spec) {
         let dir = fetch::ensure_default_model()?;
@@ -83,4 +86,31 @@ pub fn load_model(spec: &str) -> Result<Arc<dyn Embedder>> {
         )?));
     }
     Err(EmbedderError::UnknownModel(spec.to_string()))
+}
+
+/// Loads a model folder with the embedder its config.json's `model_type` calls for.
+fn load_folder(dir: &Path) -> Result<Arc<dyn Embedder>> {
+    #[derive(serde::Deserialize)]
+    struct ModelType {
+        #[serde(default)]
+        model_type: String,
+    }
+    let kind: ModelType = e5::read_config(dir)?;
+    match kind.model_type.as_str() {
+        "mistral" => {
+            let canonical = dir
+                .canonicalize()
+                .map_err(|e| EmbedderError::io(format!("opening model folder {}", dir.display()), e))?;
+            let id = canonical
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_else(|| canonical.display().to_string());
+            Ok(Arc::new(E5MistralEmbedder::load_with_id(
+                dir,
+                &id,
+                &bert::select_device()?,
+            )?))
+        }
+        _ => Ok(Arc::new(BertEmbedder::load(dir)?)),
+    }
 }

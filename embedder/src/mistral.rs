@@ -1,0 +1,313 @@
+//! Mistral as a text encoder (E5-Mistral-7B-instruct): the decoder's last hidden states for a
+//! padded batch, in candle-transformers' shape (`Config` from config.json, `load(vb, &config)`,
+//! `forward`).
+//!
+//! Why not candle-transformers' `mistral::Model`: it is a language model. It loads an `lm_head`
+//! (which E5-Mistral's checkpoint, saved from `MistralModel`, does not have), returns only the
+//! logits of the last position, builds a causal mask with no padding in it, and keeps a KV cache
+//! behind `&mut self`. An embedder needs the hidden states, a mask that hides padding on either
+//! side, and a forward pass that many threads can share. The layers are the same; the building
+//! blocks (RMSNorm, rotary embedding, grouped-query `repeat_kv`) are candle's.
+
+use candle_core::{DType, Device, Module, Tensor, D};
+use candle_nn::{linear_no_bias, Activation, Linear, RmsNorm, VarBuilder};
+use serde::Deserialize;
+
+/// The config.json keys a Mistral encoder needs (the real checkpoint's classic layout).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct Config {
+    pub vocab_size: usize,
+    pub hidden_size: usize,
+    pub intermediate_size: usize,
+    pub num_hidden_layers: usize,
+    pub num_attention_heads: usize,
+    pub num_key_value_heads: usize,
+    pub head_dim: Option<usize>,
+    #[serde(default = "default_act")]
+    pub hidden_act: Activation,
+    pub max_position_embeddings: usize,
+    pub rms_norm_eps: f64,
+    #[serde(default = "default_rope_theta")]
+    pub rope_theta: f64,
+    pub sliding_window: Option<usize>,
+    #[serde(default = "default_bos")]
+    pub bos_token_id: u32,
+    #[serde(default = "default_eos")]
+    pub eos_token_id: u32,
+    pub pad_token_id: Option<u32>,
+}
+
+fn default_act() -> Activation {
+    Activation::Silu
+}
+fn default_rope_theta() -> f64 {
+    10_000.0
+}
+fn default_bos() -> u32 {
+    1
+}
+fn default_eos() -> u32 {
+    2
+}
+
+impl Config {
+    pub fn head_dim(&self) -> usize {
+        self.head_dim
+            .unwrap_or(self.hidden_size / self.num_attention_heads)
+    }
+}
+
+/// Cosine and sine tables of the rotary embedding, for positions 0..max.
+struct Rotary {
+    cos: Tensor,
+    sin: Tensor,
+}
+
+impl Rotary {
+    fn new(config: &Config, dtype: DType, device: &Device) -> candle_core::Result<Self> {
+        let dim = config.head_dim();
+        let inv_freq: Vec<f32> = (0..dim)
+            .step_by(2)
+            .map(|i| 1.0 / (config.rope_theta as f32).powf(i as f32 / dim as f32))
+            .collect();
+        let half = inv_freq.len();
+        let inv_freq = Tensor::from_vec(inv_freq, (1, half), device)?;
+        let positions = Tensor::arange(0u32, config.max_position_embeddings as u32, device)?
+            .to_dtype(DType::F32)?
+            .reshape((config.max_position_embeddings, 1))?;
+        let freqs = positions.matmul(&inv_freq)?;
+        Ok(Rotary {
+            cos: freqs.cos()?.to_dtype(dtype)?,
+            sin: freqs.sin()?.to_dtype(dtype)?,
+        })
+    }
+
+    fn apply(&self, q: &Tensor, k: &Tensor) -> candle_core::Result<(Tensor, Tensor)> {
+        let (_, _, len, _) = q.dims4()?;
+        let cos = self.cos.narrow(0, 0, len)?;
+        let sin = self.sin.narrow(0, 0, len)?;
+        Ok((
+            candle_nn::rotary_emb::rope(q, &cos, &sin)?,
+            candle_nn::rotary_emb::rope(k, &cos, &sin)?,
+        ))
+    }
+}
+
+struct Attention {
+    q_proj: Linear,
+    k_proj: Linear,
+    v_proj: Linear,
+    o_proj: Linear,
+    heads: usize,
+    kv_heads: usize,
+    head_dim: usize,
+}
+
+impl Attention {
+    fn load(vb: VarBuilder, config: &Config) -> candle_core::Result<Self> {
+        let head_dim = config.head_dim();
+        let (h, heads, kv_heads) = (
+            config.hidden_size,
+            config.num_attention_heads,
+            config.num_key_value_heads,
+        );
+        Ok(Attention {
+            q_proj: linear_no_bias(h, heads * head_dim, vb.pp("q_proj"))?,
+            k_proj: linear_no_bias(h, kv_heads * head_dim, vb.pp("k_proj"))?,
+            v_proj: linear_no_bias(h, kv_heads * head_dim, vb.pp("v_proj"))?,
+            o_proj: linear_no_bias(heads * head_dim, h, vb.pp("o_proj"))?,
+            heads,
+            kv_heads,
+            head_dim,
+        })
+    }
+
+    fn forward(&self, xs: &Tensor, mask: &Tensor, rotary: &Rotary) -> candle_core::Result<Tensor> {
+        let (b, len, _) = xs.dims3()?;
+        let split = |t: Tensor, heads: usize| {
+            t.reshape((b, len, heads, self.head_dim))?
+                .transpose(1, 2)?
+                .contiguous()
+        };
+        let q = split(self.q_proj.forward(xs)?, self.heads)?;
+        let k = split(self.k_proj.forward(xs)?, self.kv_heads)?;
+        let v = split(self.v_proj.forward(xs)?, self.kv_heads)?;
+        let (q, k) = rotary.apply(&q, &k)?;
+        let groups = self.heads / self.kv_heads;
+        let k = candle_transformers::utils::repeat_kv(k, groups)?.contiguous()?;
+        let v = candle_transformers::utils::repeat_kv(v, groups)?.contiguous()?;
+        let scale = 1.0 / (self.head_dim as f64).sqrt();
+        let scores = (q.matmul(&k.t()?)? * scale)?.broadcast_add(mask)?;
+        let weights = candle_nn::ops::softmax_last_dim(&scores)?;
+        weights
+            .matmul(&v)?
+            .transpose(1, 2)?
+            .reshape((b, len, self.heads * self.head_dim))?
+            .apply(&self.o_proj)
+    }
+}
+
+struct Mlp {
+    gate_proj: Linear,
+    up_proj: Linear,
+    down_proj: Linear,
+    act: Activation,
+}
+
+impl Mlp {
+    fn load(vb: VarBuilder, config: &Config) -> candle_core::Result<Self> {
+        let (h, i) = (config.hidden_size, config.intermediate_size);
+        Ok(Mlp {
+            gate_proj: linear_no_bias(h, i, vb.pp("gate_proj"))?,
+            up_proj: linear_no_bias(h, i, vb.pp("up_proj"))?,
+            down_proj: linear_no_bias(i, h, vb.pp("down_proj"))?,
+            act: config.hidden_act,
+        })
+    }
+
+    fn forward(&self, xs: &Tensor) -> candle_core::Result<Tensor> {
+        let gate = xs.apply(&self.gate_proj)?.apply(&self.act)?;
+        (gate * xs.apply(&self.up_proj)?)?.apply(&self.down_proj)
+    }
+}
+
+struct Layer {
+    attention: Attention,
+    mlp: Mlp,
+    input_norm: RmsNorm,
+    post_attention_norm: RmsNorm,
+}
+
+/// A Mistral decoder used as an encoder: token ids in, final-norm hidden states out.
+pub struct MistralModel {
+    embed_tokens: candle_nn::Embedding,
+    layers: Vec<Layer>,
+    norm: RmsNorm,
+    rotary: Rotary,
+    sliding_window: Option<usize>,
+    max_positions: usize,
+    device: Device,
+    dtype: DType,
+}
+
+/// Added to the attention score of a key a query must not see. Finite, so a row with no visible
+/// key (a padding query) stays finite rather than turning into NaN; never added twice.
+const HIDDEN: f32 = -1.0e30;
+
+impl MistralModel {
+    /// Loads the weights under `vb`, with or without the `model.` prefix (E5-Mistral's checkpoint,
+    /// saved from `MistralModel`, has none; one saved from `MistralForCausalLM` has it).
+    pub fn load(vb: VarBuilder, config: &Config) -> candle_core::Result<Self> {
+        let vb = if vb.contains_tensor("model.embed_tokens.weight") {
+            vb.pp("model")
+        } else {
+            vb
+        };
+        let embed_tokens =
+            candle_nn::embedding(config.vocab_size, config.hidden_size, vb.pp("embed_tokens"))?;
+        let mut layers = Vec::with_capacity(config.num_hidden_layers);
+        for n in 0..config.num_hidden_layers {
+            let vb = vb.pp("layers").pp(n);
+            layers.push(Layer {
+                attention: Attention::load(vb.pp("self_attn"), config)?,
+                mlp: Mlp::load(vb.pp("mlp"), config)?,
+                input_norm: candle_nn::rms_norm(
+                    config.hidden_size,
+                    config.rms_norm_eps,
+                    vb.pp("input_layernorm"),
+                )?,
+                post_attention_norm: candle_nn::rms_norm(
+                    config.hidden_size,
+                    config.rms_norm_eps,
+                    vb.pp("post_attention_layernorm"),
+                )?,
+            });
+        }
+        let norm = candle_nn::rms_norm(config.hidden_size, config.rms_norm_eps, vb.pp("norm"))?;
+        Ok(MistralModel {
+            embed_tokens,
+            layers,
+            norm,
+            rotary: Rotary::new(config, vb.dtype(), vb.device())?,
+            sliding_window: config.sliding_window,
+            max_positions: config.max_position_embeddings,
+            device: vb.device().clone(),
+            dtype: vb.dtype(),
+        })
+    }
+
+    /// The additive attention mask `[batch, 1, len, len]`: a query sees keys at or before it,
+    /// within the sliding window, that are not padding.
+    fn mask(&self, attention_mask: &[Vec<u32>], len: usize) -> candle_core::Result<Tensor> {
+        let window = self.sliding_window.unwrap_or(usize::MAX);
+        let mut values = Vec::with_capacity(attention_mask.len() * len * len);
+        for row in attention_mask {
+            for i in 0..len {
+                for j in 0..len {
+                    let visible = j <= i && i - j < window && row[j] != 0;
+                    values.push(if visible { 0.0 } else { HIDDEN });
+                }
+            }
+        }
+        Tensor::from_vec(values, (attention_mask.len(), 1, len, len), &self.device)?
+            .to_dtype(self.dtype)
+    }
+
+    /// Hidden states `[batch, len, hidden]` of a padded batch (every row `len` long, with its
+    /// attention mask). Positions run 0..len over the padded row, as transformers does when no
+    /// position ids are given (RoPE is relative, so left padding does not change the result).
+    pub fn forward(&self, ids: &[Vec<u32>], attention_mask: &[Vec<u32>]) -> candle_core::Result<Tensor> {
+        let len = ids.first().map_or(0, Vec::len);
+        if len == 0 || len > self.max_positions {
+            candle_core::bail!(
+                "sequence length {len} is outside 1..={} for this model",
+                self.max_positions
+            );
+        }
+        let flat: Vec<u32> = ids.iter().flatten().copied().collect();
+        let input = Tensor::from_vec(flat, (ids.len(), len), &self.device)?;
+        let mask = self.mask(attention_mask, len)?;
+        let mut xs = self.embed_tokens.forward(&input)?;
+        for layer in &self.layers {
+            let attended = layer
+                .attention
+                .forward(&xs.apply(&layer.input_norm)?, &mask, &self.rotary)?;
+            xs = (xs + attended)?;
+            let mlp = layer.mlp.forward(&xs.apply(&layer.post_attention_norm)?)?;
+            xs = (xs + mlp)?;
+        }
+        xs.apply(&self.norm)
+    }
+}
+
+/// E5-Mistral's `last_token_pool`: the hidden state of each row's last real token. When every
+/// row's last position is real the batch is left-padded (or unpadded) and that position is taken;
+/// otherwise each row's `mask.sum - 1`. The mask decides, never the token id (pad and EOS are
+/// both 2).
+pub fn last_token_pool(hidden: &Tensor, attention_mask: &[Vec<u32>]) -> candle_core::Result<Tensor> {
+    let (_, len, _) = hidden.dims3()?;
+    let left_padded = attention_mask.iter().all(|row| row.last() == Some(&1));
+    let rows: Vec<Tensor> = attention_mask
+        .iter()
+        .enumerate()
+        .map(|(b, row)| {
+            let position = if left_padded {
+                len - 1
+            } else {
+                (row.iter().filter(|&&m| m != 0).count()).max(1) - 1
+            };
+            hidden.get(b)?.get(position)
+        })
+        .collect::<candle_core::Result<_>>()?;
+    Tensor::stack(&rows, 0)
+}
+
+/// Rows scaled to unit L2 norm.
+pub fn l2_normalize(xs: &Tensor) -> candle_core::Result<Tensor> {
+    let norms = xs
+        .sqr()?
+        .sum_keepdim(D::Minus1)?
+        .sqrt()?
+        .clamp(1e-12f32, f32::MAX)?;
+    xs.broadcast_div(&norms)
+}
