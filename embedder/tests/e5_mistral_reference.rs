@@ -141,3 +141,73 @@ fn a_folder_without_a_tokenizer_is_a_clear_error() {
     };
     assert!(error.contains("tokenizer.json"), "{error}");
 }
+
+/// A model folder made of the fixture's weights and a word-level tokenizer over its 1,000 ids
+/// (the fixture ships no tokenizer): the whole `Embedder` path, text to vector.
+fn folder_with_tokenizer() -> tempfile::TempDir {
+    use tokenizers::models::wordlevel::WordLevel;
+    use tokenizers::pre_tokenizers::whitespace::Whitespace;
+    use tokenizers::processors::template::TemplateProcessing;
+    let temp = tempfile::tempdir().unwrap();
+    for file in ["config.json", "model.safetensors"] {
+        std::fs::copy(fixture().join(file), temp.path().join(file)).unwrap();
+    }
+    let mut vocab = std::collections::HashMap::new();
+    vocab.insert("<unk>".to_string(), 0u32);
+    vocab.insert("<s>".to_string(), 1);
+    vocab.insert("</s>".to_string(), 2);
+    for id in 3..1000u32 {
+        vocab.insert(format!("w{id}"), id);
+    }
+    let model = WordLevel::builder()
+        .vocab(vocab.into_iter().collect())
+        .unk_token("<unk>".into())
+        .build()
+        .unwrap();
+    let mut tokenizer = tokenizers::Tokenizer::new(model);
+    tokenizer.with_pre_tokenizer(Some(Whitespace {}));
+    tokenizer.with_post_processor(Some(
+        TemplateProcessing::builder()
+            .try_single("<s> $A")
+            .unwrap()
+            .special_tokens(vec![("<s>", 1)])
+            .build()
+            .unwrap(),
+    ));
+    tokenizer
+        .save(temp.path().join("tokenizer.json"), false)
+        .unwrap();
+    temp
+}
+
+#[test]
+fn the_embedder_formats_tokenizes_appends_eos_and_pools() {
+    let folder = folder_with_tokenizer();
+    let embedder = ibex_embedder::load_model(folder.path().to_str().unwrap()).unwrap();
+    assert_eq!(embedder.dimension(), 64);
+    assert!(embedder.normalized());
+    let (model, _) = load();
+    // A document is embedded as it is: BOS, its tokens, the appended EOS.
+    let document = embedder
+        .embed(&["w215 w169 w748 w871 w417"], ibex_embedder::TextKind::Document)
+        .unwrap();
+    let direct = embed(&model, &[vec![1, 215, 169, 748, 871, 417, 2]], &[vec![1; 7]]);
+    assert!(max_abs_diff(&document, &direct) <= 1e-5);
+    // A query gets the instruction, so the same words embed differently.
+    let query = embedder
+        .embed(&["w215 w169 w748 w871 w417"], ibex_embedder::TextKind::Query)
+        .unwrap();
+    assert!(max_abs_diff(&query, &document) > 1e-3);
+    // Mixed lengths in one call (left-padded batches) give each text its own vector.
+    let texts = ["w450 w249", "w671 w573 w441 w38 w380 w231 w512 w380 w35 w630 w837", "w215"];
+    let together = embedder.embed(&texts, ibex_embedder::TextKind::Document).unwrap();
+    let alone: Vec<Vec<f32>> = texts
+        .iter()
+        .flat_map(|t| embedder.embed(&[t], ibex_embedder::TextKind::Document).unwrap())
+        .collect();
+    assert!(max_abs_diff(&together, &alone) <= 1e-5);
+    // Chunking sees the tokenizer's own tokens, with character spans.
+    let spans = embedder.tokenize("w10 w200").unwrap();
+    assert_eq!(spans.len(), 2);
+    assert_eq!((spans[1].start, spans[1].end), (4, 8));
+}
