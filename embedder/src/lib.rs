@@ -13,6 +13,7 @@
 mod batching;
 mod bert;
 pub mod e5;
+pub mod m2_bert;
 pub mod mistral;
 mod error;
 pub mod fetch;
@@ -21,6 +22,7 @@ mod pooling;
 pub use batching::{BatchObserver, BatchingEmbedder, BatchingOptions};
 pub use bert::BertEmbedder;
 pub use e5::E5MistralEmbedder;
+pub use m2_bert::M2BertEmbedder;
 pub use error::{EmbedderError, Result};
 pub use fetch::{ibex_home, DEFAULT_MODEL_ID};
 
@@ -94,23 +96,29 @@ fn load_folder(dir: &Path) -> Result<Arc<dyn Embedder>> {
     struct ModelType {
         #[serde(default)]
         model_type: String,
+        #[serde(default)]
+        monarch_mixer_sequence_mixing: bool,
     }
     let kind: ModelType = e5::read_config(dir)?;
+    let id = || -> Result<String> {
+        let canonical = dir
+            .canonicalize()
+            .map_err(|e| EmbedderError::io(format!("opening model folder {}", dir.display()), e))?;
+        Ok(canonical
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_else(|| canonical.display().to_string()))
+    };
     match kind.model_type.as_str() {
-        "mistral" => {
-            let canonical = dir
-                .canonicalize()
-                .map_err(|e| EmbedderError::io(format!("opening model folder {}", dir.display()), e))?;
-            let id = canonical
-                .file_name()
-                .map(|n| n.to_string_lossy().into_owned())
-                .unwrap_or_else(|| canonical.display().to_string());
-            Ok(Arc::new(E5MistralEmbedder::load_with_id(
-                dir,
-                &id,
-                &bert::select_device()?,
-            )?))
-        }
+        "mistral" => Ok(Arc::new(E5MistralEmbedder::load_with_id(
+            dir,
+            &id()?,
+            &bert::select_device()?,
+        )?)),
+        // M2-BERT's config says "bert" too; its Monarch Mixer switch tells it apart.
+        "bert" | "m2_bert" if kind.monarch_mixer_sequence_mixing => Ok(Arc::new(
+            M2BertEmbedder::load_with_id(dir, &id()?, &bert::select_device()?)?,
+        )),
         _ => Ok(Arc::new(BertEmbedder::load(dir)?)),
     }
 }
