@@ -65,6 +65,23 @@ fn killed_writer_leaves_a_committed_state_every_time() {
     let mut state: Vec<Option<usize>> = vec![None; texts.len()];
     let mut partial_states = 0;
 
+    // How long an uninterrupted run takes on this machine now, so the kills land across runs
+    // (startup, every commit, the end) however loaded the machine is.
+    write_version(&corpus, &texts, 0);
+    let started = std::time::Instant::now();
+    let status = std::process::Command::new(common::ibex_bin())
+        .args(["index"])
+        .arg(&corpus)
+        .arg("--index")
+        .arg(temp.path().join("calibration"))
+        .args(["--commit-every", &COMMIT_EVERY.to_string()])
+        .stderr(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let full_run = started.elapsed().as_secs_f64();
+
     for run in 0..KILLS {
         let version = run % 3;
         write_version(&corpus, &texts, version);
@@ -75,9 +92,12 @@ fn killed_writer_leaves_a_committed_state_every_time() {
             .arg(&dir)
             .args(["--commit-every", &COMMIT_EVERY.to_string()])
             .stderr(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
             .spawn()
             .unwrap();
-        std::thread::sleep(Duration::from_millis(rng.gen_range(50..2500)));
+        std::thread::sleep(Duration::from_secs_f64(
+            full_run * rng.gen_range(0.05..1.0),
+        ));
         let _ = child.kill(); // SIGKILL
         child.wait().unwrap();
 
