@@ -23,6 +23,10 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
     about = "Hybrid (BM25 + dense) search over long documents, for retrieval-augmented generation."
 )]
 struct Cli {
+    /// Where models run: auto (CUDA when built with it and a driver is present, else CPU), cpu,
+    /// cuda or cuda:N. Also read from IBEX_DEVICE.
+    #[arg(long, global = true, value_name = "DEVICE")]
+    device: Option<String>,
     #[command(subcommand)]
     command: Command,
 }
@@ -640,6 +644,14 @@ fn embed_stdin(model: &str, kind: TextKind) -> Result<()> {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if let Some(device) = &cli.device {
+        // Checked here so a bad name fails before any work; models read it when they load.
+        if let Err(e) = ibex::embedder::device::parse_device(device) {
+            eprintln!("error: {e}");
+            return ExitCode::FAILURE;
+        }
+        std::env::set_var(ibex::embedder::device::DEVICE_ENV, device);
+    }
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

@@ -42,17 +42,6 @@ fn required(dir: &Path, file: &'static str) -> Result<PathBuf> {
     }
 }
 
-/// The device models run on: the first CUDA device when built with `cuda` and one is present.
-pub(crate) fn select_device() -> Result<Device> {
-    #[cfg(feature = "cuda")]
-    {
-        if candle_core::utils::cuda_is_available() {
-            return Ok(Device::new_cuda(0)?);
-        }
-    }
-    Ok(Device::Cpu)
-}
-
 impl BertEmbedder {
     /// Loads the model in `dir`, identified by the folder's name.
     pub fn load(dir: &Path) -> Result<Self> {
@@ -129,7 +118,7 @@ impl BertEmbedder {
             .with_truncation(None)
             .map_err(|e| EmbedderError::Tokenizer(e.to_string()))?;
 
-        let device = select_device()?;
+        let device = crate::device::select_device()?;
         // SAFETY: the weights file is memory-mapped read-only; ibex never writes model files while
         // a model is loaded (the cache is filled by renaming a complete folder into place).
         let vb =

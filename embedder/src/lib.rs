@@ -12,6 +12,7 @@
 
 mod batching;
 mod bert;
+pub mod device;
 pub mod e5;
 pub mod m2_bert;
 pub mod mistral;
@@ -87,7 +88,17 @@ pub fn load_model(spec: &str) -> Result<Arc<dyn Embedder>> {
             DEFAULT_MODEL_ID,
         )?));
     }
+    if looks_like_hub_id(spec) {
+        return Err(EmbedderError::HubModel(spec.to_string()));
+    }
     Err(EmbedderError::UnknownModel(spec.to_string()))
+}
+
+/// `owner/name`, as Hugging Face hub ids are (and no existing path).
+fn looks_like_hub_id(spec: &str) -> bool {
+    let mut parts = spec.split('/');
+    matches!((parts.next(), parts.next(), parts.next()), (Some(owner), Some(name), None)
+        if !owner.is_empty() && !name.is_empty() && !spec.starts_with('.'))
 }
 
 /// Loads a model folder with the embedder its config.json's `model_type` calls for.
@@ -113,12 +124,36 @@ fn load_folder(dir: &Path) -> Result<Arc<dyn Embedder>> {
         "mistral" => Ok(Arc::new(E5MistralEmbedder::load_with_id(
             dir,
             &id()?,
-            &bert::select_device()?,
+            &device::select_device()?,
         )?)),
         // M2-BERT's config says "bert" too; its Monarch Mixer switch tells it apart.
         "bert" | "m2_bert" if kind.monarch_mixer_sequence_mixing => Ok(Arc::new(
-            M2BertEmbedder::load_with_id(dir, &id()?, &bert::select_device()?)?,
+            M2BertEmbedder::load_with_id(dir, &id()?, &device::select_device()?)?,
         )),
         _ => Ok(Arc::new(BertEmbedder::load(dir)?)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hub_ids_get_an_error_naming_the_folder_alternative() {
+        for id in [
+            "intfloat/e5-mistral-7b-instruct",
+            "togethercomputer/m2-bert-80M-32k-retrieval",
+        ] {
+            let error = match load_model(id) {
+                Ok(_) => panic!("{id} loaded"),
+                Err(e) => e,
+            };
+            assert!(matches!(error, EmbedderError::HubModel(_)), "{error}");
+            assert!(error.to_string().contains("--model DIR"));
+        }
+        assert!(matches!(
+            load_model("no-such-model"),
+            Err(EmbedderError::UnknownModel(_))
+        ));
     }
 }

@@ -102,6 +102,8 @@ impl From<EmbedderError> for ApiError {
         let message = e.to_string();
         match e {
             EmbedderError::UnknownModel(_)
+            | EmbedderError::HubModel(_)
+            | EmbedderError::Device(_)
             | EmbedderError::MissingModelFile { .. }
             | EmbedderError::InvalidModelFile { .. }
             | EmbedderError::UnsupportedArchitecture { .. } => {
