@@ -79,12 +79,12 @@ fn m2_bert_pads_to_the_maximum_and_reproduces_the_reference() {
         .iter()
         .map(|x| x.as_f64().unwrap() as f32)
         .collect();
-    assert!(max_abs_diff(&vector, &[expected.clone()]) <= 1e-4);
+    assert!(max_abs_diff(&vector, std::slice::from_ref(&expected)) <= 1e-4);
     // Documents embed alike (no prompts), and batching does not change a vector.
     let batch = embedder
         .embed(&["w500 w600", "w319 w1005 w1013"], TextKind::Document)
         .unwrap();
-    assert!(max_abs_diff(&batch[1..], &[expected.clone()]) <= 1e-4);
+    assert!(max_abs_diff(&batch[1..], std::slice::from_ref(&expected)) <= 1e-4);
     // A shorter padding is an explicit choice, and it changes the vector.
     let short = ibex::embedder::M2BertEmbedder::load_with_id(folder.path(), "m2", &candle_core::Device::Cpu)
         .unwrap()

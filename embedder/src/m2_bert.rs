@@ -106,8 +106,8 @@ impl Config {
         if self.hyena_w_mod != 1.0 {
             unsupported.push("hyena_w_mod != 1");
         }
-        if self.hidden_size % self.monarch_mlp_nblocks != 0
-            || self.intermediate_size % self.monarch_mlp_nblocks != 0
+        if !self.hidden_size.is_multiple_of(self.monarch_mlp_nblocks)
+            || !self.intermediate_size.is_multiple_of(self.monarch_mlp_nblocks)
         {
             unsupported.push("sizes not divisible by monarch_mlp_nblocks");
         }

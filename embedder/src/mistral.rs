@@ -243,8 +243,8 @@ impl MistralModel {
         let mut values = Vec::with_capacity(attention_mask.len() * len * len);
         for row in attention_mask {
             for i in 0..len {
-                for j in 0..len {
-                    let visible = j <= i && i - j < window && row[j] != 0;
+                for (j, &real) in row.iter().enumerate().take(len) {
+                    let visible = j <= i && i - j < window && real != 0;
                     values.push(if visible { 0.0 } else { HIDDEN });
                 }
             }
