@@ -39,8 +39,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let started = Instant::now();
     let workers: Vec<_> = (0..threads)
         .map(|t| {
-            let (index, embedder, queries, stop) =
-                (index.clone(), embedder.clone(), queries.clone(), stop.clone());
+            let (index, embedder, queries, stop) = (
+                index.clone(),
+                embedder.clone(),
+                queries.clone(),
+                stop.clone(),
+            );
             std::thread::spawn(move || {
                 let mut latencies = Vec::new();
                 let mut i = t;

@@ -290,7 +290,11 @@ fn serve(config: ibex::web::ServerConfig, page_query: &str) -> Result<()> {
         println!("Search page: http://{addr}/{page_query}");
         println!(
             "API: http://{addr}/v1/indexes (OpenAPI: http://{addr}/openapi.json){}",
-            if keys { "; send an API key as Authorization: Bearer <key>" } else { "" }
+            if keys {
+                "; send an API key as Authorization: Bearer <key>"
+            } else {
+                ""
+            }
         );
         println!("Press Ctrl-C to stop.");
         let _ = std::io::stdout().flush();

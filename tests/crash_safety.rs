@@ -95,9 +95,7 @@ fn killed_writer_leaves_a_committed_state_every_time() {
             .stdout(std::process::Stdio::null())
             .spawn()
             .unwrap();
-        std::thread::sleep(Duration::from_secs_f64(
-            full_run * rng.gen_range(0.05..1.0),
-        ));
+        std::thread::sleep(Duration::from_secs_f64(full_run * rng.gen_range(0.05..1.0)));
         let _ = child.kill(); // SIGKILL
         child.wait().unwrap();
 

@@ -36,7 +36,10 @@ fn index_lifecycle_over_http() {
 
     assert_eq!(server.get("/healthz").0, 200);
     assert_eq!(server.get("/readyz").0, 200);
-    let (status, created) = server.put("/v1/indexes/books", &json!({"chunking": {"chunk_tokens": 64, "overlap_tokens": 16}}));
+    let (status, created) = server.put(
+        "/v1/indexes/books",
+        &json!({"chunking": {"chunk_tokens": 64, "overlap_tokens": 16}}),
+    );
     assert_eq!(status, 201, "{created}");
     assert_eq!(created["documents"], 0);
     assert_eq!(created["model"]["dimension"], 384);
@@ -50,7 +53,10 @@ fn index_lifecycle_over_http() {
         ]),
     );
     assert_eq!(status, 200, "{written}");
-    assert_eq!((written["added"].as_u64(), written["documents"].as_u64()), (Some(2), Some(2)));
+    assert_eq!(
+        (written["added"].as_u64(), written["documents"].as_u64()),
+        (Some(2), Some(2))
+    );
 
     let ndjson = "{\"id\": \"chess\", \"title\": \"Chess\", \"text\": \"Castle early to keep the king safe.\"}\n\n{\"id\": \"glacier\", \"title\": \"Glaciers\", \"text\": \"Mountain glaciers retreat as summers warm and ice melts.\", \"metadata\": {\"lang\": \"en\", \"year\": 2020}}\n";
     let (status, written) = server.raw(
@@ -61,7 +67,10 @@ fn index_lifecycle_over_http() {
     );
     assert_eq!(status, 200, "{written}");
     assert_eq!(written["added"], 1);
-    assert_eq!(written["unchanged"], 1, "an identical document is not re-embedded");
+    assert_eq!(
+        written["unchanged"], 1,
+        "an identical document is not re-embedded"
+    );
     assert_eq!(written["chunks_embedded"], 1);
 
     // Written documents are searchable as soon as the write is answered.
@@ -85,12 +94,17 @@ fn index_lifecycle_over_http() {
         .unwrap()
         .iter()
         .map(|span| {
-            let (s, e) = (span[0].as_u64().unwrap() as usize, span[1].as_u64().unwrap() as usize);
+            let (s, e) = (
+                span[0].as_u64().unwrap() as usize,
+                span[1].as_u64().unwrap() as usize,
+            );
             text[s..e].iter().collect()
         })
         .collect();
     assert!(
-        highlighted.iter().any(|w| w.eq_ignore_ascii_case("glaciers") || w.eq_ignore_ascii_case("coffee")),
+        highlighted
+            .iter()
+            .any(|w| w.eq_ignore_ascii_case("glaciers") || w.eq_ignore_ascii_case("coffee")),
         "{results}"
     );
     // Filters on metadata, string and number.
@@ -119,7 +133,10 @@ fn index_lifecycle_over_http() {
         &json!({"ids": ["chess", "never-existed"]}),
     );
     assert_eq!((status, deleted["deleted"].as_u64()), (200, Some(1)));
-    let (_, results) = server.post("/v1/indexes/books/search", &json!({"query": "coffee king glaciers"}));
+    let (_, results) = server.post(
+        "/v1/indexes/books/search",
+        &json!({"query": "coffee king glaciers"}),
+    );
     assert_eq!(hit_ids(&results), ["glacier"]);
 
     // Restart: everything committed is still there.
@@ -133,7 +150,11 @@ fn index_lifecycle_over_http() {
     assert_eq!(server.delete("/v1/indexes/books").0, 204);
     assert_eq!(server.get("/v1/indexes/books").0, 404);
     assert!(!data.join("books").exists());
-    assert_eq!(server.put("/v1/indexes/books", &json!({})).0, 201, "the name is free again");
+    assert_eq!(
+        server.put("/v1/indexes/books", &json!({})).0,
+        201,
+        "the name is free again"
+    );
 }
 
 #[test]
@@ -141,41 +162,216 @@ fn every_error_has_its_status_and_the_error_shape() {
     let temp = tempfile::tempdir().unwrap();
     let server = Server::start(
         &temp.path().join("data"),
-        &["--max-body-mib", "1", "--max-batch", "5", "--max-top-k", "50", "--max-query-chars", "100"],
+        &[
+            "--max-body-mib",
+            "1",
+            "--max-batch",
+            "5",
+            "--max-top-k",
+            "50",
+            "--max-query-chars",
+            "100",
+        ],
     );
     assert_eq!(server.put("/v1/indexes/errs", &json!({})).0, 201);
-    server.post("/v1/indexes/errs/documents", &docs(&[("a", "Alpha", "first document")]));
+    server.post(
+        "/v1/indexes/errs/documents",
+        &docs(&[("a", "Alpha", "first document")]),
+    );
 
     let cases: Vec<(&str, &str, Option<Value>, u16, &str)> = vec![
-        ("PUT", "/v1/indexes/errs", Some(json!({})), 409, "index_exists"),
-        ("PUT", "/v1/indexes/bad.name", Some(json!({})), 422, "invalid_name"),
-        ("PUT", "/v1/indexes/x1", Some(json!({"chunking": {"chunk_tokens": 10, "overlap_tokens": 10}})), 422, "invalid_chunking"),
-        ("PUT", "/v1/indexes/x2", Some(json!({"model": "/etc"})), 422, "invalid_model"),
-        ("PUT", "/v1/indexes/x3", Some(json!({"shards": 3})), 422, "invalid_field"),
+        (
+            "PUT",
+            "/v1/indexes/errs",
+            Some(json!({})),
+            409,
+            "index_exists",
+        ),
+        (
+            "PUT",
+            "/v1/indexes/bad.name",
+            Some(json!({})),
+            422,
+            "invalid_name",
+        ),
+        (
+            "PUT",
+            "/v1/indexes/x1",
+            Some(json!({"chunking": {"chunk_tokens": 10, "overlap_tokens": 10}})),
+            422,
+            "invalid_chunking",
+        ),
+        (
+            "PUT",
+            "/v1/indexes/x2",
+            Some(json!({"model": "/etc"})),
+            422,
+            "invalid_model",
+        ),
+        (
+            "PUT",
+            "/v1/indexes/x3",
+            Some(json!({"shards": 3})),
+            422,
+            "invalid_field",
+        ),
         ("GET", "/v1/indexes/missing", None, 404, "index_not_found"),
-        ("GET", "/v1/indexes/errs/documents/missing", None, 404, "document_not_found"),
-        ("POST", "/v1/indexes/missing/search", Some(json!({"query": "x"})), 404, "index_not_found"),
+        (
+            "GET",
+            "/v1/indexes/errs/documents/missing",
+            None,
+            404,
+            "document_not_found",
+        ),
+        (
+            "POST",
+            "/v1/indexes/missing/search",
+            Some(json!({"query": "x"})),
+            404,
+            "index_not_found",
+        ),
         ("GET", "/v1/nothing-here", None, 404, "route_not_found"),
         ("PATCH", "/v1/indexes/errs", None, 405, "method_not_allowed"),
-        ("POST", "/v1/indexes/errs/search", Some(json!({"query": ""})), 422, "invalid_field"),
-        ("POST", "/v1/indexes/errs/search", Some(json!({"query": "x", "top_k": 0})), 422, "invalid_field"),
-        ("POST", "/v1/indexes/errs/search", Some(json!({"query": "x", "top_k": 51})), 422, "invalid_field"),
-        ("POST", "/v1/indexes/errs/search", Some(json!({"query": "x", "top_k": -3})), 422, "invalid_field"),
-        ("POST", "/v1/indexes/errs/search", Some(json!({"query": "x".repeat(101)})), 422, "query_too_long"),
-        ("POST", "/v1/indexes/errs/search", Some(json!({"query": "x", "mode": "fuzzy"})), 422, "invalid_field"),
-        ("POST", "/v1/indexes/errs/search", Some(json!({"query": "x", "alpha": 2.0})), 422, "invalid_field"),
-        ("POST", "/v1/indexes/errs/search", Some(json!({"query": "x", "vector": [0.1, 0.2]})), 422, "wrong_dimension"),
-        ("POST", "/v1/indexes/errs/search", Some(json!({"query": "x", "filter": {"a": [1]}})), 422, "invalid_field"),
-        ("POST", "/v1/indexes/errs/search", Some(json!({"query": "x", "colour": "red"})), 422, "invalid_field"),
-        ("POST", "/v1/indexes/errs/search", Some(json!(["query"])), 422, "invalid_field"),
-        ("POST", "/v1/indexes/errs/documents", Some(json!({"id": "a"})), 422, "invalid_field"),
-        ("POST", "/v1/indexes/errs/documents", Some(json!([{"title": "no id"}])), 422, "invalid_document"),
-        ("POST", "/v1/indexes/errs/documents", Some(json!([{"id": "e"}])), 422, "invalid_document"),
-        ("POST", "/v1/indexes/errs/documents", Some(json!([{"id": "t", "text": 5}])), 422, "invalid_document"),
-        ("POST", "/v1/indexes/errs/documents", Some(json!([])), 422, "invalid_field"),
-        ("POST", "/v1/indexes/errs/documents", Some(docs(&[("1", "", "a"), ("2", "", "b"), ("3", "", "c"), ("4", "", "d"), ("5", "", "e"), ("6", "", "f")])), 413, "batch_too_large"),
-        ("POST", "/v1/indexes/errs/documents/delete", Some(json!({"ids": ["1", "2", "3", "4", "5", "6"]})), 413, "batch_too_large"),
-        ("POST", "/v1/indexes/errs/documents/delete", Some(json!({"ids": "a"})), 422, "invalid_field"),
+        (
+            "POST",
+            "/v1/indexes/errs/search",
+            Some(json!({"query": ""})),
+            422,
+            "invalid_field",
+        ),
+        (
+            "POST",
+            "/v1/indexes/errs/search",
+            Some(json!({"query": "x", "top_k": 0})),
+            422,
+            "invalid_field",
+        ),
+        (
+            "POST",
+            "/v1/indexes/errs/search",
+            Some(json!({"query": "x", "top_k": 51})),
+            422,
+            "invalid_field",
+        ),
+        (
+            "POST",
+            "/v1/indexes/errs/search",
+            Some(json!({"query": "x", "top_k": -3})),
+            422,
+            "invalid_field",
+        ),
+        (
+            "POST",
+            "/v1/indexes/errs/search",
+            Some(json!({"query": "x".repeat(101)})),
+            422,
+            "query_too_long",
+        ),
+        (
+            "POST",
+            "/v1/indexes/errs/search",
+            Some(json!({"query": "x", "mode": "fuzzy"})),
+            422,
+            "invalid_field",
+        ),
+        (
+            "POST",
+            "/v1/indexes/errs/search",
+            Some(json!({"query": "x", "alpha": 2.0})),
+            422,
+            "invalid_field",
+        ),
+        (
+            "POST",
+            "/v1/indexes/errs/search",
+            Some(json!({"query": "x", "vector": [0.1, 0.2]})),
+            422,
+            "wrong_dimension",
+        ),
+        (
+            "POST",
+            "/v1/indexes/errs/search",
+            Some(json!({"query": "x", "filter": {"a": [1]}})),
+            422,
+            "invalid_field",
+        ),
+        (
+            "POST",
+            "/v1/indexes/errs/search",
+            Some(json!({"query": "x", "colour": "red"})),
+            422,
+            "invalid_field",
+        ),
+        (
+            "POST",
+            "/v1/indexes/errs/search",
+            Some(json!(["query"])),
+            422,
+            "invalid_field",
+        ),
+        (
+            "POST",
+            "/v1/indexes/errs/documents",
+            Some(json!({"id": "a"})),
+            422,
+            "invalid_field",
+        ),
+        (
+            "POST",
+            "/v1/indexes/errs/documents",
+            Some(json!([{"title": "no id"}])),
+            422,
+            "invalid_document",
+        ),
+        (
+            "POST",
+            "/v1/indexes/errs/documents",
+            Some(json!([{"id": "e"}])),
+            422,
+            "invalid_document",
+        ),
+        (
+            "POST",
+            "/v1/indexes/errs/documents",
+            Some(json!([{"id": "t", "text": 5}])),
+            422,
+            "invalid_document",
+        ),
+        (
+            "POST",
+            "/v1/indexes/errs/documents",
+            Some(json!([])),
+            422,
+            "invalid_field",
+        ),
+        (
+            "POST",
+            "/v1/indexes/errs/documents",
+            Some(docs(&[
+                ("1", "", "a"),
+                ("2", "", "b"),
+                ("3", "", "c"),
+                ("4", "", "d"),
+                ("5", "", "e"),
+                ("6", "", "f"),
+            ])),
+            413,
+            "batch_too_large",
+        ),
+        (
+            "POST",
+            "/v1/indexes/errs/documents/delete",
+            Some(json!({"ids": ["1", "2", "3", "4", "5", "6"]})),
+            413,
+            "batch_too_large",
+        ),
+        (
+            "POST",
+            "/v1/indexes/errs/documents/delete",
+            Some(json!({"ids": "a"})),
+            422,
+            "invalid_field",
+        ),
     ];
     for (method, path, body, status, code) in &cases {
         let (got, answer) = server.call(method, path, body.as_ref(), None);
@@ -190,20 +386,54 @@ fn every_error_has_its_status_and_the_error_shape() {
         "/v1/indexes/errs/documents/delete",
         "/v1/indexes/x4",
     ] {
-        let method = if path == "/v1/indexes/x4" { "PUT" } else { "POST" };
-        let (status, answer) = server.raw(method, path, "application/json", b"{\"query\": ".to_vec());
+        let method = if path == "/v1/indexes/x4" {
+            "PUT"
+        } else {
+            "POST"
+        };
+        let (status, answer) =
+            server.raw(method, path, "application/json", b"{\"query\": ".to_vec());
         assert_eq!(status, 400, "{path}: {answer}");
         assert_eq!(error_code(&answer), "malformed_body");
     }
-    let (status, answer) = server.raw("POST", "/v1/indexes/errs/documents", "application/x-ndjson", b"{\"id\": \"ok\", \"text\": \"fine\"}\nnot json\n".to_vec());
-    assert_eq!((status, error_code(&answer).as_str()), (400, "malformed_body"), "{answer}");
-    let (status, answer) = server.raw("POST", "/v1/indexes/errs/search", "text/plain", b"query".to_vec());
-    assert_eq!((status, error_code(&answer).as_str()), (415, "unsupported_media_type"));
+    let (status, answer) = server.raw(
+        "POST",
+        "/v1/indexes/errs/documents",
+        "application/x-ndjson",
+        b"{\"id\": \"ok\", \"text\": \"fine\"}\nnot json\n".to_vec(),
+    );
+    assert_eq!(
+        (status, error_code(&answer).as_str()),
+        (400, "malformed_body"),
+        "{answer}"
+    );
+    let (status, answer) = server.raw(
+        "POST",
+        "/v1/indexes/errs/search",
+        "text/plain",
+        b"query".to_vec(),
+    );
+    assert_eq!(
+        (status, error_code(&answer).as_str()),
+        (415, "unsupported_media_type")
+    );
 
     // Over the body limit: 413 before anything is parsed.
-    let big = format!("[{{\"id\": \"big\", \"text\": \"{}\"}}]", "word ".repeat(300_000));
-    let (status, answer) = server.raw("POST", "/v1/indexes/errs/documents", "application/json", big.into_bytes());
-    assert_eq!((status, error_code(&answer).as_str()), (413, "body_too_large"), "{answer}");
+    let big = format!(
+        "[{{\"id\": \"big\", \"text\": \"{}\"}}]",
+        "word ".repeat(300_000)
+    );
+    let (status, answer) = server.raw(
+        "POST",
+        "/v1/indexes/errs/documents",
+        "application/json",
+        big.into_bytes(),
+    );
+    assert_eq!(
+        (status, error_code(&answer).as_str()),
+        (413, "body_too_large"),
+        "{answer}"
+    );
 
     // Garbage of every kind: never a 500, never a dropped connection; the index is intact after.
     let mut rng_state = 0x2545F4914F6CDD1Du64;
@@ -214,14 +444,29 @@ fn every_error_has_its_status_and_the_error_shape() {
         rng_state
     };
     let fragments: [&[u8]; 12] = [
-        b"{", b"}", b"[", b"]", b"\"query\"", b":", b",", b"null", b"\xff\xfe", b"\"id\"", b"1e999", b"\"\\u0000\"",
+        b"{",
+        b"}",
+        b"[",
+        b"]",
+        b"\"query\"",
+        b":",
+        b",",
+        b"null",
+        b"\xff\xfe",
+        b"\"id\"",
+        b"1e999",
+        b"\"\\u0000\"",
     ];
     for round in 0..200 {
         let mut body = Vec::new();
         for _ in 0..(next() % 12) {
             body.extend_from_slice(fragments[(next() % fragments.len() as u64) as usize]);
         }
-        let path = ["/v1/indexes/errs/search", "/v1/indexes/errs/documents", "/v1/indexes/errs/documents/delete"][round % 3];
+        let path = [
+            "/v1/indexes/errs/search",
+            "/v1/indexes/errs/documents",
+            "/v1/indexes/errs/documents/delete",
+        ][round % 3];
         let content_type = ["application/json", "application/x-ndjson"][round % 2];
         let (status, answer) = server.raw("POST", path, content_type, body.clone());
         assert!(
@@ -257,21 +502,70 @@ fn api_keys_and_scopes() {
     );
     let put = |key: Option<&str>| server.call("PUT", "/v1/indexes/keyed", Some(&json!({})), key);
     let (status, answer) = put(None);
-    assert_eq!((status, error_code(&answer).as_str()), (401, "missing_api_key"));
+    assert_eq!(
+        (status, error_code(&answer).as_str()),
+        (401, "missing_api_key")
+    );
     let (status, answer) = put(Some("reader-key-0123456789abcdeX"));
-    assert_eq!((status, error_code(&answer).as_str()), (401, "invalid_api_key"));
+    assert_eq!(
+        (status, error_code(&answer).as_str()),
+        (401, "invalid_api_key")
+    );
     let (status, answer) = put(Some(reader));
-    assert_eq!((status, error_code(&answer).as_str()), (403, "insufficient_scope"));
+    assert_eq!(
+        (status, error_code(&answer).as_str()),
+        (403, "insufficient_scope")
+    );
     assert_eq!(put(Some(writer)).0, 201);
 
     let upsert = docs(&[("k1", "Keys", "Bearer tokens protect the API.")]);
-    assert_eq!(server.call("POST", "/v1/indexes/keyed/documents", Some(&upsert), Some(reader)).0, 403);
-    assert_eq!(server.call("POST", "/v1/indexes/keyed/documents", Some(&upsert), Some(writer)).0, 200);
+    assert_eq!(
+        server
+            .call(
+                "POST",
+                "/v1/indexes/keyed/documents",
+                Some(&upsert),
+                Some(reader)
+            )
+            .0,
+        403
+    );
+    assert_eq!(
+        server
+            .call(
+                "POST",
+                "/v1/indexes/keyed/documents",
+                Some(&upsert),
+                Some(writer)
+            )
+            .0,
+        200
+    );
 
     let query = json!({"query": "bearer tokens"});
-    assert_eq!(server.call("POST", "/v1/indexes/keyed/search", Some(&query), None).0, 401);
-    assert_eq!(server.call("POST", "/v1/indexes/keyed/search", Some(&query), Some(writer)).0, 403);
-    let (status, results) = server.call("POST", "/v1/indexes/keyed/search", Some(&query), Some(reader));
+    assert_eq!(
+        server
+            .call("POST", "/v1/indexes/keyed/search", Some(&query), None)
+            .0,
+        401
+    );
+    assert_eq!(
+        server
+            .call(
+                "POST",
+                "/v1/indexes/keyed/search",
+                Some(&query),
+                Some(writer)
+            )
+            .0,
+        403
+    );
+    let (status, results) = server.call(
+        "POST",
+        "/v1/indexes/keyed/search",
+        Some(&query),
+        Some(reader),
+    );
     assert_eq!((status, hit_ids(&results)), (200, vec!["k1".to_string()]));
     assert_eq!(server.call("GET", "/v1/indexes", None, Some(admin)).0, 200);
     assert_eq!(server.call("GET", "/metrics", None, None).0, 401);
@@ -280,8 +574,18 @@ fn api_keys_and_scopes() {
     for path in ["/healthz", "/readyz", "/", "/openapi.json"] {
         assert_eq!(server.get(path).0, 200, "{path}");
     }
-    assert_eq!(server.call("DELETE", "/v1/indexes/keyed", None, Some(reader)).0, 403);
-    assert_eq!(server.call("DELETE", "/v1/indexes/keyed", None, Some(admin)).0, 204);
+    assert_eq!(
+        server
+            .call("DELETE", "/v1/indexes/keyed", None, Some(reader))
+            .0,
+        403
+    );
+    assert_eq!(
+        server
+            .call("DELETE", "/v1/indexes/keyed", None, Some(admin))
+            .0,
+        204
+    );
 }
 
 #[test]
@@ -326,7 +630,10 @@ fn searches_during_upserts_see_only_committed_states() {
                 .collect(),
         )
     };
-    assert_eq!(server.post("/v1/indexes/live/documents", &version(0)).0, 200);
+    assert_eq!(
+        server.post("/v1/indexes/live/documents", &version(0)).0,
+        200
+    );
 
     let done = Arc::new(AtomicBool::new(false));
     let searches = Arc::new(AtomicUsize::new(0));
@@ -372,10 +679,23 @@ fn searches_during_upserts_see_only_committed_states() {
     for reader in readers {
         versions_seen.extend(reader.join().expect("no reader failed"));
     }
-    assert!(searches.load(Ordering::Relaxed) >= 10, "too few searches ran to tell");
-    assert!(versions_seen.len() >= 2, "searches never overlapped a write: {versions_seen:?}");
-    let (_, results) = server.post("/v1/indexes/live/search", &json!({"query": "harbour", "top_k": 20}));
-    assert!(results["hits"].as_array().unwrap().iter().all(|h| h["metadata"]["version"] == 12));
+    assert!(
+        searches.load(Ordering::Relaxed) >= 10,
+        "too few searches ran to tell"
+    );
+    assert!(
+        versions_seen.len() >= 2,
+        "searches never overlapped a write: {versions_seen:?}"
+    );
+    let (_, results) = server.post(
+        "/v1/indexes/live/search",
+        &json!({"query": "harbour", "top_k": 20}),
+    );
+    assert!(results["hits"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|h| h["metadata"]["version"] == 12));
 }
 
 #[test]
@@ -384,7 +704,11 @@ fn a_server_killed_during_an_upsert_restarts_at_its_last_commit() {
     let data = temp.path().join("data");
     let mut server = Server::start(&data, &[]);
     assert_eq!(server.put("/v1/indexes/crash", &json!({})).0, 201);
-    let first = docs(&[("keep", "Kept", "This document was committed before the crash.")]);
+    let first = docs(&[(
+        "keep",
+        "Kept",
+        "This document was committed before the crash.",
+    )]);
     assert_eq!(server.post("/v1/indexes/crash/documents", &first).0, 200);
 
     // A batch long enough to embed that the kill lands while it is in progress.
@@ -402,19 +726,32 @@ fn a_server_killed_during_an_upsert_restarts_at_its_last_commit() {
     std::thread::sleep(Duration::from_millis(1500));
     server.kill9();
     let answered = sender.join().unwrap();
-    assert!(answered.is_err(), "the batch finished before the kill ({answered:?}): make it longer");
+    assert!(
+        answered.is_err(),
+        "the batch finished before the kill ({answered:?}): make it longer"
+    );
 
     let server = Server::start(&data, &[]);
     let (status, info) = server.get("/v1/indexes/crash");
     assert_eq!(status, 200, "{info}");
-    assert_eq!(info["documents"], 1, "the unacknowledged batch is not half there: {info}");
+    assert_eq!(
+        info["documents"], 1,
+        "the unacknowledged batch is not half there: {info}"
+    );
     assert_eq!(server.get("/v1/indexes/crash/documents/keep").0, 200);
-    let (_, results) = server.post("/v1/indexes/crash/search", &json!({"query": "committed before the crash"}));
+    let (_, results) = server.post(
+        "/v1/indexes/crash/search",
+        &json!({"query": "committed before the crash"}),
+    );
     assert_eq!(hit_ids(&results), ["keep"]);
     // The write lock died with the process: the index takes writes again.
     let more = docs(&[("after", "After", "Written after the restart.")]);
     let (status, answer) = server.post("/v1/indexes/crash/documents", &more);
-    assert_eq!((status, answer["documents"].as_u64()), (200, Some(2)), "{answer}");
+    assert_eq!(
+        (status, answer["documents"].as_u64()),
+        (200, Some(2)),
+        "{answer}"
+    );
 }
 
 #[test]
@@ -451,10 +788,19 @@ fn metrics_count_requests_and_describe_indexes() {
     let temp = tempfile::tempdir().unwrap();
     let server = Server::start(&temp.path().join("data"), &[]);
     assert_eq!(server.put("/v1/indexes/m", &json!({})).0, 201);
-    server.post("/v1/indexes/m/documents", &docs(&[("x", "X", "metrics text")]));
+    server.post(
+        "/v1/indexes/m/documents",
+        &docs(&[("x", "X", "metrics text")]),
+    );
     server.post("/v1/indexes/m/search", &json!({"query": "metrics"}));
     server.post("/v1/indexes/m/search", &json!({"query": ""}));
-    let text = server.client.get(server.url("/metrics")).send().unwrap().text().unwrap();
+    let text = server
+        .client
+        .get(server.url("/metrics"))
+        .send()
+        .unwrap()
+        .text()
+        .unwrap();
     for expected in [
         "ibex_http_requests_total{method=\"POST\",route=\"/v1/indexes/{name}/search\",status=\"200\"} 1",
         "ibex_http_requests_total{method=\"POST\",route=\"/v1/indexes/{name}/search\",status=\"422\"} 1",
@@ -507,7 +853,13 @@ fn quickstart_serves_the_sample_corpus_and_stops_on_ctrl_c() {
         .unwrap();
     assert_eq!(hit_ids(&results)[0], example.expected, "{results}");
     let pid = child.id().to_string();
-    std::process::Command::new("kill").args(["-INT", &pid]).status().unwrap();
+    std::process::Command::new("kill")
+        .args(["-INT", &pid])
+        .status()
+        .unwrap();
     let status = child.wait().unwrap();
-    assert!(status.success(), "Ctrl-C ends the quickstart cleanly: {status:?}");
+    assert!(
+        status.success(),
+        "Ctrl-C ends the quickstart cleanly: {status:?}"
+    );
 }

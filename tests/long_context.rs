@@ -16,7 +16,13 @@ fn max_abs_diff(a: &[Vec<f32>], b: &[Vec<f32>]) -> f32 {
 }
 
 fn e5_folder() -> tempfile::TempDir {
-    common::fixture_with_word_tokenizer("e5-mistral-tiny", 1000, 3, &[("<unk>", 0), ("<s>", 1), ("</s>", 2)], "<s> $A")
+    common::fixture_with_word_tokenizer(
+        "e5-mistral-tiny",
+        1000,
+        3,
+        &[("<unk>", 0), ("<s>", 1), ("</s>", 2)],
+        "<s> $A",
+    )
 }
 
 fn m2_folder() -> tempfile::TempDir {
@@ -35,9 +41,12 @@ fn e5_mistral_formats_tokenizes_appends_eos_and_pools() {
     let embedder = ibex::open_embedder(folder.path().to_str().unwrap()).unwrap();
     assert_eq!((embedder.dimension(), embedder.normalized()), (64, true));
     // A document: BOS, its tokens, the appended EOS; the reference vector of input 0.
-    let document = embedder.embed(&["w215 w169 w748 w871 w417"], TextKind::Document).unwrap();
+    let document = embedder
+        .embed(&["w215 w169 w748 w871 w417"], TextKind::Document)
+        .unwrap();
     let reference: serde_json::Value = serde_json::from_str(
-        &std::fs::read_to_string(common::shared("fixtures/e5-mistral-tiny/reference.json")).unwrap(),
+        &std::fs::read_to_string(common::shared("fixtures/e5-mistral-tiny/reference.json"))
+            .unwrap(),
     )
     .unwrap();
     let expected: Vec<f32> = reference["outputs"]["single_pooled_l2"][0]
@@ -48,10 +57,16 @@ fn e5_mistral_formats_tokenizes_appends_eos_and_pools() {
         .collect();
     assert!(max_abs_diff(&document, &[expected]) <= 1e-5);
     // A query gets the instruction, so the same words embed differently.
-    let query = embedder.embed(&["w215 w169 w748 w871 w417"], TextKind::Query).unwrap();
+    let query = embedder
+        .embed(&["w215 w169 w748 w871 w417"], TextKind::Query)
+        .unwrap();
     assert!(max_abs_diff(&query, &document) > 1e-3);
     // Mixed lengths in one call (left-padded batches) give each text its own vector.
-    let texts = ["w450 w249", "w671 w573 w441 w38 w380 w231 w512 w380 w35 w630 w837", "w215"];
+    let texts = [
+        "w450 w249",
+        "w671 w573 w441 w38 w380 w231 w512 w380 w35 w630 w837",
+        "w215",
+    ];
     let together = embedder.embed(&texts, TextKind::Document).unwrap();
     let alone: Vec<Vec<f32>> = texts
         .iter()
@@ -59,7 +74,10 @@ fn e5_mistral_formats_tokenizes_appends_eos_and_pools() {
         .collect();
     assert!(max_abs_diff(&together, &alone) <= 1e-5);
     let spans = embedder.tokenize("w10 w200").unwrap();
-    assert_eq!(spans.iter().map(|s| (s.start, s.end)).collect::<Vec<_>>(), [(0, 3), (4, 8)]);
+    assert_eq!(
+        spans.iter().map(|s| (s.start, s.end)).collect::<Vec<_>>(),
+        [(0, 3), (4, 8)]
+    );
 }
 
 #[test]
@@ -68,7 +86,9 @@ fn m2_bert_pads_to_the_maximum_and_reproduces_the_reference() {
     let embedder = ibex::open_embedder(folder.path().to_str().unwrap()).unwrap();
     assert_eq!((embedder.dimension(), embedder.max_tokens()), (64, 254));
     // Input 0 of the reference is [CLS] 319 1005 1013 [SEP], padded to 256.
-    let vector = embedder.embed(&["w319 w1005 w1013"], TextKind::Query).unwrap();
+    let vector = embedder
+        .embed(&["w319 w1005 w1013"], TextKind::Query)
+        .unwrap();
     let reference: serde_json::Value = serde_json::from_str(
         &std::fs::read_to_string(common::shared("fixtures/m2-bert-tiny/reference.json")).unwrap(),
     )
@@ -86,9 +106,13 @@ fn m2_bert_pads_to_the_maximum_and_reproduces_the_reference() {
         .unwrap();
     assert!(max_abs_diff(&batch[1..], std::slice::from_ref(&expected)) <= 1e-4);
     // A shorter padding is an explicit choice, and it changes the vector.
-    let short = ibex::embedder::M2BertEmbedder::load_with_id(folder.path(), "m2", &candle_core::Device::Cpu)
-        .unwrap()
-        .with_pad_to(64);
+    let short = ibex::embedder::M2BertEmbedder::load_with_id(
+        folder.path(),
+        "m2",
+        &candle_core::Device::Cpu,
+    )
+    .unwrap()
+    .with_pad_to(64);
     let shorter = short.embed(&["w319 w1005 w1013"], TextKind::Query).unwrap();
     assert!(max_abs_diff(&shorter, &[expected]) > 1e-3);
 }
@@ -100,7 +124,12 @@ fn m2_bert_indexes_a_whole_document_as_one_chunk() {
     let temp = tempfile::tempdir().unwrap();
     let corpus = temp.path().join("docs.jsonl");
     // Two documents of 240 words: one chunk each when chunks may be as long as the context.
-    let long = |offset: u32| (0..240).map(|i| format!("w{}", 103 + (i * 7 + offset) % 900)).collect::<Vec<_>>().join(" ");
+    let long = |offset: u32| {
+        (0..240)
+            .map(|i| format!("w{}", 103 + (i * 7 + offset) % 900))
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
     common::write_jsonl(&corpus, &[("a", "", &long(0)), ("b", "", &long(450))]);
     let options = ibex::IndexOptions {
         model: Some(folder.path().to_str().unwrap().to_string()),

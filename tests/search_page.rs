@@ -46,7 +46,10 @@ impl Driver {
             .unwrap();
         let started = Instant::now();
         while http.get(format!("{base}/status")).send().is_err() {
-            assert!(started.elapsed() < Duration::from_secs(20), "chromedriver did not start");
+            assert!(
+                started.elapsed() < Duration::from_secs(20),
+                "chromedriver did not start"
+            );
             std::thread::sleep(Duration::from_millis(100));
         }
         let mut driver = Driver {
@@ -84,7 +87,14 @@ impl Driver {
         } else {
             format!("{}/session/{}{path}", self.base, self.session)
         };
-        let answer: Value = self.http.post(url).json(&body).send().unwrap().json().unwrap();
+        let answer: Value = self
+            .http
+            .post(url)
+            .json(&body)
+            .send()
+            .unwrap()
+            .json()
+            .unwrap();
         answer["value"].clone()
     }
 
@@ -105,7 +115,10 @@ impl Driver {
             if let Some(element) = self.find(css) {
                 return element;
             }
-            assert!(started.elapsed() < Duration::from_secs(30), "{css} never appeared");
+            assert!(
+                started.elapsed() < Duration::from_secs(30),
+                "{css} never appeared"
+            );
             std::thread::sleep(Duration::from_millis(100));
         }
     }
@@ -118,7 +131,12 @@ impl Driver {
             .unwrap_or_default()
             .iter()
             .filter_map(element_id)
-            .map(|id| self.get(&format!("/element/{id}/text")).as_str().unwrap_or_default().to_string())
+            .map(|id| {
+                self.get(&format!("/element/{id}/text"))
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_string()
+            })
             .collect()
     }
 }
@@ -166,7 +184,10 @@ fn the_search_page_finds_a_quickstart_document_in_a_real_browser() {
     );
     assert_eq!(status, 200, "{answer}");
     let example = &ibex::quickstart::example_queries()[0];
-    let (_, expected_doc) = server.get(&format!("/v1/indexes/quickstart/documents/{}", example.expected));
+    let (_, expected_doc) = server.get(&format!(
+        "/v1/indexes/quickstart/documents/{}",
+        example.expected
+    ));
     let expected_title = expected_doc["title"].as_str().unwrap().to_string();
 
     let driver = Driver::start(&temp.path().join("chromium-profile"));
@@ -174,7 +195,10 @@ fn the_search_page_finds_a_quickstart_document_in_a_real_browser() {
     // The index picker is filled from GET /v1/indexes.
     driver.wait_for("#index option[value=quickstart]");
     let query_box = driver.wait_for("#query");
-    driver.post(&format!("/element/{query_box}/value"), json!({"text": example.query}));
+    driver.post(
+        &format!("/element/{query_box}/value"),
+        json!({"text": example.query}),
+    );
     let button = driver.wait_for("#go");
     driver.post(&format!("/element/{button}/click"), json!({}));
     driver.wait_for("li.hit .title");
@@ -185,7 +209,10 @@ fn the_search_page_finds_a_quickstart_document_in_a_real_browser() {
         "query {:?}: the page shows {titles:?}",
         example.query
     );
-    assert!(driver.find("li.hit mark").is_some(), "no highlighted query term on the page");
+    assert!(
+        driver.find("li.hit mark").is_some(),
+        "no highlighted query term on the page"
+    );
 
     let screenshot = driver.get("/screenshot");
     let png = base64::engine::general_purpose::STANDARD
@@ -205,7 +232,10 @@ fn the_search_page_finds_a_quickstart_document_in_a_real_browser() {
         if shown.contains("404") && shown.contains("index_not_found") {
             break;
         }
-        assert!(started.elapsed() < Duration::from_secs(20), "error not shown: {shown:?}");
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "error not shown: {shown:?}"
+        );
         std::thread::sleep(Duration::from_millis(100));
     }
 }

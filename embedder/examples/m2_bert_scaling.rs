@@ -30,7 +30,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .skip(1)
         .map(|a| a.parse())
         .collect::<Result<_, _>>()?;
-    let lengths = if lengths.is_empty() { vec![512, 2048, 8192] } else { lengths };
+    let lengths = if lengths.is_empty() {
+        vec![512, 2048, 8192]
+    } else {
+        lengths
+    };
     let config: Config = serde_json::from_value(serde_json::json!({
         "vocab_size": 30528, "hidden_size": 768, "intermediate_size": 3072,
         "num_hidden_layers": 12, "max_position_embeddings": 32768, "long_conv_l_max": 32768,

@@ -184,7 +184,9 @@ impl Embedder for BatchingEmbedder {
         {
             let mut queues = self.shared.queues.lock().map_err(|_| poisoned())?;
             if queues.closed {
-                return Err(EmbedderError::Batch("the embedding queue is shut down".into()));
+                return Err(EmbedderError::Batch(
+                    "the embedding queue is shut down".into(),
+                ));
             }
             let pending = Pending {
                 texts: texts.iter().map(|t| t.to_string()).collect(),
@@ -263,7 +265,11 @@ fn next_batch(shared: &Shared) -> Option<(TextKind, Vec<String>, Vec<Slice>)> {
             };
             let take = (front.texts.len() - front.next).min(shared.options.max_batch - texts.len());
             let offset = front.next;
-            texts.extend(front.texts[offset..offset + take].iter_mut().map(std::mem::take));
+            texts.extend(
+                front.texts[offset..offset + take]
+                    .iter_mut()
+                    .map(std::mem::take),
+            );
             front.next += take;
             slices.push(Slice {
                 job: front.job.clone(),
@@ -486,10 +492,7 @@ mod tests {
         assert_eq!(query.join().unwrap(), vec![expected("a query")]);
         documents.join().unwrap();
         let batches = model.batches.lock().unwrap().clone();
-        let query_position = batches
-            .iter()
-            .position(|b| b.0 == TextKind::Query)
-            .unwrap();
+        let query_position = batches.iter().position(|b| b.0 == TextKind::Query).unwrap();
         // The worker may have taken the first document batch before the query arrived; never more.
         assert!(query_position <= 1, "query served late: {batches:?}");
         assert_eq!(batches.len(), 6);

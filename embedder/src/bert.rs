@@ -224,14 +224,6 @@ impl Embedder for BertEmbedder {
     }
 
     fn tokenize(&self, text: &str) -> Result<Vec<TokenSpan>> {
-        let encoding = self
-            .chunk_tokenizer
-            .encode_char_offsets(text, false)
-            .map_err(|e| EmbedderError::Tokenizer(e.to_string()))?;
-        Ok(encoding
-            .get_offsets()
-            .iter()
-            .map(|&(start, end)| TokenSpan { start, end })
-            .collect())
+        crate::folder::token_spans(&self.chunk_tokenizer, text)
     }
 }

@@ -68,9 +68,8 @@ pub fn parse_device(spec: &str) -> Result<Device> {
             "no CUDA driver found (libcuda.so.1 is not in LD_LIBRARY_PATH or the system library folders): install the NVIDIA driver, or use --device cpu".into(),
         ));
     }
-    Device::new_cuda(ordinal).map_err(|e| {
-        EmbedderError::Device(format!("cannot open CUDA device {ordinal}: {e}"))
-    })
+    Device::new_cuda(ordinal)
+        .map_err(|e| EmbedderError::Device(format!("cannot open CUDA device {ordinal}: {e}")))
 }
 
 /// The device named by `IBEX_DEVICE` (default `auto`).

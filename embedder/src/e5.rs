@@ -7,13 +7,14 @@
 //! tokenizer's BOS, is truncated to `max_tokens - 1`, and ends with an appended EOS; batches are
 //! left-padded (pad id = EOS id, so the attention mask, not the id, says what is padding).
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use candle_core::{DType, Device};
 use candle_nn::VarBuilder;
 use tokenizers::Tokenizer;
 
 use crate::error::{EmbedderError, Result};
+use crate::folder::{read_config, read_tokenizer, safetensors_files, token_spans};
 use crate::mistral::{l2_normalize, last_token_pool, Config, MistralModel};
 use crate::{Embedder, TextKind, TokenSpan};
 
@@ -37,78 +38,12 @@ pub struct E5MistralEmbedder {
     model_id: String,
 }
 
-/// The safetensors files of a folder: `model.safetensors`, or the shards an
-/// `model.safetensors.index.json` names (the real 7B checkpoint is sharded).
-pub(crate) fn safetensors_files(dir: &Path) -> Result<Vec<PathBuf>> {
-    let single = dir.join("model.safetensors");
-    if single.is_file() {
-        return Ok(vec![single]);
-    }
-    let index = dir.join("model.safetensors.index.json");
-    let text = std::fs::read_to_string(&index).map_err(|_| EmbedderError::MissingModelFile {
-        dir: dir.to_path_buf(),
-        file: "model.safetensors",
-    })?;
-    let parsed: serde_json::Value =
-        serde_json::from_str(&text).map_err(|e| EmbedderError::InvalidModelFile {
-            path: index.clone(),
-            reason: e.to_string(),
-        })?;
-    let mut files: Vec<PathBuf> = parsed["weight_map"]
-        .as_object()
-        .ok_or_else(|| EmbedderError::InvalidModelFile {
-            path: index.clone(),
-            reason: "no weight_map".into(),
-        })?
-        .values()
-        .filter_map(|v| v.as_str())
-        .map(|f| dir.join(f))
-        .collect();
-    files.sort();
-    files.dedup();
-    if let Some(missing) = files.iter().find(|f| !f.is_file()) {
-        return Err(EmbedderError::InvalidModelFile {
-            path: index,
-            reason: format!("names the shard {}, which is missing", missing.display()),
-        });
-    }
-    Ok(files)
-}
-
-/// Reads a model folder's config.json as `T`.
-pub(crate) fn read_config<T: serde::de::DeserializeOwned>(dir: &Path) -> Result<T> {
-    let path = dir.join("config.json");
-    let text = std::fs::read_to_string(&path).map_err(|_| EmbedderError::MissingModelFile {
-        dir: dir.to_path_buf(),
-        file: "config.json",
-    })?;
-    serde_json::from_str(&text).map_err(|e| EmbedderError::InvalidModelFile {
-        path,
-        reason: e.to_string(),
-    })
-}
-
 impl E5MistralEmbedder {
     /// Loads the model in `dir` (config.json, tokenizer.json, and model.safetensors or its
     /// shards), recorded under `model_id`.
     pub fn load_with_id(dir: &Path, model_id: &str, device: &Device) -> Result<Self> {
         let config: Config = read_config(dir)?;
-        let tokenizer_path = dir.join("tokenizer.json");
-        if !tokenizer_path.is_file() {
-            return Err(EmbedderError::MissingModelFile {
-                dir: dir.to_path_buf(),
-                file: "tokenizer.json",
-            });
-        }
-        let mut tokenizer =
-            Tokenizer::from_file(&tokenizer_path).map_err(|e| EmbedderError::InvalidModelFile {
-                path: tokenizer_path.clone(),
-                reason: e.to_string(),
-            })?;
-        tokenizer.with_padding(None);
-        tokenizer
-            .with_truncation(None)
-            .map_err(|e| EmbedderError::Tokenizer(e.to_string()))?;
+        let tokenizer = read_tokenizer(dir)?;
         let files = safetensors_files(dir)?;
         // bf16 halves the memory of a 7B model where the device computes in it; the CPU path
         // stays f32 (candle's CPU bf16 matmul is slow).
@@ -159,7 +94,10 @@ impl E5MistralEmbedder {
 
     /// Embeds already tokenized inputs (each ending with EOS), left-padded into one batch.
     pub fn embed_ids(&self, inputs: &[Vec<u32>]) -> Result<Vec<Vec<f32>>> {
-        let (ids, mask) = pad_left(inputs, self.config.pad_token_id.unwrap_or(self.config.eos_token_id));
+        let (ids, mask) = pad_left(
+            inputs,
+            self.config.pad_token_id.unwrap_or(self.config.eos_token_id),
+        );
         let hidden = self.model.forward(&ids, &mask)?;
         let pooled = l2_normalize(&last_token_pool(&hidden, &mask)?)?;
         Ok(pooled.to_dtype(DType::F32)?.to_vec2::<f32>()?)
@@ -224,15 +162,7 @@ impl Embedder for E5MistralEmbedder {
     }
 
     fn tokenize(&self, text: &str) -> Result<Vec<TokenSpan>> {
-        let encoding = self
-            .tokenizer
-            .encode_char_offsets(text, false)
-            .map_err(|e| EmbedderError::Tokenizer(e.to_string()))?;
-        Ok(encoding
-            .get_offsets()
-            .iter()
-            .map(|&(start, end)| TokenSpan { start, end })
-            .collect())
+        token_spans(&self.tokenizer, text)
     }
 }
 

@@ -14,18 +14,19 @@ mod batching;
 mod bert;
 pub mod device;
 pub mod e5;
-pub mod m2_bert;
-pub mod mistral;
 mod error;
 pub mod fetch;
+mod folder;
+pub mod m2_bert;
+pub mod mistral;
 mod pooling;
 
 pub use batching::{BatchObserver, BatchingEmbedder, BatchingOptions};
 pub use bert::BertEmbedder;
 pub use e5::E5MistralEmbedder;
-pub use m2_bert::M2BertEmbedder;
 pub use error::{EmbedderError, Result};
 pub use fetch::{ibex_home, DEFAULT_MODEL_ID};
+pub use m2_bert::M2BertEmbedder;
 
 use std::path::Path;
 use std::sync::Arc;
@@ -110,7 +111,7 @@ fn load_folder(dir: &Path) -> Result<Arc<dyn Embedder>> {
         #[serde(default)]
         monarch_mixer_sequence_mixing: bool,
     }
-    let kind: ModelType = e5::read_config(dir)?;
+    let kind: ModelType = folder::read_config(dir)?;
     let id = || -> Result<String> {
         let canonical = dir
             .canonicalize()

@@ -107,7 +107,9 @@ impl Config {
             unsupported.push("hyena_w_mod != 1");
         }
         if !self.hidden_size.is_multiple_of(self.monarch_mlp_nblocks)
-            || !self.intermediate_size.is_multiple_of(self.monarch_mlp_nblocks)
+            || !self
+                .intermediate_size
+                .is_multiple_of(self.monarch_mlp_nblocks)
         {
             unsupported.push("sizes not divisible by monarch_mlp_nblocks");
         }
@@ -211,7 +213,11 @@ impl LongConv {
         let t = if vb.contains_tensor("pos_emb.t") {
             vb.get((1, l_max, 1), "pos_emb.t")?.squeeze(0)?
         } else {
-            let step = if l_max > 1 { 1.0 / (l_max - 1) as f64 } else { 0.0 };
+            let step = if l_max > 1 {
+                1.0 / (l_max - 1) as f64
+            } else {
+                0.0
+            };
             let values: Vec<f32> = (0..l_max).map(|n| (n as f64 * step) as f32).collect();
             Tensor::from_vec(values, (l_max, 1), &device)?
         };
@@ -219,7 +225,11 @@ impl LongConv {
             vb.get((1, 1, d), "modulation.deltas")?.squeeze(0)?
         } else {
             let (lo, hi) = ((1e-2f64).ln() / 1.5, (1e-2f64).ln() / 0.3);
-            let step = if d > 1 { (hi - lo) / (d - 1) as f64 } else { 0.0 };
+            let step = if d > 1 {
+                (hi - lo) / (d - 1) as f64
+            } else {
+                0.0
+            };
             let values: Vec<f32> = (0..d).map(|i| (lo + i as f64 * step) as f32).collect();
             Tensor::from_vec(values, (1, d), &device)?
         };
@@ -352,7 +362,7 @@ impl SequenceMixer {
     fn forward(&self, u: &Tensor) -> candle_core::Result<Tensor> {
         let (_, len, _) = u.dims3()?;
         let z = self.in_linear.forward(u)?.transpose(1, 2)?.contiguous()?; // [b, 3d, len]
-        // uc[c,i] = w0·z[c,i-2] + w1·z[c,i-1] + w2·z[c,i] + b, zero before the start.
+                                                                           // uc[c,i] = w0·z[c,i-2] + w1·z[c,i-1] + w2·z[c,i] + b, zero before the start.
         let padded = z.pad_with_zeros(D::Minus1, 2, 0)?;
         let tap = |k: usize| -> candle_core::Result<Tensor> {
             let weight = self.short_weight.narrow(1, k, 1)?.unsqueeze(0)?; // [1, 3d, 1]
@@ -379,10 +389,7 @@ fn block_diagonal(x: &Tensor, weight: &Tensor) -> candle_core::Result<Tensor> {
     let (nb, q, p) = weight.dims3()?;
     let dims = x.dims().to_vec();
     let rows: usize = dims[..dims.len() - 1].iter().product();
-    let blocks = x
-        .reshape((rows, nb, p))?
-        .transpose(0, 1)?
-        .contiguous()?; // [nb, rows, p]
+    let blocks = x.reshape((rows, nb, p))?.transpose(0, 1)?.contiguous()?; // [nb, rows, p]
     let out = blocks.matmul(&weight.transpose(1, 2)?.contiguous()?)?; // [nb, rows, q]
     let mut shape = dims;
     let last = shape.len() - 1;
@@ -534,32 +541,20 @@ pub struct M2BertEmbedder {
 
 impl M2BertEmbedder {
     /// Loads the model in `dir` (config.json, tokenizer.json, model.safetensors or shards).
-    pub fn load_with_id(dir: &std::path::Path, model_id: &str, device: &Device) -> crate::Result<Self> {
-        let config: Config = crate::e5::read_config(dir)?;
+    pub fn load_with_id(
+        dir: &std::path::Path,
+        model_id: &str,
+        device: &Device,
+    ) -> crate::Result<Self> {
+        let config: Config = crate::folder::read_config(dir)?;
         config
             .check()
             .map_err(|reason| crate::EmbedderError::InvalidModelFile {
                 path: dir.join("config.json"),
                 reason,
             })?;
-        let tokenizer_path = dir.join("tokenizer.json");
-        if !tokenizer_path.is_file() {
-            return Err(crate::EmbedderError::MissingModelFile {
-                dir: dir.to_path_buf(),
-                file: "tokenizer.json",
-            });
-        }
-        let mut tokenizer = tokenizers::Tokenizer::from_file(&tokenizer_path).map_err(|e| {
-            crate::EmbedderError::InvalidModelFile {
-                path: tokenizer_path.clone(),
-                reason: e.to_string(),
-            }
-        })?;
-        tokenizer.with_padding(None);
-        tokenizer
-            .with_truncation(None)
-            .map_err(|e| crate::EmbedderError::Tokenizer(e.to_string()))?;
-        let files = crate::e5::safetensors_files(dir)?;
+        let tokenizer = crate::folder::read_tokenizer(dir)?;
+        let files = crate::folder::safetensors_files(dir)?;
         // SAFETY: weight files are memory-mapped read-only and never written while loaded.
         let vb = unsafe { VarBuilder::from_mmaped_safetensors(&files, DType::F32, device)? };
         let model = M2BertModel::load(vb, &config)?;
@@ -644,14 +639,6 @@ impl crate::Embedder for M2BertEmbedder {
     }
 
     fn tokenize(&self, text: &str) -> crate::Result<Vec<crate::TokenSpan>> {
-        let encoding = self
-            .tokenizer
-            .encode_char_offsets(text, false)
-            .map_err(|e| crate::EmbedderError::Tokenizer(e.to_string()))?;
-        Ok(encoding
-            .get_offsets()
-            .iter()
-            .map(|&(start, end)| crate::TokenSpan { start, end })
-            .collect())
+        crate::folder::token_spans(&self.tokenizer, text)
     }
 }

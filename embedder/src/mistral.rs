@@ -256,7 +256,11 @@ impl MistralModel {
     /// Hidden states `[batch, len, hidden]` of a padded batch (every row `len` long, with its
     /// attention mask). Positions run 0..len over the padded row, as transformers does when no
     /// position ids are given (RoPE is relative, so left padding does not change the result).
-    pub fn forward(&self, ids: &[Vec<u32>], attention_mask: &[Vec<u32>]) -> candle_core::Result<Tensor> {
+    pub fn forward(
+        &self,
+        ids: &[Vec<u32>],
+        attention_mask: &[Vec<u32>],
+    ) -> candle_core::Result<Tensor> {
         let len = ids.first().map_or(0, Vec::len);
         if len == 0 || len > self.max_positions {
             candle_core::bail!(
@@ -269,9 +273,10 @@ impl MistralModel {
         let mask = self.mask(attention_mask, len)?;
         let mut xs = self.embed_tokens.forward(&input)?;
         for layer in &self.layers {
-            let attended = layer
-                .attention
-                .forward(&xs.apply(&layer.input_norm)?, &mask, &self.rotary)?;
+            let attended =
+                layer
+                    .attention
+                    .forward(&xs.apply(&layer.input_norm)?, &mask, &self.rotary)?;
             xs = (xs + attended)?;
             let mlp = layer.mlp.forward(&xs.apply(&layer.post_attention_norm)?)?;
             xs = (xs + mlp)?;
@@ -284,7 +289,10 @@ impl MistralModel {
 /// row's last position is real the batch is left-padded (or unpadded) and that position is taken;
 /// otherwise each row's `mask.sum - 1`. The mask decides, never the token id (pad and EOS are
 /// both 2).
-pub fn last_token_pool(hidden: &Tensor, attention_mask: &[Vec<u32>]) -> candle_core::Result<Tensor> {
+pub fn last_token_pool(
+    hidden: &Tensor,
+    attention_mask: &[Vec<u32>],
+) -> candle_core::Result<Tensor> {
     let (_, len, _) = hidden.dims3()?;
     let left_padded = attention_mask.iter().all(|row| row.last() == Some(&1));
     let rows: Vec<Tensor> = attention_mask

@@ -6,11 +6,14 @@ use std::path::PathBuf;
 
 use candle_core::{DType, Device};
 use candle_nn::VarBuilder;
+use common::{fixture as fixture_named, floats, ids, max_abs_diff};
 use ibex_embedder::mistral::{l2_normalize, last_token_pool, Config, MistralModel};
 use serde_json::Value;
 
+mod common;
+
 fn fixture() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/fixtures/e5-mistral-tiny")
+    fixture_named("e5-mistral-tiny")
 }
 
 fn load() -> (MistralModel, Value) {
@@ -18,42 +21,18 @@ fn load() -> (MistralModel, Value) {
     let config: Config =
         serde_json::from_str(&std::fs::read_to_string(dir.join("config.json")).unwrap()).unwrap();
     let vb = unsafe {
-        VarBuilder::from_mmaped_safetensors(&[dir.join("model.safetensors")], DType::F32, &Device::Cpu)
-            .unwrap()
+        VarBuilder::from_mmaped_safetensors(
+            &[dir.join("model.safetensors")],
+            DType::F32,
+            &Device::Cpu,
+        )
+        .unwrap()
     };
     let model = MistralModel::load(vb, &config).unwrap();
     let reference: Value =
-        serde_json::from_str(&std::fs::read_to_string(dir.join("reference.json")).unwrap()).unwrap();
+        serde_json::from_str(&std::fs::read_to_string(dir.join("reference.json")).unwrap())
+            .unwrap();
     (model, reference)
-}
-
-fn ids(value: &Value) -> Vec<Vec<u32>> {
-    value
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|row| row.as_array().unwrap().iter().map(|x| x.as_u64().unwrap() as u32).collect())
-        .collect()
-}
-
-fn floats(value: &Value) -> Vec<Vec<f32>> {
-    value
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|row| row.as_array().unwrap().iter().map(|x| x.as_f64().unwrap() as f32).collect())
-        .collect()
-}
-
-fn max_abs_diff(a: &[Vec<f32>], b: &[Vec<f32>]) -> f32 {
-    assert_eq!(a.len(), b.len());
-    a.iter()
-        .zip(b)
-        .flat_map(|(x, y)| {
-            assert_eq!(x.len(), y.len());
-            x.iter().zip(y).map(|(p, q)| (p - q).abs())
-        })
-        .fold(0.0, f32::max)
 }
 
 fn embed(model: &MistralModel, ids: &[Vec<u32>], mask: &[Vec<u32>]) -> Vec<Vec<f32>> {
@@ -78,10 +57,15 @@ fn each_input_alone_matches_the_reference() {
     assert!(diff <= 1e-5, "max abs diff {diff}");
 
     // The hidden states themselves, for the first input (tolerance 1e-4 as the README suggests).
-    let first = ids(&Value::Array(vec![reference["inputs"][0]["input_ids"].clone()]));
+    let first = ids(&Value::Array(vec![
+        reference["inputs"][0]["input_ids"].clone()
+    ]));
     let hidden = model.forward(&first, &[vec![1; first[0].len()]]).unwrap();
     let hidden: Vec<Vec<f32>> = hidden.squeeze(0).unwrap().to_vec2().unwrap();
-    let diff = max_abs_diff(&hidden, &floats(&reference["outputs"]["last_hidden_state_input0_single"]));
+    let diff = max_abs_diff(
+        &hidden,
+        &floats(&reference["outputs"]["last_hidden_state_input0_single"]),
+    );
     assert!(diff <= 1e-4, "hidden states differ by {diff}");
 }
 
@@ -95,9 +79,15 @@ fn left_and_right_padded_batches_match_the_reference() {
         let got = embed(&model, &ids, &mask);
         let expected = floats(&reference["outputs"][format!("{side}_padded_batch_pooled_l2")]);
         let diff = max_abs_diff(&got, &expected);
-        assert!(diff <= 1e-5, "{side}-padded batch differs from its reference by {diff}");
+        assert!(
+            diff <= 1e-5,
+            "{side}-padded batch differs from its reference by {diff}"
+        );
         let diff = max_abs_diff(&got, &single);
-        assert!(diff <= 1e-5, "{side}-padded batch differs from the single inputs by {diff}");
+        assert!(
+            diff <= 1e-5,
+            "{side}-padded batch differs from the single inputs by {diff}"
+        );
     }
 }
 
@@ -108,7 +98,14 @@ fn the_pad_left_helper_reproduces_the_reference_left_batch() {
         .as_array()
         .unwrap()
         .iter()
-        .map(|i| i["input_ids"].as_array().unwrap().iter().map(|x| x.as_u64().unwrap() as u32).collect())
+        .map(|i| {
+            i["input_ids"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|x| x.as_u64().unwrap() as u32)
+                .collect()
+        })
         .collect();
     let (padded, mask) = ibex_embedder::e5::pad_left(&inputs, 2);
     assert_eq!(padded, ids(&reference["left_padded_batch"]["input_ids"]));
@@ -118,7 +115,8 @@ fn the_pad_left_helper_reproduces_the_reference_left_batch() {
 #[test]
 fn weights_with_the_model_prefix_load_too() {
     let dir = fixture();
-    let tensors = candle_core::safetensors::load(dir.join("model.safetensors"), &Device::Cpu).unwrap();
+    let tensors =
+        candle_core::safetensors::load(dir.join("model.safetensors"), &Device::Cpu).unwrap();
     let prefixed: std::collections::HashMap<String, candle_core::Tensor> = tensors
         .into_iter()
         .map(|(name, t)| (format!("model.{name}"), t))
@@ -130,7 +128,10 @@ fn weights_with_the_model_prefix_load_too() {
     let (reference_model, _) = load();
     let row = vec![vec![1u32, 450, 249, 2]];
     let mask = vec![vec![1u32; 4]];
-    assert_eq!(embed(&model, &row, &mask), embed(&reference_model, &row, &mask));
+    assert_eq!(
+        embed(&model, &row, &mask),
+        embed(&reference_model, &row, &mask)
+    );
 }
 
 #[test]

@@ -6,14 +6,17 @@ use std::path::PathBuf;
 
 use candle_core::{DType, Device};
 use candle_nn::VarBuilder;
+use common::{fixture as fixture_named, floats, ids, max_abs_diff};
 use ibex_embedder::m2_bert::{Config, M2BertModel};
 use serde_json::Value;
 
-const TOLERANCE: f32 = 1e-4;
+mod common;
 
 fn fixture() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/fixtures/m2-bert-tiny")
+    fixture_named("m2-bert-tiny")
 }
+
+const TOLERANCE: f32 = 1e-4;
 
 fn config() -> Config {
     serde_json::from_str(&std::fs::read_to_string(fixture().join("config.json")).unwrap()).unwrap()
@@ -21,30 +24,18 @@ fn config() -> Config {
 
 fn load() -> (M2BertModel, Value) {
     let vb = unsafe {
-        VarBuilder::from_mmaped_safetensors(&[fixture().join("model.safetensors")], DType::F32, &Device::Cpu)
-            .unwrap()
+        VarBuilder::from_mmaped_safetensors(
+            &[fixture().join("model.safetensors")],
+            DType::F32,
+            &Device::Cpu,
+        )
+        .unwrap()
     };
     let model = M2BertModel::load(vb, &config()).unwrap();
     let reference: Value =
-        serde_json::from_str(&std::fs::read_to_string(fixture().join("reference.json")).unwrap()).unwrap();
+        serde_json::from_str(&std::fs::read_to_string(fixture().join("reference.json")).unwrap())
+            .unwrap();
     (model, reference)
-}
-
-fn matrix<T: Copy>(value: &Value, convert: fn(&Value) -> T) -> Vec<Vec<T>> {
-    value
-        .as_array()
-        .unwrap_or_else(|| panic!("not an array: {value}"))
-        .iter()
-        .map(|row| row.as_array().unwrap().iter().map(convert).collect())
-        .collect()
-}
-
-fn ids(value: &Value) -> Vec<Vec<u32>> {
-    matrix(value, |x| x.as_u64().unwrap() as u32)
-}
-
-fn floats(value: &Value) -> Vec<Vec<f32>> {
-    matrix(value, |x| x.as_f64().unwrap() as f32)
 }
 
 fn inputs(reference: &Value) -> Vec<Vec<u32>> {
@@ -52,19 +43,15 @@ fn inputs(reference: &Value) -> Vec<Vec<u32>> {
         .as_array()
         .unwrap()
         .iter()
-        .map(|i| i["input_ids"].as_array().unwrap().iter().map(|x| x.as_u64().unwrap() as u32).collect())
-        .collect()
-}
-
-fn max_abs_diff(a: &[Vec<f32>], b: &[Vec<f32>]) -> f32 {
-    assert_eq!(a.len(), b.len());
-    a.iter()
-        .zip(b)
-        .flat_map(|(x, y)| {
-            assert_eq!(x.len(), y.len());
-            x.iter().zip(y).map(|(p, q)| (p - q).abs())
+        .map(|i| {
+            i["input_ids"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|x| x.as_u64().unwrap() as u32)
+                .collect()
         })
-        .fold(0.0, f32::max)
+        .collect()
 }
 
 fn pad(row: &[u32], len: usize) -> Vec<u32> {
@@ -89,11 +76,17 @@ fn padded_to_the_maximum_each_input_alone_and_batched_match_the_reference() {
     assert!(diff <= TOLERANCE, "pooled, one at a time: {diff}");
 
     let (hidden, pooled) = model.forward(&rows).unwrap();
-    let diff = max_abs_diff(&pooled.to_vec2::<f32>().unwrap(), &floats(&expected["pooled_batched"]));
+    let diff = max_abs_diff(
+        &pooled.to_vec2::<f32>().unwrap(),
+        &floats(&expected["pooled_batched"]),
+    );
     assert!(diff <= TOLERANCE, "pooled, batched: {diff}");
 
     let first: Vec<Vec<f32>> = hidden.get(0).unwrap().to_vec2().unwrap();
-    let diff = max_abs_diff(&first[..5], &floats(&expected["last_hidden_state_input0_real_tokens"]));
+    let diff = max_abs_diff(
+        &first[..5],
+        &floats(&expected["last_hidden_state_input0_real_tokens"]),
+    );
     assert!(diff <= TOLERANCE, "hidden states of input 0: {diff}");
     let pad_position = vec![expected["last_hidden_state_input0_first_pad_position"]
         .as_array()
@@ -125,7 +118,8 @@ fn unpadded_and_padded_to_the_longest_match_their_references() {
 
 #[test]
 fn names_without_the_bert_prefix_and_one_stored_freq_load_the_same_model() {
-    let tensors = candle_core::safetensors::load(fixture().join("model.safetensors"), &Device::Cpu).unwrap();
+    let tensors =
+        candle_core::safetensors::load(fixture().join("model.safetensors"), &Device::Cpu).unwrap();
     let renamed: std::collections::HashMap<String, candle_core::Tensor> = tensors
         .into_iter()
         .filter(|(name, _)| {
@@ -134,7 +128,11 @@ fn names_without_the_bert_prefix_and_one_stored_freq_load_the_same_model() {
         })
         .map(|(name, t)| (name.trim_start_matches("bert.").to_string(), t))
         .collect();
-    let model = M2BertModel::load(VarBuilder::from_tensors(renamed, DType::F32, &Device::Cpu), &config()).unwrap();
+    let model = M2BertModel::load(
+        VarBuilder::from_tensors(renamed, DType::F32, &Device::Cpu),
+        &config(),
+    )
+    .unwrap();
     let (reference_model, reference) = load();
     let row = vec![pad(&inputs(&reference)[0], 64)];
     let (_, a) = model.forward(&row).unwrap();

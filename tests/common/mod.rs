@@ -63,7 +63,9 @@ pub fn fixture_with_word_tokenizer(
         )
         .unwrap();
     }
-    let mut words: Vec<(String, u32)> = (first_word..vocab).map(|id| (format!("w{id}"), id)).collect();
+    let mut words: Vec<(String, u32)> = (first_word..vocab)
+        .map(|id| (format!("w{id}"), id))
+        .collect();
     words.extend(specials.iter().map(|(t, id)| (t.to_string(), *id)));
     let unk = specials[0].0.to_string();
     let model = WordLevel::builder()
@@ -86,6 +88,8 @@ pub fn fixture_with_word_tokenizer(
             .build()
             .unwrap(),
     ));
-    tokenizer.save(temp.path().join("tokenizer.json"), false).unwrap();
+    tokenizer
+        .save(temp.path().join("tokenizer.json"), false)
+        .unwrap();
     temp
 }

@@ -110,7 +110,10 @@ impl Server {
             .expect("the server answers");
         let status = response.status().as_u16();
         let text = response.text().unwrap_or_default();
-        (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
+        (
+            status,
+            serde_json::from_str(&text).unwrap_or(Value::String(text)),
+        )
     }
 
     /// Sends SIGKILL and waits for the process to be gone.

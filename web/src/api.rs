@@ -34,7 +34,12 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiJson<T> {
             .get(header::CONTENT_TYPE)
             .and_then(|v| v.to_str().ok())
             .map(|v| {
-                let essence = v.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+                let essence = v
+                    .split(';')
+                    .next()
+                    .unwrap_or("")
+                    .trim()
+                    .to_ascii_lowercase();
                 essence == "application/json" || essence.ends_with("+json")
             })
             .unwrap_or(false);
@@ -88,7 +93,9 @@ async fn blocking<T: Send + 'static>(
 ) -> Result<T, ApiError> {
     match tokio::task::spawn_blocking(work).await {
         Ok(result) => result,
-        Err(e) => Err(ApiError::internal(format!("the request's worker failed: {e}"))),
+        Err(e) => Err(ApiError::internal(format!(
+            "the request's worker failed: {e}"
+        ))),
     }
 }
 
@@ -349,10 +356,15 @@ fn parse_documents(body: &[u8], ndjson: bool, max_batch: usize) -> Result<Vec<Do
                 continue;
             }
             if values.len() == max_batch {
-                return Err(too_many(text.lines().filter(|l| !l.trim().is_empty()).count()));
+                return Err(too_many(
+                    text.lines().filter(|l| !l.trim().is_empty()).count(),
+                ));
             }
             let value: Value = serde_json::from_str(line).map_err(|e| {
-                ApiError::bad_request("malformed_body", format!("line {}: not valid JSON: {e}", n + 1))
+                ApiError::bad_request(
+                    "malformed_body",
+                    format!("line {}: not valid JSON: {e}", n + 1),
+                )
             })?;
             values.push((format!("line {}", n + 1), value));
         }
@@ -380,7 +392,10 @@ fn parse_documents(body: &[u8], ndjson: bool, max_batch: usize) -> Result<Vec<Do
             .collect()
     };
     if values.is_empty() {
-        return Err(ApiError::invalid("invalid_field", "the batch holds no documents"));
+        return Err(ApiError::invalid(
+            "invalid_field",
+            "the batch holds no documents",
+        ));
     }
     values
         .into_iter()
@@ -620,7 +635,10 @@ fn search_request(body: SearchBody, limits: &crate::Limits) -> Result<SearchRequ
     if top_k == 0 || top_k > limits.max_top_k {
         return Err(ApiError::invalid(
             "invalid_field",
-            format!("top_k must be between 1 and {}, not {top_k}", limits.max_top_k),
+            format!(
+                "top_k must be between 1 and {}, not {top_k}",
+                limits.max_top_k
+            ),
         ));
     }
     let passages = body.passages.unwrap_or(2);
@@ -639,7 +657,9 @@ fn search_request(body: SearchBody, limits: &crate::Limits) -> Result<SearchRequ
             other => {
                 return Err(ApiError::invalid(
                     "invalid_field",
-                    format!("filter {key:?}: values must be strings, numbers or booleans, not {other}"),
+                    format!(
+                        "filter {key:?}: values must be strings, numbers or booleans, not {other}"
+                    ),
                 ))
             }
         };

@@ -161,10 +161,9 @@ impl From<SearchError> for ApiError {
 /// API's error shape, keeping axum's explanation.
 pub fn from_rejection(status: StatusCode, text: String) -> ApiError {
     match status {
-        StatusCode::PAYLOAD_TOO_LARGE => ApiError::too_large(
-            "body_too_large",
-            format!("{text}: send smaller batches"),
-        ),
+        StatusCode::PAYLOAD_TOO_LARGE => {
+            ApiError::too_large("body_too_large", format!("{text}: send smaller batches"))
+        }
         StatusCode::UNSUPPORTED_MEDIA_TYPE => ApiError::new(
             status,
             "unsupported_media_type",

@@ -218,11 +218,7 @@ async fn metrics_text(State(state): State<AppState>) -> Response {
     let text = tokio::task::spawn_blocking(move || metrics.render(catalog.as_deref()))
         .await
         .unwrap_or_default();
-    (
-        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        text,
-    )
-        .into_response()
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response()
 }
 
 async fn openapi_json() -> Response {
@@ -302,8 +298,14 @@ pub fn router(state: AppState) -> Router {
         .route("/openapi.json", get(openapi_json))
         .method_not_allowed_fallback(api::method_not_allowed)
         .fallback(api::not_found)
-        .route_layer(middleware::from_fn_with_state(state.clone(), metrics::track))
-        .layer(middleware::from_fn_with_state(state.clone(), auth::require_key))
+        .route_layer(middleware::from_fn_with_state(
+            state.clone(),
+            metrics::track,
+        ))
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            auth::require_key,
+        ))
         .layer(DefaultBodyLimit::max(state.config.limits.max_body_bytes))
         .layer(tower_http::catch_panic::CatchPanicLayer::custom(
             |_: Box<dyn std::any::Any + Send>| {
@@ -322,9 +324,7 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
     on_ready: impl FnOnce(SocketAddr) + Send + 'static,
 ) -> Result<(), ServerError> {
-    if config.api_keys.is_empty()
-        && !config.addr.ip().is_loopback()
-        && !config.insecure_listen_any
+    if config.api_keys.is_empty() && !config.addr.ip().is_loopback() && !config.insecure_listen_any
     {
         return Err(ServerError::OpenWithoutKeys(config.addr));
     }

@@ -49,7 +49,10 @@ impl Metrics {
         )?;
         let in_flight = IntGauge::new("ibex_http_requests_in_flight", "Requests being served")?;
         let index_documents = IntGaugeVec::new(
-            Opts::new("ibex_index_documents", "Documents in the index's last commit"),
+            Opts::new(
+                "ibex_index_documents",
+                "Documents in the index's last commit",
+            ),
             &["index"],
         )?;
         let index_chunks = IntGaugeVec::new(
@@ -57,7 +60,10 @@ impl Metrics {
             &["index"],
         )?;
         let index_bytes = IntGaugeVec::new(
-            Opts::new("ibex_index_bytes", "Bytes the index's directory takes on disk"),
+            Opts::new(
+                "ibex_index_bytes",
+                "Bytes the index's directory takes on disk",
+            ),
             &["index"],
         )?;
         let queue_depth = IntGauge::new(

@@ -1,0 +1,44 @@
+//! Helpers shared by the reference tests: fixture paths and comparing JSON reference matrices.
+#![allow(dead_code)]
+
+use std::path::PathBuf;
+
+use serde_json::Value;
+
+/// `../shared/fixtures/<name>` beside the repository.
+pub fn fixture(name: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../../shared/fixtures")
+        .join(name)
+}
+
+fn matrix<T>(value: &Value, convert: fn(&Value) -> T) -> Vec<Vec<T>> {
+    value
+        .as_array()
+        .unwrap_or_else(|| panic!("not an array: {value}"))
+        .iter()
+        .map(|row| row.as_array().unwrap().iter().map(convert).collect())
+        .collect()
+}
+
+/// A JSON matrix of token ids.
+pub fn ids(value: &Value) -> Vec<Vec<u32>> {
+    matrix(value, |x| x.as_u64().unwrap() as u32)
+}
+
+/// A JSON matrix of floats.
+pub fn floats(value: &Value) -> Vec<Vec<f32>> {
+    matrix(value, |x| x.as_f64().unwrap() as f32)
+}
+
+/// The largest absolute difference between two matrices of one shape.
+pub fn max_abs_diff(a: &[Vec<f32>], b: &[Vec<f32>]) -> f32 {
+    assert_eq!(a.len(), b.len());
+    a.iter()
+        .zip(b)
+        .flat_map(|(x, y)| {
+            assert_eq!(x.len(), y.len());
+            x.iter().zip(y).map(|(p, q)| (p - q).abs())
+        })
+        .fold(0.0, f32::max)
+}
