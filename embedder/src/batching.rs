@@ -121,11 +121,6 @@ impl BatchingEmbedder {
         self.shared.queued.load(Ordering::Relaxed)
     }
 
-    /// The wrapped model.
-    pub fn model(&self) -> &Arc<dyn Embedder> {
-        &self.shared.model
-    }
-
     /// Stops accepting texts, lets the workers finish what is queued, and joins them.
     pub fn shutdown(&self) {
         if let Ok(mut queues) = self.shared.queues.lock() {

@@ -297,6 +297,11 @@ impl LongConv {
         let dtype = u.dtype();
         let input = u.to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>()?;
         let fft_len = spectra.fft_len;
+        // Planned once per call and shared by the threads; each thread reuses its own buffers.
+        let mut planner = RealFftPlanner::<f32>::new();
+        let fft = planner.plan_fft_forward(fft_len);
+        let ifft = planner.plan_fft_inverse(fft_len);
+        let scale = 1.0 / fft_len as f32;
         let mut output = vec![0f32; batch * d * len];
         output
             .par_chunks_mut(len)
@@ -304,27 +309,27 @@ impl LongConv {
             .enumerate()
             .for_each_init(
                 || {
-                    let mut planner = RealFftPlanner::<f32>::new();
                     (
-                        planner.plan_fft_forward(fft_len),
-                        planner.plan_fft_inverse(fft_len),
+                        fft.make_input_vec(),
+                        fft.make_output_vec(),
+                        ifft.make_output_vec(),
+                        fft.make_scratch_vec(),
+                        ifft.make_scratch_vec(),
                     )
                 },
-                |(fft, ifft), (row, (out, signal))| {
+                |(padded, spectrum, result, scratch, iscratch), (row, (out, signal))| {
                     let channel = row % d;
-                    let mut padded = vec![0f32; fft_len];
                     padded[..len].copy_from_slice(signal);
-                    let mut spectrum = fft.make_output_vec();
-                    let _ = fft.process(&mut padded, &mut spectrum);
+                    padded[len..].fill(0.0);
+                    // Buffer lengths match the plans by construction.
+                    let _ = fft.process_with_scratch(padded, spectrum, scratch);
                     for (s, k) in spectrum.iter_mut().zip(&spectra.channels[channel]) {
                         *s *= k;
                     }
-                    let mut result = ifft.make_output_vec();
-                    let _ = ifft.process(&mut spectrum, &mut result);
-                    let scale = 1.0 / fft_len as f32;
+                    let _ = ifft.process_with_scratch(spectrum, result, iscratch);
                     let skip = self.skip[channel];
-                    for i in 0..len {
-                        out[i] = result[i] * scale + skip * signal[i];
+                    for ((o, r), u) in out.iter_mut().zip(result.iter()).zip(signal) {
+                        *o = r * scale + skip * u;
                     }
                 },
             );

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 
 use candle_core::{DType, Device};
 use candle_nn::VarBuilder;
-use common::{fixture as fixture_named, floats, ids, max_abs_diff};
+use common::{fixture as fixture_named, floats, ids, inputs, max_abs_diff};
 use ibex_embedder::mistral::{l2_normalize, last_token_pool, Config, MistralModel};
 use serde_json::Value;
 
@@ -94,19 +94,7 @@ fn left_and_right_padded_batches_match_the_reference() {
 #[test]
 fn the_pad_left_helper_reproduces_the_reference_left_batch() {
     let (_, reference) = load();
-    let inputs: Vec<Vec<u32>> = reference["inputs"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|i| {
-            i["input_ids"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .map(|x| x.as_u64().unwrap() as u32)
-                .collect()
-        })
-        .collect();
+    let inputs = inputs(&reference);
     let (padded, mask) = ibex_embedder::e5::pad_left(&inputs, 2);
     assert_eq!(padded, ids(&reference["left_padded_batch"]["input_ids"]));
     assert_eq!(mask, ids(&reference["left_padded_batch"]["attention_mask"]));

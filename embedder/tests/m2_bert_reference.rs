@@ -6,7 +6,7 @@ use std::path::PathBuf;
 
 use candle_core::{DType, Device};
 use candle_nn::VarBuilder;
-use common::{fixture as fixture_named, floats, ids, max_abs_diff};
+use common::{fixture as fixture_named, floats, ids, inputs, max_abs_diff};
 use ibex_embedder::m2_bert::{Config, M2BertModel};
 use serde_json::Value;
 
@@ -36,22 +36,6 @@ fn load() -> (M2BertModel, Value) {
         serde_json::from_str(&std::fs::read_to_string(fixture().join("reference.json")).unwrap())
             .unwrap();
     (model, reference)
-}
-
-fn inputs(reference: &Value) -> Vec<Vec<u32>> {
-    reference["inputs"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|i| {
-            i["input_ids"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .map(|x| x.as_u64().unwrap() as u32)
-                .collect()
-        })
-        .collect()
 }
 
 fn pad(row: &[u32], len: usize) -> Vec<u32> {

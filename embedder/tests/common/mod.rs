@@ -42,3 +42,13 @@ pub fn max_abs_diff(a: &[Vec<f32>], b: &[Vec<f32>]) -> f32 {
         })
         .fold(0.0, f32::max)
 }
+
+/// The `input_ids` of each entry of a reference file's `inputs`.
+pub fn inputs(reference: &Value) -> Vec<Vec<u32>> {
+    reference["inputs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| ids(&Value::Array(vec![i["input_ids"].clone()])).remove(0))
+        .collect()
+}
