@@ -121,14 +121,15 @@ pub struct CompressEvalReport {
     pub baselines: std::collections::BTreeMap<String, CompressionFigures>,
 }
 
-struct NqQuestion {
-    question: String,
-    answers: Vec<String>,
+/// A question of the NQ-open oracle file, with its gold passage.
+pub(crate) struct NqQuestion {
+    pub(crate) question: String,
+    pub(crate) answers: Vec<String>,
     title: String,
     text: String,
 }
 
-fn read_nq(path: &Path) -> Result<Vec<NqQuestion>> {
+pub(crate) fn read_nq(path: &Path) -> Result<Vec<NqQuestion>> {
     let mut out = Vec::new();
     for (line, v) in read_json_lines(path)? {
         let bad = |why: String| IbexError::Usage(format!("{}:{line}: {why}", path.display()));
@@ -164,6 +165,70 @@ fn read_nq(path: &Path) -> Result<Vec<NqQuestion>> {
         });
     }
     Ok(out)
+}
+
+/// Indexes every question's gold passage (one document each, id `nq-{i}`) into `index_dir`
+/// (skipped when already indexed: unchanged documents are not re-embedded) and opens it.
+pub(crate) fn nq_pool_index(
+    questions: &[NqQuestion],
+    index_dir: &Path,
+) -> Result<(crate::Index, Arc<dyn Embedder>)> {
+    let pool = tempfile::NamedTempFile::new().map_err(|e| IbexError::Io {
+        context: "creating a temporary file".into(),
+        source: e,
+    })?;
+    let lines: String = questions
+        .iter()
+        .enumerate()
+        .map(|(i, q)| {
+            serde_json::json!({"_id": format!("nq-{i}"), "title": q.title, "text": q.text})
+                .to_string()
+                + "\n"
+        })
+        .collect();
+    std::fs::write(pool.path(), lines).map_err(|e| IbexError::Io {
+        context: "writing the passage pool".into(),
+        source: e,
+    })?;
+    crate::index_corpus(pool.path(), index_dir, &IndexOptions::default(), |_| {})?;
+    open_index(index_dir, None)
+}
+
+/// The NQ setting of the compressor's evaluation: question `i`'s gold passage plus `distractors`
+/// passages of other questions retrieved for it (hybrid), shuffled with a seed of `i`. Each
+/// passage is the document's title and text (offset 0).
+pub(crate) fn nq_context(
+    index: &crate::Index,
+    embedder: &dyn Embedder,
+    q: &NqQuestion,
+    i: usize,
+    distractors: usize,
+) -> Result<Vec<Passage>> {
+    let mut request = SearchRequest::new(q.question.clone());
+    request.mode = Mode::Hybrid;
+    request.top_k = distractors + 1;
+    let own = format!("nq-{i}");
+    let ranked = crate::search::rank_documents(index, Some(embedder), &request)?;
+    let mut ids: Vec<String> = ranked
+        .into_iter()
+        .map(|d| d.id)
+        .filter(|id| *id != own)
+        .take(distractors)
+        .collect();
+    ids.push(own);
+    let mut rng = rand::rngs::StdRng::seed_from_u64(i as u64);
+    ids.shuffle(&mut rng);
+    let mut passages = Vec::with_capacity(ids.len());
+    for id in &ids {
+        if let Some(doc) = index.get_document(id)? {
+            passages.push(Passage {
+                doc_id: id.clone(),
+                text: format!("{}\n{}", doc.title, doc.text),
+                offset: 0,
+            });
+        }
+    }
+    Ok(passages)
 }
 
 /// Keeps sentences in `order` while they fit `budget`; returns the kept text and tokens.
@@ -210,26 +275,7 @@ pub fn evaluate_compression(
     params: IbParams,
 ) -> Result<CompressEvalReport> {
     let questions = read_nq(nq_path)?;
-    // The pool: every question's gold passage, one document each.
-    let pool = tempfile::NamedTempFile::new().map_err(|e| IbexError::Io {
-        context: "creating a temporary file".into(),
-        source: e,
-    })?;
-    let lines: String = questions
-        .iter()
-        .enumerate()
-        .map(|(i, q)| {
-            serde_json::json!({"_id": format!("nq-{i}"), "title": q.title, "text": q.text})
-                .to_string()
-                + "\n"
-        })
-        .collect();
-    std::fs::write(pool.path(), lines).map_err(|e| IbexError::Io {
-        context: "writing the passage pool".into(),
-        source: e,
-    })?;
-    crate::index_corpus(pool.path(), index_dir, &IndexOptions::default(), |_| {})?;
-    let (index, embedder) = open_index(index_dir, None)?;
+    let (index, embedder) = nq_pool_index(&questions, index_dir)?;
     let compressor = default_compressor(embedder.clone(), params);
 
     #[derive(Default)]
@@ -251,30 +297,8 @@ pub fn evaluate_compression(
         .enumerate()
         .take(limit.unwrap_or(usize::MAX))
     {
-        let mut request = SearchRequest::new(q.question.clone());
-        request.mode = Mode::Hybrid;
-        request.top_k = distractors + 1;
-        let own = format!("nq-{i}");
-        let ranked = crate::search::rank_documents(&index, Some(embedder.as_ref()), &request)?;
-        let mut ids: Vec<String> = ranked
-            .into_iter()
-            .map(|d| d.id)
-            .filter(|id| *id != own)
-            .take(distractors)
-            .collect();
-        ids.push(own);
+        let passages = nq_context(&index, embedder.as_ref(), q, i, distractors)?;
         let mut rng = rand::rngs::StdRng::seed_from_u64(i as u64);
-        ids.shuffle(&mut rng);
-        let mut passages = Vec::with_capacity(ids.len());
-        for id in &ids {
-            if let Some(doc) = index.get_document(id)? {
-                passages.push(Passage {
-                    doc_id: id.clone(),
-                    text: format!("{}\n{}", doc.title, doc.text),
-                    offset: 0,
-                });
-            }
-        }
         let full: String = passages
             .iter()
             .map(|p| p.text.as_str())

@@ -11,6 +11,10 @@ pub enum IbexError {
     Compress(#[from] ibex_compressor::CompressError),
     #[error(transparent)]
     Server(#[from] ibex_web::ServerError),
+    #[error(transparent)]
+    Generator(#[from] ibex_generator::GeneratorError),
+    #[error(transparent)]
+    Pipeline(#[from] ibex_pipeline::PipelineError),
     #[error("{0}")]
     Usage(String),
     #[error("{context}: {source}")]

@@ -4,7 +4,11 @@
 //! It wires the workspace's crates together:
 //! - [`ibex_embedder`]: text to vectors (the [`Embedder`] trait, model loading and fetching);
 //! - [`ibex_indexer`]: corpora, chunking, the durable hybrid index;
-//! - [`ibex_search`]: BM25, dense and hybrid retrieval, passages, evaluation.
+//! - [`ibex_search`]: BM25, dense and hybrid retrieval, passages, evaluation;
+//! - [`ibex_compressor`]: the information-bottleneck context filter;
+//! - [`ibex_generator`]: LLMs (the [`Generator`] trait, OpenAI-compatible servers, the embedded
+//!   SmolLM2), prompts with checked citations, constrained item lists;
+//! - [`ibex_pipeline`]: RAG answers and generative recommendation over an index.
 //!
 //! The functions here are the operations a user performs: [`index_corpus`], [`delete_documents`],
 //! [`open_index`] then [`ibex_search::search`], and [`evaluate_beir`].
@@ -12,6 +16,8 @@
 pub mod compress;
 mod error;
 pub mod quickstart;
+pub mod rag;
+pub mod recommend;
 
 use std::path::Path;
 use std::sync::Arc;
@@ -20,7 +26,9 @@ use std::time::Instant;
 pub use error::{IbexError, Result};
 pub use ibex_compressor::{self as compressor, Compressor};
 pub use ibex_embedder::{self as embedder, load_model, Embedder, TextKind, DEFAULT_MODEL_ID};
+pub use ibex_generator::{self as generator, Generator};
 pub use ibex_indexer::{self as indexer, ChunkingParams, Document, Index};
+pub use ibex_pipeline as pipeline;
 pub use ibex_search::{self as search, Mode, SearchRequest, SearchResults};
 pub use ibex_web as web;
 

@@ -168,6 +168,108 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Answer a question from an index: retrieve (hybrid), compress, and ask the LLM (the embedded
+    /// SmolLM2 unless IBEX_LLM_URL names an OpenAI-compatible server); prints the answer with its
+    /// checked citations.
+    Ask {
+        question: String,
+        #[arg(long)]
+        index: PathBuf,
+        /// Documents retrieved.
+        #[arg(long, default_value_t = 5)]
+        top_k: usize,
+        /// Send the retrieved passages whole instead of compressing them.
+        #[arg(long)]
+        no_compress: bool,
+        /// Token budget of the compressed context (default: 64).
+        #[arg(long)]
+        budget: Option<usize>,
+        /// Most tokens of the answer.
+        #[arg(long, default_value_t = 200)]
+        max_tokens: usize,
+        /// Print one JSON object (answer, citations, context, tokens, timings) instead of streaming.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Evaluate RAG answers on an NQ-open oracle file (gold passage plus retrieved distractors):
+    /// exact match and F1, with and without compression, and the tokens sent to the LLM.
+    EvalRag {
+        nq: PathBuf,
+        /// Index of the passage pool (created from the file's passages unless it holds them).
+        #[arg(long)]
+        index: PathBuf,
+        #[arg(long, default_value_t = 4)]
+        distractors: usize,
+        /// Evaluate only the first N questions.
+        #[arg(long)]
+        limit: Option<usize>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Recommend catalog items for a user's history: candidates by embedding similarity (and
+    /// co-occurrence when interaction data is known), ordered and explained by the LLM, constrained
+    /// to real candidates.
+    Recommend {
+        /// The catalog index (one document per item).
+        #[arg(long)]
+        index: PathBuf,
+        /// The user's items, oldest first: `ID,ID,...`, or `@FILE` with one id per line.
+        #[arg(long, default_value = "")]
+        history: String,
+        #[arg(long, default_value_t = 10)]
+        k: usize,
+        /// What the user asks for, in their words ("something lighter").
+        #[arg(long)]
+        query: Option<String>,
+        /// Interaction data (`user item [rating [timestamp]]` per line) for co-occurrence, instead
+        /// of the index's installed interactions.
+        #[arg(long)]
+        interactions: Option<PathBuf>,
+        /// Candidates the LLM chooses from.
+        #[arg(long, default_value_t = 20)]
+        candidates: usize,
+        /// Skip the LLM's one-sentence reasons (faster).
+        #[arg(long)]
+        no_reasons: bool,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Install interaction data (`user item [rating [timestamp]]` per line, plain or gzip) into a
+    /// catalog index, so recommendations add co-occurrence to their candidates.
+    IndexInteractions {
+        file: PathBuf,
+        #[arg(long)]
+        index: PathBuf,
+    },
+    /// Evaluate generative recommendation on MovieLens-100k (leave-one-out on each user's last
+    /// rating): HR@10 and NDCG@10 of popularity, item-kNN, embedding similarity and the full
+    /// pipeline, with the LLM's error rates.
+    EvalRecommend {
+        /// The MovieLens-100k folder (u.item, u.genre, u.data[.gz]).
+        movielens: PathBuf,
+        /// Index of the catalog [default: a temporary folder].
+        #[arg(long)]
+        index: Option<PathBuf>,
+        /// Evaluate only the first N users.
+        #[arg(long)]
+        limit: Option<usize>,
+        #[arg(long, default_value_t = 20)]
+        candidates: usize,
+        /// Weight of the LLM's order against the candidate order.
+        #[arg(long, default_value_t = 1.0)]
+        llm_weight: f32,
+        /// Weight of embedding similarity against co-occurrence in the candidates.
+        #[arg(long, default_value_t = 0.25)]
+        embedding_weight: f32,
+        /// Half-life (in items) of history items in co-occurrence scores.
+        #[arg(long, default_value_t = 1.0)]
+        recency_half_life: f32,
+        /// Evaluate the candidate ranking and the baselines only (no LLM).
+        #[arg(long)]
+        no_llm: bool,
+        #[arg(long)]
+        json: bool,
+    },
     /// Embed texts: one per line on stdin (or JSONL with a "text" field); one JSON array per line out.
     Embed {
         #[arg(long, default_value = ibex::DEFAULT_MODEL_ID)]
@@ -282,6 +384,12 @@ impl ServerArgs {
 
 /// Serves until Ctrl-C or SIGTERM, printing the address once the indexes are open.
 fn serve(config: ibex::web::ServerConfig, page_query: &str) -> Result<()> {
+    // candle's quantized kernels (the embedded LLM) use a spinning pool of CANDLE_NUM_THREADS
+    // threads, sized once. A server shares its cores with embedding and search, and with one core
+    // busy, two-thread decoding measured 4-8x slower than one thread (README, "Threads").
+    if std::env::var_os("CANDLE_NUM_THREADS").is_none() {
+        std::env::set_var("CANDLE_NUM_THREADS", "1");
+    }
     let data_dir = config.data_dir.clone();
     let keys = !config.api_keys.is_empty();
     let page_query = page_query.to_string();
@@ -580,6 +688,240 @@ fn run(cli: Cli) -> Result<()> {
                         100.0 * f.retention
                     );
                 }
+            }
+            Ok(())
+        }
+        Command::Ask {
+            question,
+            index,
+            top_k,
+            no_compress,
+            budget,
+            max_tokens,
+            json,
+        } => {
+            let generator = ibex::generator::default_generator()?;
+            let options = ibex::pipeline::AnswerOptions {
+                top_k,
+                compress: !no_compress,
+                budget,
+                max_tokens,
+                ..Default::default()
+            };
+            let mut stdout = std::io::stdout();
+            let answer =
+                ibex::rag::ask(&index, &question, generator.as_ref(), &options, &mut |t| {
+                    if !json {
+                        let _ = write!(stdout, "{t}");
+                        let _ = stdout.flush();
+                    }
+                })?;
+            if json {
+                println!("{}", serde_json::to_string(&answer).unwrap_or_default());
+                return Ok(());
+            }
+            println!();
+            if !answer.invalid_citations.is_empty() {
+                eprintln!(
+                    "(removed citations of passages that were not in the context: {:?})",
+                    answer.invalid_citations
+                );
+            }
+            for c in &answer.citations {
+                println!(
+                    "[{}] {} ({}) chars {}-{}",
+                    c.number, c.title, c.doc_id, c.start, c.end
+                );
+            }
+            eprintln!(
+                "{}: context {} → {} tokens, prompt {} tokens, {:.1} s",
+                answer.model,
+                answer.tokens.before_compression,
+                answer.tokens.after_compression,
+                answer.tokens.prompt,
+                answer.timings.total_ms / 1000.0
+            );
+            Ok(())
+        }
+        Command::EvalRag {
+            nq,
+            index,
+            distractors,
+            limit,
+            json,
+        } => {
+            let generator = ibex::generator::default_generator()?;
+            let report = ibex::rag::evaluate_rag(
+                &nq,
+                &index,
+                distractors,
+                limit,
+                generator.as_ref(),
+                |done, total| {
+                    if std::io::stderr().is_terminal() {
+                        eprint!("\r{done}/{total} questions");
+                    }
+                },
+            )?;
+            if json {
+                println!("{}", serde_json::to_string(&report).unwrap_or_default());
+            } else {
+                println!(
+                    "{}: {} questions, gold passage + {} distractors",
+                    report.model, report.questions, report.distractors
+                );
+                println!(
+                    "{:<14} {:>6} {:>6} {:>9} {:>14} {:>15} {:>9}",
+                    "context",
+                    "EM",
+                    "F1",
+                    "contains",
+                    "prompt tokens",
+                    "context tokens",
+                    "s/answer"
+                );
+                for (name, f) in [
+                    ("compressed", report.compressed),
+                    ("uncompressed", report.uncompressed),
+                ] {
+                    println!(
+                        "{:<14} {:>6.3} {:>6.3} {:>9.3} {:>14.0} {:>15.0} {:>9.2}",
+                        name,
+                        f.exact_match,
+                        f.f1,
+                        f.contains_answer,
+                        f.prompt_tokens,
+                        f.context_tokens,
+                        f.seconds_per_answer
+                    );
+                }
+            }
+            Ok(())
+        }
+        Command::Recommend {
+            index,
+            history,
+            k,
+            query,
+            interactions,
+            candidates,
+            no_reasons,
+            json,
+        } => {
+            let history = ibex::recommend::parse_history(&history)?;
+            let generator = ibex::generator::default_generator()?;
+            let options = ibex::pipeline::RecommendOptions {
+                k,
+                candidates,
+                with_reasons: !no_reasons,
+                ..Default::default()
+            };
+            let result = ibex::recommend::recommend_from_index(
+                &index,
+                &history,
+                query.as_deref(),
+                interactions.as_deref(),
+                generator.as_ref(),
+                &options,
+            )?;
+            if json {
+                println!("{}", serde_json::to_string(&result).unwrap_or_default());
+                return Ok(());
+            }
+            for (rank, item) in result.items.iter().enumerate() {
+                match &item.reason {
+                    Some(reason) => {
+                        println!("{:>2}. {} {}: {reason}", rank + 1, item.id, item.title)
+                    }
+                    None => println!("{:>2}. {} {}", rank + 1, item.id, item.title),
+                }
+            }
+            let e = result.errors;
+            eprintln!(
+                "{} ({}): {} candidates; output errors: {} not candidates, {} duplicates, {} from the history, {} unparseable{}",
+                result.model,
+                if result.constrained { "constrained decoding" } else { "validated output" },
+                result.candidates.len(),
+                e.candidate_errors,
+                e.duplicates,
+                e.history_repeats,
+                e.unparseable,
+                if e.fell_back { "; fell back to the candidate ranking" } else { "" }
+            );
+            Ok(())
+        }
+        Command::IndexInteractions { file, index } => {
+            ibex::Index::open(&index)?;
+            let count = ibex::pipeline::Interactions::install(&file, &index)?;
+            println!("installed {count} interactions into {}", index.display());
+            Ok(())
+        }
+        Command::EvalRecommend {
+            movielens,
+            index,
+            limit,
+            candidates,
+            llm_weight,
+            embedding_weight,
+            recency_half_life,
+            no_llm,
+            json,
+        } => {
+            let generator = if no_llm {
+                None
+            } else {
+                Some(ibex::generator::default_generator()?)
+            };
+            let options = ibex::pipeline::RecommendOptions {
+                candidates,
+                llm_weight,
+                embedding_weight,
+                recency_half_life: Some(recency_half_life),
+                with_reasons: false,
+                ..Default::default()
+            };
+            let temporary = tempfile::tempdir().map_err(|e| IbexError::Io {
+                context: "creating a temporary index folder".into(),
+                source: e,
+            })?;
+            let index = index.unwrap_or_else(|| temporary.path().join("movielens"));
+            let report = ibex::recommend::evaluate_recommendation(
+                &movielens,
+                &index,
+                limit,
+                generator.as_deref(),
+                &options,
+                |done, total| {
+                    if std::io::stderr().is_terminal() {
+                        eprint!("\r{done}/{total} users");
+                    }
+                },
+            )?;
+            if json {
+                println!("{}", serde_json::to_string(&report).unwrap_or_default());
+            } else {
+                println!(
+                    "{} users, model {} ({})",
+                    report.users,
+                    report.model,
+                    if report.constrained {
+                        "constrained decoding"
+                    } else {
+                        "validated output"
+                    }
+                );
+                println!("{:<22} {:>7} {:>8}", "method", "HR@10", "NDCG@10");
+                println!(
+                    "{:<22} {:>7.4} {:>8.4}",
+                    "ibex (full pipeline)", report.hr_at_10, report.ndcg_at_10
+                );
+                for (name, f) in &report.baselines {
+                    println!("{:<22} {:>7.4} {:>8.4}", name, f.hr_at_10, f.ndcg_at_10);
+                }
+                println!(
+                    "LLM output error rates: candidate {:.3}, duplicate {:.3}, history {:.3}, unparseable {:.3}; fallback {:.3}; {:.2} s/user",
+                    report.candidate_error_rate, report.duplicate_rate, report.history_repeat_rate, report.unparseable_rate, report.fallback_rate, report.seconds_per_user
+                );
             }
             Ok(())
         }

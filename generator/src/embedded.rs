@@ -60,16 +60,22 @@ impl EmbeddedGenerator {
         let content = gguf_file::Content::read(&mut file)
             .map_err(|e| bad(format!("not a GGUF file: {e}")))?;
         let tokenizer = SmolTokenizer::from_gguf(&content).map_err(|e| bad(e.to_string()))?;
-        let name = content
-            .metadata
-            .get("general.name")
-            .and_then(|v| v.to_string().ok())
-            .cloned()
-            .unwrap_or_else(|| {
-                path.file_stem()
-                    .map(|s| s.to_string_lossy().into_owned())
-                    .unwrap_or_else(|| DEFAULT_LLM_NAME.to_string())
-            });
+        // The default file's metadata calls it "Smollm2 135M 8k Lc100K Mix1 Ep2": report the
+        // name users know it by.
+        let name = if path == crate::fetch::default_llm_path() {
+            DEFAULT_LLM_NAME.to_string()
+        } else {
+            content
+                .metadata
+                .get("general.name")
+                .and_then(|v| v.to_string().ok())
+                .cloned()
+                .unwrap_or_else(|| {
+                    path.file_stem()
+                        .map(|s| s.to_string_lossy().into_owned())
+                        .unwrap_or_else(|| DEFAULT_LLM_NAME.to_string())
+                })
+        };
         let model = ModelWeights::from_gguf(content, &mut file, &Device::Cpu)
             .map_err(|e| bad(e.to_string()))?;
         Ok(EmbeddedGenerator {

@@ -28,7 +28,8 @@ pub enum AnswerStyle {
 }
 
 const RAG_SYSTEM: &str = "You answer questions using only the numbered passages you are given. \
-Cite every passage you use with its number in square brackets, like [1]. \
+End each sentence with the number of the passage it comes from in square brackets, for example: \
+\"Water boils at 100 degrees Celsius at sea level [2].\" \
 If the passages do not contain the answer, say that you do not know.";
 
 /// The chat of a RAG question over `passages` (numbered from 1 in this order).
@@ -148,7 +149,7 @@ pub struct PromptItem {
     pub description: String,
 }
 
-/// The chat asking for `count` of `candidates` for a user who liked `history` (oldest first),
+/// The chat asking for `count` of `candidates` for a user with `history` (oldest first),
 /// with an optional wish in the user's words. With `with_reasons` each line is `ID: reason`.
 pub fn recommendation_messages(
     history: &[PromptItem],
@@ -157,7 +158,7 @@ pub fn recommendation_messages(
     wish: Option<&str>,
     with_reasons: bool,
 ) -> Vec<ChatMessage> {
-    let mut prompt = String::from("The user liked these items (most recent last):\n");
+    let mut prompt = String::from("The user's recent items (most recent last):\n");
     for item in history {
         prompt.push_str(&format!("- {}\n", item.description));
     }

@@ -11,7 +11,7 @@
 pub mod catalog;
 pub mod chunk;
 pub mod corpus;
-mod durable;
+pub mod durable;
 mod error;
 mod index;
 pub mod live;

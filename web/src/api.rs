@@ -88,7 +88,7 @@ fn path_rejection(rejection: PathRejection) -> ApiError {
 }
 
 /// Runs library work on the blocking pool.
-async fn blocking<T: Send + 'static>(
+pub(crate) async fn blocking<T: Send + 'static>(
     work: impl FnOnce() -> Result<T, ApiError> + Send + 'static,
 ) -> Result<T, ApiError> {
     match tokio::task::spawn_blocking(work).await {
@@ -108,7 +108,10 @@ fn catalog(state: &AppState) -> Result<std::sync::Arc<ibex_indexer::Catalog>, Ap
     })
 }
 
-fn shared_index(state: &AppState, name: &str) -> Result<std::sync::Arc<SharedIndex>, ApiError> {
+pub(crate) fn shared_index(
+    state: &AppState,
+    name: &str,
+) -> Result<std::sync::Arc<SharedIndex>, ApiError> {
     Ok(catalog(state)?.get(name)?)
 }
 

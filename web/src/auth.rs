@@ -108,7 +108,11 @@ fn required_scope(method: &Method, path: &str) -> Option<&'static str> {
     if !path.starts_with("/v1/") && path != "/metrics" {
         return None;
     }
-    let read_post = path.ends_with("/search");
+    // POSTs that only read: searches, answers, recommendations and chat completions.
+    let read_post = path.ends_with("/search")
+        || path.ends_with("/answer")
+        || path.ends_with("/recommend")
+        || path == "/v1/chat/completions";
     if method == Method::GET || method == Method::HEAD || (method == Method::POST && read_post) {
         Some("read")
     } else {

@@ -173,3 +173,47 @@ pub fn from_rejection(status: StatusCode, text: String) -> ApiError {
         _ => ApiError::bad_request("malformed_body", text),
     }
 }
+
+impl From<ibex_generator::GeneratorError> for ApiError {
+    fn from(e: ibex_generator::GeneratorError) -> Self {
+        use ibex_generator::GeneratorError as G;
+        let message = e.to_string();
+        match e {
+            G::Unreachable { .. } | G::Status { .. } | G::Malformed { .. } => {
+                Self::new(StatusCode::BAD_GATEWAY, "llm_failed", message)
+            }
+            G::Timeout { .. } => Self::new(StatusCode::GATEWAY_TIMEOUT, "llm_timeout", message),
+            G::Fetch { .. } | G::ModelLoad { .. } => Self::unavailable("llm_unavailable", message),
+            G::Config(_) => Self::internal(message),
+            G::ContextTooLong { .. } => Self::invalid("context_too_long", message),
+            G::InvalidRequest(_) => Self::invalid("invalid_request", message),
+            G::Inference(_) => Self::internal(message),
+        }
+    }
+}
+
+impl From<ibex_compressor::CompressError> for ApiError {
+    fn from(e: ibex_compressor::CompressError) -> Self {
+        match e {
+            ibex_compressor::CompressError::Embedder(e) => e.into(),
+            other => Self::invalid("invalid_request", other.to_string()),
+        }
+    }
+}
+
+impl From<ibex_pipeline::PipelineError> for ApiError {
+    fn from(e: ibex_pipeline::PipelineError) -> Self {
+        use ibex_pipeline::PipelineError as P;
+        match e {
+            P::Search(e) => e.into(),
+            P::Index(e) => e.into(),
+            P::Embedder(e) => e.into(),
+            P::Compress(e) => e.into(),
+            P::Generator(e) => e.into(),
+            P::InvalidRequest(message) => Self::invalid("invalid_request", message),
+            other @ (P::MalformedInteractions { .. } | P::Io { .. }) => Self::internal(format!(
+                "the index's interaction data cannot be read: {other}"
+            )),
+        }
+    }
+}

@@ -10,13 +10,14 @@
 pub mod api;
 pub mod auth;
 pub mod error;
+pub mod generate;
 pub mod metrics;
 mod openapi;
 
 use std::future::Future;
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use axum::extract::{DefaultBodyLimit, Request, State};
@@ -50,6 +51,8 @@ pub struct Limits {
     /// Longest a write may take to be answered. A write whose answer timed out may still commit:
     /// read the document back to know.
     pub write_timeout: Duration,
+    /// Limit on an LLM request (answers, recommendations, chat completions), waiting included.
+    pub generate_timeout: Duration,
 }
 
 impl Default for Limits {
@@ -62,6 +65,7 @@ impl Default for Limits {
             max_concurrent_requests: 64,
             read_timeout: Duration::from_secs(30),
             write_timeout: Duration::from_secs(600),
+            generate_timeout: Duration::from_secs(300),
         }
     }
 }
@@ -129,7 +133,20 @@ pub struct AppState {
     pub catalog: Arc<OnceLock<Arc<Catalog>>>,
     pub metrics: Arc<metrics::Metrics>,
     slots: Arc<Semaphore>,
+    /// The LLM, built on first use (see `generate::generator`).
+    pub(crate) generator: Arc<Mutex<Option<Arc<dyn ibex_generator::Generator>>>>,
+    /// Co-occurrence of each catalog index's interaction file, keyed by path, with the file's
+    /// modification time it was built from.
+    pub(crate) co_occurrence: Arc<Mutex<CoOccurrenceCache>>,
 }
+
+type CoOccurrenceCache = std::collections::HashMap<
+    std::path::PathBuf,
+    (
+        std::time::SystemTime,
+        Arc<ibex_pipeline::interactions::CoOccurrence>,
+    ),
+>;
 
 impl AppState {
     /// State for `config`, with no catalog yet.
@@ -140,6 +157,8 @@ impl AppState {
             catalog: Arc::new(OnceLock::new()),
             metrics: Arc::new(metrics::Metrics::new()?),
             slots,
+            generator: Arc::new(Mutex::new(None)),
+            co_occurrence: Arc::new(Mutex::new(Default::default())),
         })
     }
 
@@ -265,6 +284,11 @@ async fn bounded_write(State(state): State<AppState>, request: Request, next: Ne
     bounded(state, timeout, request, next).await
 }
 
+async fn bounded_generate(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    let timeout = state.config.limits.generate_timeout;
+    bounded(state, timeout, request, next).await
+}
+
 /// The API's router.
 pub fn router(state: AppState) -> Router {
     let reads = Router::new()
@@ -288,9 +312,18 @@ pub fn router(state: AppState) -> Router {
             post(api::delete_documents),
         )
         .route_layer(middleware::from_fn_with_state(state.clone(), bounded_write));
+    let generation = Router::new()
+        .route("/v1/indexes/{name}/answer", post(generate::answer))
+        .route("/v1/indexes/{name}/recommend", post(generate::recommend))
+        .route("/v1/chat/completions", post(generate::chat_completions))
+        .route_layer(middleware::from_fn_with_state(
+            state.clone(),
+            bounded_generate,
+        ));
     Router::new()
         .merge(reads)
         .merge(writes)
+        .merge(generation)
         .route("/", get(page))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))

