@@ -75,6 +75,9 @@ pub struct RecommendEvalReport {
     /// pipeline (`candidates`: its candidate ranking without the LLM; `llm_order`: the LLM's list
     /// alone, without fusing it with the candidate ranking).
     pub baselines: std::collections::BTreeMap<String, RankingFigures>,
+    /// HR@10 and NDCG@10 of the final ranking at other weights of the LLM's order in the fusion
+    /// (same LLM outputs), keyed by weight.
+    pub llm_weight_sweep: std::collections::BTreeMap<String, RankingFigures>,
     /// Mean seconds per user of the LLM step.
     pub seconds_per_user: f64,
 }
@@ -215,6 +218,8 @@ pub fn evaluate_recommendation(
     ];
     let mut tallies: HashMap<&str, Tally> = names.iter().map(|n| (*n, Tally::default())).collect();
     let mut pipeline = Tally::default();
+    const SWEEP: [f32; 6] = [0.0, 0.1, 0.25, 0.5, 1.0, 4.0];
+    let mut sweep = [Tally::default(); SWEEP.len()];
     let (mut candidate_errors, mut duplicates, mut repeats, mut unparseable, mut fallbacks) =
         (0usize, 0usize, 0usize, 0usize, 0usize);
     let mut constrained = true;
@@ -282,6 +287,18 @@ pub fn evaluate_recommendation(
         if let Some(t) = tallies.get_mut("llm_order") {
             t.add(&llm_ids, target);
         }
+        let ranks: Vec<Option<usize>> = recommendation
+            .candidates
+            .iter()
+            .map(|c| llm_ids.iter().position(|id| *id == c.id).map(|p| p + 1))
+            .collect();
+        for (weight, tally) in SWEEP.iter().zip(sweep.iter_mut()) {
+            let fused: Vec<&str> = ibex_pipeline::recommend::fuse(ranks.len(), &ranks, *weight, 10)
+                .into_iter()
+                .map(|i| recommendation.candidates[i].id.as_str())
+                .collect();
+            tally.add(&fused, target);
+        }
         let e = recommendation.errors;
         candidate_errors += (e.candidate_errors > 0) as usize;
         duplicates += (e.duplicates > 0) as usize;
@@ -311,6 +328,15 @@ pub fn evaluate_recommendation(
             .map(|n| (n.to_string(), tallies[n].figures(total)))
             .collect(),
         seconds_per_user: llm_seconds / total.max(1) as f64,
+        llm_weight_sweep: if skip_llm {
+            Default::default()
+        } else {
+            SWEEP
+                .iter()
+                .zip(&sweep)
+                .map(|(w, t)| (format!("{w}"), t.figures(total)))
+                .collect()
+        },
     })
 }
 

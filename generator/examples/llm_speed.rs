@@ -1,21 +1,26 @@
-//! Prefill and decode speed of the embedded LLM: `cargo run --release -p ibex-generator --example llm_speed [GGUF]`.
-//! Run it with `CANDLE_NUM_THREADS=1` and `=2` to compare thread counts.
+//! Prefill and decode speed of the embedded LLM, for `bench/llm_speed.sh`:
+//! `llm_speed [GGUF [USER_MESSAGE_FILE [MAX_TOKENS]]]` prints one JSON line (the second of two
+//! rounds). Thread count: `CANDLE_NUM_THREADS`.
 use std::time::Instant;
 
 use ibex_generator::{ChatMessage, EmbeddedGenerator, GenerationRequest, Generator};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let generator = match std::env::args().nth(1) {
-        Some(path) => EmbeddedGenerator::load(std::path::Path::new(&path))?,
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let generator = match args.first().filter(|a| !a.is_empty()) {
+        Some(path) => EmbeddedGenerator::load(std::path::Path::new(path))?,
         None => EmbeddedGenerator::load_default()?,
     };
-    let passage = "The Curse of Oak Island follows brothers Marty and Rick Lagina, originally from Kingsford, Michigan, through their efforts to find the speculated treasure or historical artifacts believed to be on Oak Island. ";
-    let context = passage.repeat(4);
-    let mut request = GenerationRequest::new(vec![ChatMessage::user(format!(
-        "{context}\nWhere are the Lagina brothers originally from?"
-    ))]);
-    request.max_tokens = 64;
-    for round in 0..2 {
+    let message = match args.get(1) {
+        Some(path) => std::fs::read_to_string(path)?,
+        None => {
+            "Write a long story about a lighthouse keeper who finds a message in a bottle.".into()
+        }
+    };
+    let mut request = GenerationRequest::new(vec![ChatMessage::user(message)]);
+    request.max_tokens = args.get(2).map(|n| n.parse()).transpose()?.unwrap_or(64);
+    let mut last = String::new();
+    for _ in 0..2 {
         let start = Instant::now();
         let mut first = None;
         let completion = generator.generate(&request, &mut |_| {
@@ -23,17 +28,14 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         })?;
         let total = start.elapsed();
         let first = first.unwrap_or(total);
-        let decode = (total - first).as_secs_f64();
-        println!(
-            "round {round}: prompt {} tokens, prefill+first token {:.2} s ({:.0} tok/s), decode {} tokens in {:.2} s ({:.1} tok/s)\n  {:?}",
-            completion.prompt_tokens,
-            first.as_secs_f64(),
-            completion.prompt_tokens as f64 / first.as_secs_f64(),
-            completion.completion_tokens.saturating_sub(1),
-            decode,
-            completion.completion_tokens.saturating_sub(1) as f64 / decode.max(1e-9),
-            completion.text
-        );
+        last = serde_json::json!({
+            "prompt_tokens": completion.prompt_tokens,
+            "prefill_s": first.as_secs_f64(),
+            "decode_tokens": completion.completion_tokens.saturating_sub(1),
+            "decode_s": (total - first).as_secs_f64(),
+        })
+        .to_string();
     }
+    println!("{last}");
     Ok(())
 }
