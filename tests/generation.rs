@@ -194,6 +194,45 @@ fn ibex_serves_chat_answers_and_recommendations_over_http() {
         items.iter().any(|i| i["reason"].is_string()),
         "the LLM explains its picks: {rec}"
     );
+    // An HTTP model cannot be constrained: its free text is validated, retried, and replaced by
+    // the candidate ranking when it stays invalid; the result still holds only real candidates.
+    let catalog_dir = tempfile::tempdir().expect("temp dir");
+    let catalog_index = quickstart_index(catalog_dir.path());
+    let mut options = HttpOptions::new(server.url("/v1"), "ibex");
+    options.stream = false;
+    let remote = HttpGenerator::new(options).expect("client");
+    let history: Vec<String> = history.iter().map(|s| s.to_string()).collect();
+    let result = ibex::recommend::recommend_from_index(
+        &catalog_index,
+        &history,
+        Some("space exploration"),
+        None,
+        &remote,
+        &ibex::pipeline::RecommendOptions {
+            k: 3,
+            candidates: 6,
+            ..Default::default()
+        },
+    )
+    .expect("recommends over HTTP");
+    assert!(!result.constrained);
+    let candidate_ids: Vec<&str> = result.candidates.iter().map(|c| c.id.as_str()).collect();
+    assert_eq!(result.items.len(), 3);
+    for item in &result.items {
+        assert!(
+            candidate_ids.contains(&item.id.as_str()) && !history.contains(&item.id),
+            "{result:?}"
+        );
+    }
+    let e = result.errors;
+    let first_output_clean =
+        e.candidate_errors + e.duplicates + e.history_repeats + e.unparseable == 0;
+    assert!(
+        first_output_clean || e.retries > 0,
+        "an invalid list is retried: {e:?}"
+    );
+    assert!(e.retries <= 2);
+
     let (status, body) = server.post(
         "/v1/indexes/kb/recommend",
         &json!({"history": ["no-such-item"]}),
