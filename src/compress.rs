@@ -30,22 +30,8 @@ pub fn compress_from_index(
     params: IbParams,
 ) -> Result<Compression> {
     let (index, embedder) = open_index(dir, None)?;
-    let mut request = SearchRequest::new(query);
-    request.top_k = top_k;
-    request.passages = 3;
-    let results = crate::search::search(&index, Some(embedder.as_ref()), &request)?;
-    let passages: Vec<Passage> = results
-        .hits
-        .into_iter()
-        .flat_map(|hit| {
-            let id = hit.id;
-            hit.passages.into_iter().map(move |p| Passage {
-                doc_id: id.clone(),
-                text: p.text,
-                offset: p.start,
-            })
-        })
-        .collect();
+    let (passages, _titles) =
+        ibex_pipeline::answer::retrieve_passages(&index, embedder.as_ref(), query, top_k, 3)?;
     Ok(default_compressor(embedder, params).compress(query, &passages, budget)?)
 }
 

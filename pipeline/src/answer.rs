@@ -140,27 +140,14 @@ pub fn answer(
         )));
     }
     let total = Instant::now();
-    let mut request = SearchRequest::new(question);
-    request.mode = Mode::Hybrid;
-    request.top_k = options.top_k;
-    request.passages = options.passages_per_document.max(1);
-    let results = ibex_search::search(index, Some(embedder), &request)?;
+    let (passages, titles) = retrieve_passages(
+        index,
+        embedder,
+        question,
+        options.top_k,
+        options.passages_per_document,
+    )?;
     let retrieve_ms = elapsed_ms(total);
-
-    let mut titles = HashMap::new();
-    let passages: Vec<Passage> = results
-        .hits
-        .into_iter()
-        .flat_map(|hit| {
-            titles.insert(hit.id.clone(), hit.title.clone());
-            let id = hit.id;
-            hit.passages.into_iter().map(move |p| Passage {
-                doc_id: id.clone(),
-                text: p.text,
-                offset: p.start,
-            })
-        })
-        .collect();
     let compress_start = Instant::now();
     let compression = compressor.compress(question, &passages, options.budget)?;
     let compress_ms = elapsed_ms(compress_start);
@@ -220,6 +207,37 @@ pub fn answer(
         model: generator.model().to_string(),
         compressed: options.compress,
     })
+}
+
+/// Hybrid retrieval of the `top_k` documents for `question`, as compressor input: their best
+/// `passages_per_document` passages (with offsets into their documents), and their titles by id.
+pub fn retrieve_passages(
+    index: &Index,
+    embedder: &dyn Embedder,
+    question: &str,
+    top_k: usize,
+    passages_per_document: usize,
+) -> Result<(Vec<Passage>, HashMap<String, String>)> {
+    let mut request = SearchRequest::new(question);
+    request.mode = Mode::Hybrid;
+    request.top_k = top_k;
+    request.passages = passages_per_document.max(1);
+    let results = ibex_search::search(index, Some(embedder), &request)?;
+    let mut titles = HashMap::new();
+    let passages = results
+        .hits
+        .into_iter()
+        .flat_map(|hit| {
+            titles.insert(hit.id.clone(), hit.title.clone());
+            let id = hit.id;
+            hit.passages.into_iter().map(move |p| Passage {
+                doc_id: id.clone(),
+                text: p.text,
+                offset: p.start,
+            })
+        })
+        .collect();
+    Ok((passages, titles))
 }
 
 /// The context entry an uncited answer draws on: the one holding the largest share of the
