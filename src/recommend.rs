@@ -248,33 +248,35 @@ pub fn evaluate_recommendation(
         if let Some(t) = tallies.get_mut("embedding") {
             t.add(&embedding, target);
         }
-        let cands = candidates(
-            &catalog,
-            Some(&co),
-            history,
-            None,
-            options.candidates.max(options.k),
-            options.embedding_weight,
-            options.recency_half_life,
-        );
-        let cand_ids: Vec<&str> = cands.iter().map(|c| c.id.as_str()).collect();
+        // Without an LLM the candidate ranking is computed here; with one, the pipeline computes
+        // it and returns it, so it is not ranked twice.
+        let Some(generator) = generator else {
+            let cands = candidates(
+                &catalog,
+                Some(&co),
+                history,
+                None,
+                options.candidates.max(options.k),
+                options.embedding_weight,
+                options.recency_half_life,
+            );
+            let cand_ids: Vec<&str> = cands.iter().map(|c| c.id.as_str()).collect();
+            if let Some(t) = tallies.get_mut("candidates") {
+                t.add(&cand_ids, target);
+            }
+            progress(n + 1, total);
+            continue;
+        };
+        let recommendation =
+            ibex_pipeline::recommend(&catalog, Some(&co), None, generator, history, None, options)?;
+        let cand_ids: Vec<&str> = recommendation
+            .candidates
+            .iter()
+            .map(|c| c.id.as_str())
+            .collect();
         if let Some(t) = tallies.get_mut("candidates") {
             t.add(&cand_ids, target);
         }
-
-        if skip_llm {
-            progress(n + 1, total);
-            continue;
-        }
-        let recommendation = ibex_pipeline::recommend(
-            &catalog,
-            Some(&co),
-            None,
-            generator.ok_or_else(|| IbexError::Usage("no generator".into()))?,
-            history,
-            None,
-            options,
-        )?;
         llm_seconds += recommendation.generate_ms / 1000.0;
         constrained &= recommendation.constrained;
         let final_ids: Vec<&str> = recommendation.items.iter().map(|i| i.id.as_str()).collect();

@@ -145,11 +145,6 @@ impl SmolTokenizer {
         Ok(encoding.get_ids().to_vec())
     }
 
-    /// Number of tokens of `text`.
-    pub fn count(&self, text: &str) -> Result<usize> {
-        Ok(self.encode(text)?.len())
-    }
-
     /// The bytes token `id` stands for (`None` for control tokens and unknown ids).
     pub fn token_bytes(&self, id: u32) -> Option<&[u8]> {
         self.token_bytes.get(id as usize)?.as_deref()
@@ -163,11 +158,6 @@ impl SmolTokenizer {
     /// Whether `id` ends the assistant's message.
     pub fn is_stop(&self, id: u32) -> bool {
         id == self.im_end || id == self.end_of_text
-    }
-
-    /// The ids that end a message: `<|im_end|>` first.
-    pub fn stop_ids(&self) -> [u32; 2] {
-        [self.im_end, self.end_of_text]
     }
 
     /// The text of `ids` (control tokens dropped; invalid UTF-8 replaced).

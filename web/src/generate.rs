@@ -380,7 +380,7 @@ pub async fn chat_completions(
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs())
         .unwrap_or(0);
-    let id = format!("chatcmpl-ibex-{created}-{:x}", rand_suffix());
+    let id = format!("chatcmpl-ibex-{created}-{:x}", next_completion_number());
     if body.stream.unwrap_or(false) {
         return Ok(event_stream(move |emit| {
             let generator = generator(&state)?;
@@ -454,8 +454,8 @@ fn usage(completion: &ibex_generator::Completion) -> serde_json::Value {
     })
 }
 
-/// A per-process counter mixed with the time, so completion ids differ within a second.
-fn rand_suffix() -> u64 {
+/// A per-process counter, appended to the time so completion ids differ within a second.
+fn next_completion_number() -> u64 {
     use std::sync::atomic::{AtomicU64, Ordering};
     static COUNTER: AtomicU64 = AtomicU64::new(0);
     COUNTER.fetch_add(1, Ordering::Relaxed)
