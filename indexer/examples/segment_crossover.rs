@@ -91,7 +91,7 @@ fn main() {
             .chunks_exact(DIMENSION)
             .map(|q| {
                 segment
-                    .search(q, 10, &all, 100)
+                    .search(q, 10, &all, Some(n), 100)
                     .iter()
                     .map(|h| h.chunk_key)
                     .collect()

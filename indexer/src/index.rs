@@ -2,7 +2,7 @@
 //!
 //! Layout of an index directory:
 //! - `lexical/`: the tantivy index (BM25 over title + text, and the document store);
-//! - `vectors/`: immutable vector segments (`seg-N.vec`, plus `seg-N.hnsw.*` for large ones);
+//! - `vectors/`: immutable vector segments (`seg-N.vec`, plus the HNSW graph `seg-N.hnsw` for large ones);
 //! - `manifest-G.json`: the manifest of commit generation G.
 //!
 //! The current generation is the one named by the payload of tantivy's last commit: that commit
@@ -68,6 +68,9 @@ pub struct Index {
     pub(crate) segments: Vec<Arc<VectorSegment>>,
     /// Chunk key -> (segment position, row), for live chunks.
     pub(crate) rows: Arc<HashMap<u64, (u32, u32)>>,
+    /// Live rows per segment (same order as `segments`), so an unfiltered search need not
+    /// count them on every query.
+    pub(crate) live_rows: Arc<Vec<usize>>,
     pub(crate) live: Arc<LiveDocs>,
 }
 
@@ -219,6 +222,7 @@ impl Index {
             fields,
             segments: Vec::new(),
             rows: Arc::new(HashMap::new()),
+            live_rows: Arc::new(Vec::new()),
             live: Arc::new(LiveDocs::default()),
         };
         index.refresh()?;
@@ -290,14 +294,17 @@ impl Index {
     fn rebuild_rows(&mut self) {
         let live = self.live.chunks();
         let mut rows = HashMap::with_capacity(live.len());
+        let mut live_rows = vec![0; self.segments.len()];
         for (s, segment) in self.segments.iter().enumerate() {
             for (r, &key) in segment.keys().iter().enumerate() {
                 if live.contains(key) {
                     rows.insert(key, (s as u32, r as u32));
+                    live_rows[s] += 1;
                 }
             }
         }
         self.rows = Arc::new(rows);
+        self.live_rows = Arc::new(live_rows);
     }
 
     /// The index directory.
@@ -442,12 +449,15 @@ impl Index {
         if k == 0 {
             return Ok(Vec::new());
         }
-        let allowed = allowed.unwrap_or(self.live.chunks());
         let ef = k.max(100);
         let mut hits: Vec<ChunkHit> = self
             .segments
             .iter()
-            .flat_map(|s| s.search(query, k, allowed, ef))
+            .enumerate()
+            .flat_map(|(i, s)| match allowed {
+                Some(allowed) => s.search(query, k, allowed, None, ef),
+                None => s.search(query, k, self.live.chunks(), self.live_rows.get(i).copied(), ef),
+            })
             .collect();
         hits.sort_by(|a, b| {
             b.score

@@ -2,7 +2,8 @@
 //!
 //! A segment is an immutable file of chunk vectors, written once by a commit and never modified.
 //! Small segments are scanned exactly (a dot-product scan is both exact and, below a few thousand
-//! vectors, faster than walking a graph); large ones also carry an hnsw_rs graph. hnsw_rs cannot
+//! vectors, faster than walking a graph); large ones also carry an HNSW graph ([`crate::hnsw`]),
+//! which reads the segment's vectors in place. A graph cannot
 //! delete, so a deleted or replaced chunk stays in its segment, masked by the live set the index
 //! derives from its committed documents, until a merge rewrites the segment without it.
 
@@ -12,11 +13,11 @@ use std::fs::File;
 use std::io::Read;
 use std::path::Path;
 
-use hnsw_rs::prelude::{AnnT, Distance, FilterT, Hnsw, HnswIo};
 use serde::{Deserialize, Serialize};
 
-use crate::durable::{fsync_file, write_durably};
+use crate::durable::write_durably;
 use crate::error::{IndexError, Result};
+use crate::hnsw::HnswGraph;
 
 const MAGIC: &[u8; 8] = b"IBEXVEC1";
 
@@ -27,7 +28,6 @@ pub const HNSW_MIN_VECTORS: usize = 20_000;
 /// HNSW construction parameters (as in hnswlib's and faiss's usual defaults).
 pub const HNSW_MAX_CONNECTIONS: usize = 16;
 pub const HNSW_EF_CONSTRUCTION: usize = 200;
-const HNSW_MAX_LAYER: usize = 16;
 
 /// How a segment is described in the manifest.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -36,25 +36,52 @@ pub struct SegmentMeta {
     pub file: String,
     pub rows: usize,
     pub crc32: u32,
-    /// Base name of the hnsw_rs dump (`{basename}.hnsw.graph` and `.hnsw.data`), when the
-    /// segment has a graph.
+    /// The segment's HNSW graph file, when it has one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub graph: Option<GraphFile>,
+    /// Base name of a graph written by ibex versions that used the hnsw_rs crate
+    /// (`{basename}.hnsw.graph` and `.hnsw.data`). Such a graph is rebuilt in memory on load
+    /// (the vectors are all it needs) and replaced by a [`GraphFile`] at the next merge.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub hnsw: Option<String>,
 }
 
-/// Dot-product distance for normalized vectors (1 - cosine), clamped at 0 because rounding can
-/// push the dot product of a vector with itself slightly above 1.
-#[derive(Default, Clone, Copy)]
-pub struct DotDistance;
+/// An HNSW graph file and its checksum.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GraphFile {
+    pub file: String,
+    pub crc32: u32,
+}
 
-impl Distance<f32> for DotDistance {
-    fn eval(&self, a: &[f32], b: &[f32]) -> f32 {
-        (1.0 - dot(a, b)).max(0.0)
+impl SegmentMeta {
+    /// Whether the segment is searched through a graph (large segments).
+    pub fn has_graph(&self) -> bool {
+        self.graph.is_some() || self.hnsw.is_some()
     }
 }
 
-/// Dot product with eight independent accumulators, which the compiler turns into SIMD code.
+/// Dot product: AVX-512 or AVX2+FMA when the CPU has them (checked at run time, so one binary
+/// serves every x86-64 machine), else eight independent accumulators the compiler vectorizes.
+/// Exact scans and graph walks spend nearly all their time here.
 #[inline]
 pub fn dot(a: &[f32], b: &[f32]) -> f32 {
+    let len = a.len().min(b.len());
+    let (a, b) = (&a[..len], &b[..len]);
+    #[cfg(target_arch = "x86_64")]
+    {
+        if std::arch::is_x86_feature_detected!("avx512f") {
+            // SAFETY: the CPU supports AVX-512F (checked just above).
+            return unsafe { dot_avx512(a, b) };
+        }
+        if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
+            // SAFETY: the CPU supports AVX2 and FMA (checked just above).
+            return unsafe { dot_avx2(a, b) };
+        }
+    }
+    dot_portable(a, b)
+}
+
+fn dot_portable(a: &[f32], b: &[f32]) -> f32 {
     let mut acc = [0f32; 8];
     let chunks_a = a.chunks_exact(8);
     let chunks_b = b.chunks_exact(8);
@@ -67,6 +94,68 @@ pub fn dot(a: &[f32], b: &[f32]) -> f32 {
     let mut sum: f32 = acc.iter().sum();
     for (x, y) in rest_a.iter().zip(rest_b) {
         sum += x * y;
+    }
+    sum
+}
+
+/// `a` and `b` must have the same length.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn dot_avx512(a: &[f32], b: &[f32]) -> f32 {
+    use std::arch::x86_64::*;
+    let n = a.len();
+    let (pa, pb) = (a.as_ptr(), b.as_ptr());
+    let mut acc0 = _mm512_setzero_ps();
+    let mut acc1 = _mm512_setzero_ps();
+    let mut i = 0;
+    while i + 32 <= n {
+        // SAFETY: i + 32 <= n, and both slices hold n values.
+        unsafe {
+            acc0 = _mm512_fmadd_ps(_mm512_loadu_ps(pa.add(i)), _mm512_loadu_ps(pb.add(i)), acc0);
+            acc1 = _mm512_fmadd_ps(_mm512_loadu_ps(pa.add(i + 16)), _mm512_loadu_ps(pb.add(i + 16)), acc1);
+        }
+        i += 32;
+    }
+    if i + 16 <= n {
+        // SAFETY: i + 16 <= n.
+        unsafe {
+            acc0 = _mm512_fmadd_ps(_mm512_loadu_ps(pa.add(i)), _mm512_loadu_ps(pb.add(i)), acc0);
+        }
+        i += 16;
+    }
+    let mut sum = _mm512_reduce_add_ps(_mm512_add_ps(acc0, acc1));
+    while i < n {
+        sum += a[i] * b[i];
+        i += 1;
+    }
+    sum
+}
+
+/// `a` and `b` must have the same length.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn dot_avx2(a: &[f32], b: &[f32]) -> f32 {
+    use std::arch::x86_64::*;
+    let n = a.len();
+    let (pa, pb) = (a.as_ptr(), b.as_ptr());
+    let mut acc0 = _mm256_setzero_ps();
+    let mut acc1 = _mm256_setzero_ps();
+    let mut i = 0;
+    while i + 16 <= n {
+        // SAFETY: i + 16 <= n, and both slices hold n values.
+        unsafe {
+            acc0 = _mm256_fmadd_ps(_mm256_loadu_ps(pa.add(i)), _mm256_loadu_ps(pb.add(i)), acc0);
+            acc1 = _mm256_fmadd_ps(_mm256_loadu_ps(pa.add(i + 8)), _mm256_loadu_ps(pb.add(i + 8)), acc1);
+        }
+        i += 16;
+    }
+    let acc = _mm256_add_ps(acc0, acc1);
+    let halves = _mm_add_ps(_mm256_castps256_ps128(acc), _mm256_extractf128_ps::<1>(acc));
+    let pairs = _mm_add_ps(halves, _mm_movehl_ps(halves, halves));
+    let mut sum = _mm_cvtss_f32(_mm_add_ss(pairs, _mm_shuffle_ps::<1>(pairs, pairs)));
+    while i < n {
+        sum += a[i] * b[i];
+        i += 1;
     }
     sum
 }
@@ -183,20 +272,7 @@ pub struct VectorSegment {
     dimension: usize,
     keys: Vec<u64>,
     vectors: Vec<f32>,
-    graph: Option<Hnsw<'static, f32, DotDistance>>,
-}
-
-struct RowFilter<'a> {
-    keys: &'a [u64],
-    allowed: &'a ChunkSet,
-}
-
-impl FilterT for RowFilter<'_> {
-    fn hnsw_filter(&self, id: &usize) -> bool {
-        self.keys
-            .get(*id)
-            .is_some_and(|&k| self.allowed.contains(k))
-    }
+    graph: Option<HnswGraph>,
 }
 
 impl VectorSegment {
@@ -234,6 +310,7 @@ impl VectorSegment {
                 file,
                 rows,
                 crc32,
+                graph: None,
                 hnsw: None,
             },
             dimension,
@@ -242,42 +319,24 @@ impl VectorSegment {
             graph: None,
         };
         if with_graph && rows > 0 {
-            let basename = format!("seg-{id:08}");
-            let graph = segment.build_graph();
-            let dumped = graph.file_dump(dir, &basename).map_err(|e| {
-                IndexError::io(
-                    format!("writing HNSW graph {basename} in {}", dir.display()),
-                    std::io::Error::other(e.to_string()),
-                )
-            })?;
-            for suffix in ["hnsw.graph", "hnsw.data"] {
-                fsync_file(&dir.join(format!("{dumped}.{suffix}")))?;
-            }
-            segment.meta.hnsw = Some(dumped);
+            let graph = HnswGraph::build(
+                &segment.vectors,
+                dimension,
+                HNSW_MAX_CONNECTIONS,
+                HNSW_EF_CONSTRUCTION,
+                id,
+            );
+            let file = format!("seg-{id:08}.hnsw");
+            let bytes = graph.to_bytes();
+            let crc32 = crc32fast::hash(&bytes);
+            write_durably(&dir.join(&file), &bytes)?;
+            segment.meta.graph = Some(GraphFile { file, crc32 });
             segment.graph = Some(graph);
         }
         Ok(segment)
     }
 
-    fn build_graph(&self) -> Hnsw<'static, f32, DotDistance> {
-        let graph = Hnsw::new(
-            HNSW_MAX_CONNECTIONS,
-            self.keys.len(),
-            HNSW_MAX_LAYER,
-            HNSW_EF_CONSTRUCTION,
-            DotDistance,
-        );
-        let rows: Vec<(&[f32], usize)> = self
-            .vectors
-            .chunks_exact(self.dimension)
-            .enumerate()
-            .map(|(i, v)| (v, i))
-            .collect();
-        graph.parallel_insert_slice(&rows);
-        graph
-    }
-
-    /// Loads a segment described by `meta` from `dir`, checking its checksum.
+    /// Loads a segment described by `meta` from `dir`, checking its checksums.
     pub fn load(dir: &Path, meta: &SegmentMeta, dimension: usize) -> Result<VectorSegment> {
         let path = dir.join(&meta.file);
         let corrupt = |reason: String| IndexError::Corrupt {
@@ -308,20 +367,36 @@ impl VectorSegment {
             .chunks_exact(8)
             .map(|c| u64::from_le_bytes(c.try_into().unwrap_or_default()))
             .collect();
-        let vectors = bytes[keys_end..]
+        let vectors: Vec<f32> = bytes[keys_end..]
             .chunks_exact(4)
             .map(|c| f32::from_le_bytes(c.try_into().unwrap_or_default()))
             .collect();
-        let graph = match &meta.hnsw {
-            None => None,
-            Some(basename) => {
+        drop(bytes);
+        let graph = match (&meta.graph, &meta.hnsw) {
+            (Some(graph), _) => {
+                let path = dir.join(&graph.file);
+                let bytes = std::fs::read(&path).map_err(|e| {
+                    IndexError::io(format!("reading HNSW graph {}", path.display()), e)
+                })?;
+                if crc32fast::hash(&bytes) != graph.crc32 {
+                    return Err(IndexError::Corrupt {
+                        path,
+                        reason: "checksum mismatch".into(),
+                    });
+                }
                 Some(
-                    load_graph(dir, basename).map_err(|reason| IndexError::Corrupt {
-                        path: dir.join(format!("{basename}.hnsw.graph")),
-                        reason,
-                    })?,
+                    HnswGraph::from_bytes(&bytes, rows)
+                        .map_err(|reason| IndexError::Corrupt { path, reason })?,
                 )
             }
+            (None, Some(_)) => Some(HnswGraph::build(
+                &vectors,
+                dimension,
+                HNSW_MAX_CONNECTIONS,
+                HNSW_EF_CONSTRUCTION,
+                meta.id,
+            )),
+            (None, None) => None,
         };
         Ok(VectorSegment {
             meta: meta.clone(),
@@ -347,32 +422,36 @@ impl VectorSegment {
         self.keys.iter().filter(|&&k| allowed.contains(k)).count()
     }
 
-    /// The `k` best chunks of this segment among `allowed`, by dot product with `query`.
-    pub fn search(&self, query: &[f32], k: usize, allowed: &ChunkSet, ef: usize) -> Vec<ChunkHit> {
+    /// The `k` best chunks of this segment among `allowed`, by dot product with `query`, with a
+    /// beam of `ef` when the segment has a graph. `allowed_rows` is how many of the segment's
+    /// rows `allowed` holds, when the caller knows it (the index keeps its live count per
+    /// segment); otherwise it is counted, which costs a pass over the keys.
+    pub fn search(
+        &self,
+        query: &[f32],
+        k: usize,
+        allowed: &ChunkSet,
+        allowed_rows: Option<usize>,
+        ef: usize,
+    ) -> Vec<ChunkHit> {
         if let Some(graph) = &self.graph {
-            let allowed_rows = self.count_allowed(allowed);
-            // A graph walk under a filter that rejects most nodes degrades into a slow, lossy
+            let allowed_rows = allowed_rows.unwrap_or_else(|| self.count_allowed(allowed));
+            // A graph walk under a filter that rejects most rows degrades into a slow, lossy
             // scan; an exact scan of the few allowed rows is both faster and exact.
             if allowed_rows * 20 >= self.keys.len() {
-                let filter = RowFilter {
-                    keys: &self.keys,
-                    allowed,
-                };
-                // hnsw_rs's filtered walk costs more than a plain one: use it only when some
-                // rows are actually excluded.
-                let filter: Option<&dyn FilterT> = if allowed_rows < self.keys.len() {
+                let keys = &self.keys;
+                let filter = |row: u32| allowed.contains(keys[row as usize]);
+                let filter: Option<&dyn Fn(u32) -> bool> = if allowed_rows < self.keys.len() {
                     Some(&filter)
                 } else {
                     None
                 };
                 return graph
-                    .search_filter(query, k, ef.max(k), filter)
+                    .search(&self.vectors, self.dimension, query, k, ef.max(k), filter)
                     .into_iter()
-                    .filter_map(|n| {
-                        self.keys.get(n.d_id).map(|&key| ChunkHit {
-                            chunk_key: key,
-                            score: 1.0 - n.distance,
-                        })
+                    .map(|(row, score)| ChunkHit {
+                        chunk_key: self.keys[row as usize],
+                        score,
                     })
                     .collect();
             }
@@ -391,29 +470,6 @@ impl VectorSegment {
         }
         top.into_sorted()
     }
-}
-
-fn load_graph(
-    dir: &Path,
-    basename: &str,
-) -> std::result::Result<Hnsw<'static, f32, DotDistance>, String> {
-    for suffix in ["hnsw.graph", "hnsw.data"] {
-        if !dir.join(format!("{basename}.{suffix}")).is_file() {
-            return Err(format!("missing {basename}.{suffix}"));
-        }
-    }
-    let dir = dir.to_path_buf();
-    let basename = basename.to_string();
-    // hnsw_rs ties a loaded graph's lifetime to its loader; the loader (a few paths and counters,
-    // no vector data since memory-mapping is off) is leaked so the graph can live as long as the
-    // index. hnsw_rs also asserts on malformed files, so a panic is turned into an error.
-    std::panic::catch_unwind(move || {
-        let loader: &'static mut HnswIo = Box::leak(Box::new(HnswIo::new(&dir, &basename)));
-        loader
-            .load_hnsw::<f32, DotDistance>()
-            .map_err(|e| e.to_string())
-    })
-    .map_err(|_| "hnsw_rs could not parse the graph files".to_string())?
 }
 
 #[cfg(test)]
@@ -457,7 +513,7 @@ mod tests {
             true,
         )
         .unwrap();
-        assert!(written.meta.hnsw.is_some());
+        assert!(written.meta.graph.is_some());
         let loaded = VectorSegment::load(dir.path(), &written.meta, dimension).unwrap();
         assert_eq!(loaded.keys(), &keys[..]);
 
@@ -477,12 +533,12 @@ mod tests {
                 .map(|h| h.chunk_key)
                 .collect();
             let approximate: Vec<u64> = loaded
-                .search(query, 10, &all, 100)
+                .search(query, 10, &all, None, 100)
                 .iter()
                 .map(|h| h.chunk_key)
                 .collect();
             found += approximate.iter().filter(|k| exact.contains(k)).count();
-            let filtered = loaded.search(query, 10, &half, 100);
+            let filtered = loaded.search(query, 10, &half, None, 100);
             assert!(filtered.iter().all(|h| half.contains(h.chunk_key)));
         }
         let recall = found as f64 / 500.0;
