@@ -26,14 +26,19 @@ pub struct LiveDocs {
     docs: Vec<DocChunks>,
     by_id: HashMap<String, usize>,
     chunks: ChunkSet,
+    /// Position in `docs` of each live document, by tantivy address (segment ordinal, then
+    /// doc id), for views read from a searcher: a BM25 hit finds its id without loading the
+    /// stored document.
+    by_address: Vec<Vec<u32>>,
 }
 
 impl LiveDocs {
     /// Reads the live documents from a tantivy searcher's fast fields.
     pub fn from_searcher(searcher: &Searcher) -> tantivy::Result<LiveDocs> {
         let mut docs = Vec::with_capacity(searcher.num_docs() as usize);
+        let mut addresses: Vec<(u32, u32)> = Vec::with_capacity(docs.capacity());
         let mut id = String::new();
-        for segment in searcher.segment_readers() {
+        for (ordinal, segment) in searcher.segment_readers().iter().enumerate() {
             let fast = segment.fast_fields();
             let bases = fast.u64("chunk_base")?;
             let counts = fast.u64("chunk_count")?;
@@ -52,9 +57,22 @@ impl LiveDocs {
                     chunk_base: base,
                     chunk_count: count as u32,
                 });
+                addresses.push((ordinal as u32, doc));
             }
         }
-        Ok(LiveDocs::from_docs(docs))
+        let ids: Vec<String> = docs.iter().map(|d| d.id.clone()).collect();
+        let mut live = LiveDocs::from_docs(docs);
+        live.by_address = searcher
+            .segment_readers()
+            .iter()
+            .map(|segment| vec![u32::MAX; segment.max_doc() as usize])
+            .collect();
+        for ((ordinal, doc), id) in addresses.into_iter().zip(&ids) {
+            if let Some(&position) = live.by_id.get(id) {
+                live.by_address[ordinal as usize][doc as usize] = position as u32;
+            }
+        }
+        Ok(live)
     }
 
     /// Builds the view from a list of live documents.
@@ -70,6 +88,7 @@ impl LiveDocs {
             docs,
             by_id,
             chunks,
+            by_address: Vec::new(),
         }
     }
 
@@ -86,6 +105,16 @@ impl LiveDocs {
             .checked_sub(1)?;
         let doc = &self.docs[i];
         (key < doc.chunk_base + doc.chunk_count as u64).then_some(doc)
+    }
+
+    /// The live document at tantivy address (`segment_ord`, `doc_id`) of the searcher this view
+    /// was read from (`None` for views built from a document list).
+    pub fn at_address(&self, segment_ord: u32, doc_id: u32) -> Option<&DocChunks> {
+        let position = *self
+            .by_address
+            .get(segment_ord as usize)?
+            .get(doc_id as usize)?;
+        self.docs.get(position as usize)
     }
 
     /// The chunks of live document `id`.

@@ -8,7 +8,8 @@ use tantivy::schema::{
     Field, IndexRecordOption, Schema, TextFieldIndexing, TextOptions, FAST, STORED, STRING,
 };
 use tantivy::tokenizer::{
-    Language, LowerCaser, RemoveLongFilter, SimpleTokenizer, Stemmer, StopWordFilter, TextAnalyzer,
+    Language, LowerCaser, RawTokenizer, RemoveLongFilter, SimpleTokenizer, Stemmer,
+    StopWordFilter, TextAnalyzer,
 };
 
 /// Name under which ibex's English analyzer is registered with tantivy.
@@ -29,6 +30,26 @@ pub fn english_analyzer() -> TextAnalyzer {
         .filter(StopWordFilter::remove(
             STOP_WORDS.iter().map(|w| w.to_string()),
         ))
+        .filter(Stemmer::new(Language::English))
+        .build()
+}
+
+/// [`english_analyzer`] without its last step: the tokens it keeps, lower-cased, unstemmed.
+/// With [`english_stemmer`] it gives the same terms, and lets a caller that scans long texts
+/// stem each distinct word once (stemming is most of the analyzer's cost).
+pub fn english_words_analyzer() -> TextAnalyzer {
+    TextAnalyzer::builder(SimpleTokenizer::default())
+        .filter(RemoveLongFilter::limit(40))
+        .filter(LowerCaser)
+        .filter(StopWordFilter::remove(
+            STOP_WORDS.iter().map(|w| w.to_string()),
+        ))
+        .build()
+}
+
+/// The analyzer's stemming step alone: one token in (a lower-cased word), its stem out.
+pub fn english_stemmer() -> TextAnalyzer {
+    TextAnalyzer::builder(RawTokenizer::default())
         .filter(Stemmer::new(Language::English))
         .build()
 }

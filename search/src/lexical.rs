@@ -1,8 +1,10 @@
 //! Lexical query building: the query analyzed like the documents, and metadata filters.
 
+use std::cell::RefCell;
 use std::collections::BTreeMap;
 
 use ibex_indexer::{english_analyzer, ChunkSet, Fields, Index};
+use tantivy::tokenizer::TextAnalyzer;
 use tantivy::collector::DocSetCollector;
 use tantivy::query::{BooleanQuery, BoostQuery, ConstScoreQuery, Occur, Query, TermQuery};
 use tantivy::schema::IndexRecordOption;
@@ -32,13 +34,25 @@ impl std::str::FromStr for MetadataFilter {
 
 /// The query's analyzed terms with their counts, as BM25 sees them.
 pub fn analyze(text: &str) -> BTreeMap<String, u32> {
-    let mut analyzer = english_analyzer();
-    let mut stream = analyzer.token_stream(text);
-    let mut terms = BTreeMap::new();
-    while let Some(token) = stream.next() {
-        *terms.entry(token.text.clone()).or_insert(0) += 1;
-    }
-    terms
+    with_analyzer(|analyzer| {
+        let mut stream = analyzer.token_stream(text);
+        let mut terms = BTreeMap::new();
+        while let Some(token) = stream.next() {
+            *terms.entry(token.text.clone()).or_insert(0) += 1;
+        }
+        terms
+    })
+}
+
+thread_local! {
+    /// Building the analyzer (its stop-word set, its stemmer) costs as much as analyzing a
+    /// short query, so each thread keeps one.
+    static ANALYZER: RefCell<TextAnalyzer> = RefCell::new(english_analyzer());
+}
+
+/// Runs `f` with this thread's instance of the index's English analyzer.
+pub(crate) fn with_analyzer<T>(f: impl FnOnce(&mut TextAnalyzer) -> T) -> T {
+    ANALYZER.with_borrow_mut(f)
 }
 
 /// Bag-of-words BM25 query over `contents`: one clause per distinct term, boosted by its count

@@ -3,11 +3,13 @@
 use ibex_indexer::{slice_chars, Index, StoredDocument};
 use serde::Serialize;
 
-use std::collections::BTreeMap;
+use std::cell::RefCell;
+use std::collections::{BTreeMap, HashMap};
 
-use ibex_indexer::english_analyzer;
+use ibex_indexer::{english_stemmer, english_words_analyzer};
+use tantivy::tokenizer::TextAnalyzer;
 
-use crate::lexical::analyze;
+use crate::lexical::{analyze, with_analyzer};
 
 /// A passage of a result: a chunk's text and its character offsets into the document text.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -27,14 +29,16 @@ pub fn highlight_spans(text: &str, terms: &BTreeMap<String, u32>) -> Vec<[usize;
     if terms.is_empty() {
         return Vec::new();
     }
-    let mut analyzer = english_analyzer();
-    let mut stream = analyzer.token_stream(text);
-    let mut byte_spans = Vec::new();
-    while let Some(token) = stream.next() {
-        if terms.contains_key(&token.text) {
-            byte_spans.push((token.offset_from, token.offset_to));
+    let byte_spans: Vec<(usize, usize)> = with_analyzer(|analyzer| {
+        let mut stream = analyzer.token_stream(text);
+        let mut spans = Vec::new();
+        while let Some(token) = stream.next() {
+            if terms.contains_key(&token.text) {
+                spans.push((token.offset_from, token.offset_to));
+            }
         }
-    }
+        spans
+    });
     // Byte offsets to character offsets; tokens come in text order, so count incrementally.
     let mut spans = Vec::with_capacity(byte_spans.len());
     let (mut byte, mut chars) = (0usize, 0usize);
@@ -51,41 +55,122 @@ pub fn highlight_spans(text: &str, terms: &BTreeMap<String, u32>) -> Vec<[usize;
     spans
 }
 
+thread_local! {
+    /// The index analyzer split in two (words, then stems), for [`TermFinder`].
+    static SPLIT_ANALYZER: RefCell<(TextAnalyzer, TextAnalyzer)> =
+        RefCell::new((english_words_analyzer(), english_stemmer()));
+}
+
+/// One token of a scanned text, as BM25 counts it: its byte range and the query term it is.
+struct ScannedToken {
+    from: usize,
+    to: usize,
+    term: Option<u32>,
+}
+
+/// The tokens of `text` that the index's analyzer keeps, each with the position in `terms`
+/// (sorted) of its stem. Same terms as [`analyze`], but each distinct word is stemmed once:
+/// a long document repeats its words, and stemming is most of the analyzer's cost.
+fn scan_terms(text: &str, terms: &[String]) -> Vec<ScannedToken> {
+    SPLIT_ANALYZER.with_borrow_mut(|(words, stemmer)| {
+        let mut stems: HashMap<String, Option<u32>> = HashMap::new();
+        let mut tokens = Vec::new();
+        let mut stream = words.token_stream(text);
+        while let Some(token) = stream.next() {
+            let term = match stems.get(&token.text) {
+                Some(&term) => term,
+                None => {
+                    let mut stemmed = stemmer.token_stream(&token.text);
+                    let term = stemmed
+                        .next()
+                        .and_then(|stem| terms.binary_search(&stem.text).ok())
+                        .map(|i| i as u32);
+                    stems.insert(token.text.clone(), term);
+                    term
+                }
+            };
+            tokens.push(ScannedToken {
+                from: token.offset_from,
+                to: token.offset_to,
+                term,
+            });
+        }
+        tokens
+    })
+}
+
+/// Byte offsets of the character offsets `positions` in `text`, in one pass over the text.
+fn byte_offsets(text: &str, positions: &[usize]) -> Vec<usize> {
+    let mut order: Vec<usize> = (0..positions.len()).collect();
+    order.sort_by_key(|&i| positions[i]);
+    let mut out = vec![text.len(); positions.len()];
+    let mut chars = text
+        .char_indices()
+        .map(|(byte, _)| byte)
+        .chain(std::iter::once(text.len()))
+        .enumerate()
+        .peekable();
+    for i in order {
+        while chars.peek().is_some_and(|&(c, _)| c < positions[i]) {
+            chars.next();
+        }
+        if let Some(&(_, byte)) = chars.peek() {
+            out[i] = byte;
+        }
+    }
+    out
+}
+
 /// BM25 (k1 = 1.2, b = 0.75) of each chunk against the query terms, with the collection's idf,
-/// so lexical results point at the chunks where the query's rare words occur.
+/// so lexical results point at the chunks where the query's rare words occur. The document is
+/// analyzed once; each chunk (chunks overlap) counts the tokens inside its range.
 fn lexical_chunk_scores(index: &Index, doc: &StoredDocument, query: &str) -> Vec<f32> {
-    let terms = analyze(query);
+    let terms: Vec<String> = analyze(query).into_keys().collect();
     if terms.is_empty() {
         return vec![0.0; doc.chunks.len()];
     }
     let searcher = index.searcher();
     let total = searcher.num_docs().max(1) as f32;
-    let idf: Vec<(String, f32)> = terms
-        .keys()
+    let idf: Vec<f32> = terms
+        .iter()
         .map(|t| {
             let df = searcher
                 .doc_freq(&tantivy::Term::from_field_text(index.fields().contents, t))
                 .unwrap_or(0) as f32;
-            (t.clone(), (1.0 + (total - df + 0.5) / (df + 0.5)).ln())
+            (1.0 + (total - df + 0.5) / (df + 0.5)).ln()
         })
         .collect();
-    let analyzed: Vec<std::collections::BTreeMap<String, u32>> = doc
-        .chunks
-        .iter()
-        .map(|span| analyze(slice_chars(&doc.text, span.start, span.end)))
-        .collect();
-    let lengths: Vec<f32> = analyzed
-        .iter()
-        .map(|a| a.values().sum::<u32>() as f32)
-        .collect();
+    let tokens = scan_terms(&doc.text, &terms);
+    let positions: Vec<usize> = doc.chunks.iter().flat_map(|s| [s.start, s.end]).collect();
+    let bytes = byte_offsets(&doc.text, &positions);
+    let mut counts = vec![0u32; terms.len()];
+    let mut lengths = Vec::with_capacity(doc.chunks.len());
+    let mut frequencies = Vec::with_capacity(doc.chunks.len());
+    for range in bytes.chunks_exact(2) {
+        let (start, end) = (range[0], range[1]);
+        let first = tokens.partition_point(|t| t.from < start);
+        counts.iter_mut().for_each(|c| *c = 0);
+        let mut length = 0u32;
+        for token in tokens[first..].iter().take_while(|t| t.from < end) {
+            if token.to <= end {
+                length += 1;
+                if let Some(term) = token.term {
+                    counts[term as usize] += 1;
+                }
+            }
+        }
+        lengths.push(length as f32);
+        frequencies.push(counts.clone());
+    }
     let average = (lengths.iter().sum::<f32>() / lengths.len().max(1) as f32).max(1.0);
-    analyzed
+    frequencies
         .iter()
         .zip(&lengths)
-        .map(|(chunk_terms, &len)| {
+        .map(|(tf, &len)| {
             idf.iter()
-                .map(|(t, idf)| {
-                    let tf = *chunk_terms.get(t).unwrap_or(&0) as f32;
+                .zip(tf)
+                .map(|(idf, &tf)| {
+                    let tf = tf as f32;
                     idf * tf * 2.2 / (tf + 1.2 * (0.25 + 0.75 * len / average))
                 })
                 .sum()
@@ -171,6 +256,27 @@ mod tests {
             .map(|[s, e]| text.chars().skip(*s).take(e - s).collect())
             .collect();
         assert_eq!(words, ["engine", "jet", "Jets"]);
+    }
+
+    #[test]
+    fn scanning_once_finds_the_terms_the_analyzer_finds() {
+        let text = "Running runners ran; the RUNNER's runs. Generously generous generations, \
+                    happily happy; jets' engines engine-driven, naïve Ärger ärgerlich.";
+        let analyzed = analyze(text);
+        let terms: Vec<String> = analyzed.keys().cloned().collect();
+        let tokens = scan_terms(text, &terms);
+        assert_eq!(tokens.len() as u32, analyzed.values().sum::<u32>());
+        let mut counts = vec![0u32; terms.len()];
+        for token in &tokens {
+            counts[token.term.expect("every kept token is one of the text's terms") as usize] += 1;
+        }
+        assert_eq!(counts, analyzed.values().copied().collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn byte_offsets_of_character_offsets() {
+        let text = "héllo wörld";
+        assert_eq!(byte_offsets(text, &[6, 0, 5, 11, 99]), vec![7, 0, 6, 13, 13]);
     }
 
     #[test]

@@ -6,8 +6,6 @@ use ibex_embedder::{Embedder, TextKind};
 use ibex_indexer::{ChunkSet, Index};
 use tantivy::collector::TopDocs;
 use tantivy::query::{BooleanQuery, Occur};
-use tantivy::schema::Value;
-use tantivy::TantivyDocument;
 
 use crate::error::{Result, SearchError};
 use crate::fusion::{fuse_reciprocal_rank, fuse_weighted, DocScore, Fusion};
@@ -103,15 +101,18 @@ impl Retriever for Bm25Retriever {
             &*query,
             &TopDocs::with_limit(self.depth.max(1)).order_by_score(),
         )?;
+        // Ids come from the index's live-document table (by tantivy address): loading stored
+        // documents would decompress whole documents (long ones are most of the store) just to
+        // read their ids.
+        let live = index.live_docs();
         let mut out = Vec::with_capacity(hits.len());
         for (score, address) in hits {
-            let doc: TantivyDocument = searcher.doc(address)?;
-            let id = doc
-                .get_first(fields.id)
-                .and_then(|v| v.as_str())
-                .unwrap_or_default()
-                .to_string();
-            out.push(DocScore { id, score });
+            if let Some(doc) = live.at_address(address.segment_ord, address.doc_id) {
+                out.push(DocScore {
+                    id: doc.id.clone(),
+                    score,
+                });
+            }
         }
         Ok(out)
     }
