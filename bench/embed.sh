@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# Embedding throughput: ibex (candle) against onnxruntime (fp32 ONNX export of the same
+# weights) and sentence-transformers (PyTorch), all-MiniLM-L6-v2, same 2,000 passages of
+# 100-200 tokens cut from ../shared/data, same threads (default 2), in the same run.
+# Also checks that the engines' vectors agree (cosine to ibex's).
+#
+#   bash bench/embed.sh [THREADS]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+threads=${1:-2}
+py=$(bash bench/python_env.sh --torch)
+cargo build --release -q
+cargo build --release -q -p ibex-embedder --example embed_throughput
+dir=target/bench/embed
+mkdir -p "$dir"
+model="${IBEX_HOME:-$HOME/.cache/ibex}/models/all-MiniLM-L6-v2"
+[ -f "$model/model.safetensors" ] || echo warm-up | ./target/release/ibex embed > /dev/null
+[ -f "$dir/passages.jsonl" ] || "$py" bench/embed_peers.py passages "$model" "$dir/passages.jsonl" >&2
+echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs); $(date -u +%F); threads: $threads"
+results="$dir/results.jsonl"
+RAYON_NUM_THREADS=$threads ./target/release/examples/embed_throughput "$dir/passages.jsonl" "$dir/ibex.f32" --rounds "${ROUNDS:-3}" > "$results"
+OMP_NUM_THREADS=$threads MKL_NUM_THREADS=$threads "$py" bench/embed_peers.py run "$model" "$dir/passages.jsonl" "$dir" \
+  --threads "$threads" --rounds "${ROUNDS:-3}" --ibex-vectors "$dir/ibex.f32" >> "$results"
+"$py" - "$results" <<'PY'
+import json, sys
+rows = [json.loads(l) for l in open(sys.argv[1]) if l.startswith("{")]
+ibex = rows[0]
+print(f"{ibex['sentences']} passages, {ibex['tokens']:,} tokens (with [CLS]/[SEP])")
+print()
+print("| engine | sentences/s | tokens/s | ibex / engine | min cosine to ibex |")
+print("|---|---|---|---|---|")
+for r in rows:
+    cos = f"{r['min_cosine_to_ibex']:.6f}" if "min_cosine_to_ibex" in r else "-"
+    print(f"| {r['engine']} | {r['sentences_per_s']:.1f} | {r['tokens_per_s']:,.0f} | {ibex['sentences_per_s'] / r['sentences_per_s']:.2f} | {cos} |")
+PY
