@@ -122,6 +122,26 @@ fn open_or_create(dir: &Path, options: &IndexOptions) -> Result<(Index, Arc<dyn 
     Ok((index, embedder))
 }
 
+/// Opens the index at `dir`, or creates it for `embedder`'s model, checking that an existing
+/// index was built with that model.
+fn open_or_create_for(
+    dir: &Path,
+    options: &IndexOptions,
+    embedder: &dyn Embedder,
+) -> Result<Index> {
+    if ibex_indexer::is_index(dir) {
+        let index = Index::open(dir)?;
+        index.check_embedder(embedder)?;
+        return Ok(index);
+    }
+    let spec = options
+        .model
+        .clone()
+        .unwrap_or_else(|| embedder.model_id().to_string());
+    let model = ibex_indexer::catalog::model_info(&spec, embedder);
+    Ok(Index::create(dir, model, options.chunking)?)
+}
+
 /// What [`validate_corpus`] found.
 #[derive(Debug, Clone, Default)]
 pub struct CorpusCheck {
@@ -152,14 +172,41 @@ pub fn index_corpus(
     corpus: &Path,
     dir: &Path,
     options: &IndexOptions,
-    mut progress: impl FnMut(IndexProgress),
+    progress: impl FnMut(IndexProgress),
 ) -> Result<IndexReport> {
     let started = Instant::now();
     let check = validate_corpus(corpus)?;
-    let total = check.documents;
     let (mut index, embedder) = open_or_create(dir, options)?;
+    index_checked_corpus(corpus, check, &mut index, embedder.as_ref(), options, started, progress)
+}
+
+/// [`index_corpus`] with an embedder the caller provides (a model loaded once for several
+/// corpora, or an [`Embedder`] of the application's own) instead of one named in `options`.
+pub fn index_corpus_with_embedder(
+    corpus: &Path,
+    dir: &Path,
+    options: &IndexOptions,
+    embedder: &dyn Embedder,
+    progress: impl FnMut(IndexProgress),
+) -> Result<IndexReport> {
+    let started = Instant::now();
+    let check = validate_corpus(corpus)?;
+    let mut index = open_or_create_for(dir, options, embedder)?;
+    index_checked_corpus(corpus, check, &mut index, embedder, options, started, progress)
+}
+
+fn index_checked_corpus(
+    corpus: &Path,
+    check: CorpusCheck,
+    index: &mut Index,
+    embedder: &dyn Embedder,
+    options: &IndexOptions,
+    started: Instant,
+    mut progress: impl FnMut(IndexProgress),
+) -> Result<IndexReport> {
+    let total = check.documents;
     let mut writer = index
-        .writer(embedder.as_ref())?
+        .writer(embedder)?
         .with_graph_threshold(options.graph_threshold);
     let mut report = IndexReport {
         skipped_empty: check.empty,
