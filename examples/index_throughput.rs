@@ -159,7 +159,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 &recording,
                 |_| {},
             )?;
-            let busy = recording.busy.lock().map(|b| b.as_secs_f64()).unwrap_or(0.0);
+            let busy = recording
+                .busy
+                .lock()
+                .map(|b| b.as_secs_f64())
+                .unwrap_or(0.0);
             let vectors = recording.vectors.into_inner().unwrap_or_default();
             write_cache(Path::new(cache), &vectors)?;
             (report, Some(busy), baseline)

@@ -177,7 +177,15 @@ pub fn index_corpus(
     let started = Instant::now();
     let check = validate_corpus(corpus)?;
     let (mut index, embedder) = open_or_create(dir, options)?;
-    index_checked_corpus(corpus, check, &mut index, embedder.as_ref(), options, started, progress)
+    index_checked_corpus(
+        corpus,
+        check,
+        &mut index,
+        embedder.as_ref(),
+        options,
+        started,
+        progress,
+    )
 }
 
 /// [`index_corpus`] with an embedder the caller provides (a model loaded once for several
@@ -192,7 +200,9 @@ pub fn index_corpus_with_embedder(
     let started = Instant::now();
     let check = validate_corpus(corpus)?;
     let mut index = open_or_create_for(dir, options, embedder)?;
-    index_checked_corpus(corpus, check, &mut index, embedder, options, started, progress)
+    index_checked_corpus(
+        corpus, check, &mut index, embedder, options, started, progress,
+    )
 }
 
 fn index_checked_corpus(

@@ -32,7 +32,11 @@ fn main() {
         let value = args.get(i + 1).cloned().unwrap_or_default();
         match args[i].as_str() {
             "--model" => model = value,
-            "--rounds" => rounds = value.parse().unwrap_or_else(|_| fail("bad --rounds".into())),
+            "--rounds" => {
+                rounds = value
+                    .parse()
+                    .unwrap_or_else(|_| fail("bad --rounds".into()))
+            }
             other => fail(format!("unknown option {other}")),
         }
         i += 2;
@@ -79,7 +83,7 @@ fn main() {
     std::fs::write(&args[1], bytes).unwrap_or_else(|e| fail(format!("{}: {e}", args[1])));
     println!(
         "{}",
-        serde_json::json!({"engine": "ibex (candle)", "sentences": texts.len(), "tokens": tokens,
+        serde_json::json!({"engine": "ibex", "sentences": texts.len(), "tokens": tokens,
             "seconds": best, "sentences_per_s": texts.len() as f64 / best,
             "tokens_per_s": tokens as f64 / best})
     );

@@ -7,6 +7,7 @@ use candle_nn::VarBuilder;
 use candle_transformers::models::bert::{BertModel, Config};
 use tokenizers::{Tokenizer, TruncationDirection, TruncationParams, TruncationStrategy};
 
+use crate::bert_cpu::{self, CpuBert};
 use crate::error::{EmbedderError, Result};
 use crate::pooling::{Pooling, SentenceConfig};
 use crate::{Embedder, TextKind, TokenSpan};
@@ -22,7 +23,10 @@ const MAX_BATCH_ROWS: usize = 64;
 
 /// A BERT-family sentence embedder loaded from a Hugging Face-format folder.
 pub struct BertEmbedder {
-    model: BertModel,
+    /// candle's BERT, when the packed CPU pass does not apply.
+    model: Option<BertModel>,
+    /// The packed CPU forward pass, for the models and device it covers (see `bert_cpu`).
+    fast: Option<CpuBert>,
     /// Tokenizer that truncates to [`BertEmbedder::max_tokens`] and adds [CLS]/[SEP].
     tokenizer: Tokenizer,
     /// Tokenizer without truncation, for cutting long texts into chunks.
@@ -87,6 +91,9 @@ impl BertEmbedder {
                 model_type,
             });
         }
+        let fast_path = bert_cpu::supports(&raw)
+            && std::env::var("IBEX_BERT_BACKEND").map_or(true, |v| v != "candle");
+        let raw_config = raw.clone();
         let config: Config =
             serde_json::from_value(raw).map_err(|e| EmbedderError::InvalidModelFile {
                 path: config_path.clone(),
@@ -124,14 +131,23 @@ impl BertEmbedder {
             .map_err(|e| EmbedderError::Tokenizer(e.to_string()))?;
 
         let device = crate::device::select_device()?;
-        // SAFETY: the weights file is memory-mapped read-only; ibex never writes model files while
-        // a model is loaded (the cache is filled by renaming a complete folder into place).
-        let vb =
-            unsafe { VarBuilder::from_mmaped_safetensors(&[weights_path], DType::F32, &device)? };
-        let model = BertModel::load(vb, &config)?;
+        // The packed CPU pass where it applies; candle's model for GPUs and for the models the
+        // CPU pass does not cover. IBEX_BERT_BACKEND=candle forces candle (to compare the two).
+        let (model, fast) = if fast_path && device.is_cpu() {
+            (None, Some(CpuBert::load(&weights_path, &raw_config)?))
+        } else {
+            // SAFETY: the weights file is memory-mapped read-only; ibex never writes model files
+            // while a model is loaded (the cache is filled by renaming a complete folder into
+            // place).
+            let vb = unsafe {
+                VarBuilder::from_mmaped_safetensors(&[&weights_path], DType::F32, &device)?
+            };
+            (Some(BertModel::load(vb, &config)?), None)
+        };
 
         Ok(BertEmbedder {
             model,
+            fast,
             tokenizer,
             chunk_tokenizer,
             sentence,
@@ -146,6 +162,15 @@ impl BertEmbedder {
     /// Runs one batch of already tokenized texts and returns its pooled (and, if configured,
     /// normalized) vectors.
     fn embed_batch(&self, encodings: &[&tokenizers::Encoding]) -> Result<Vec<Vec<f32>>> {
+        let model = match (&self.fast, &self.model) {
+            (Some(fast), _) => return self.embed_batch_packed(fast, encodings),
+            (None, Some(model)) => model,
+            (None, None) => {
+                return Err(EmbedderError::Tokenizer(
+                    "the BERT embedder holds no model (a bug)".into(),
+                ))
+            }
+        };
         let width = encodings
             .iter()
             .map(|e| e.get_ids().len())
@@ -165,7 +190,7 @@ impl BertEmbedder {
         let ids = Tensor::from_vec(ids, (rows, width), &self.device)?;
         let mask = Tensor::from_vec(mask, (rows, width), &self.device)?;
         let type_ids = ids.zeros_like()?;
-        let hidden = self.model.forward(&ids, &type_ids, Some(&mask))?;
+        let hidden = model.forward(&ids, &type_ids, Some(&mask))?;
         let pooled = match self.sentence.pooling {
             Pooling::Mean => {
                 let mask_f = mask.to_dtype(DType::F32)?.unsqueeze(2)?;
@@ -186,6 +211,46 @@ impl BertEmbedder {
             pooled
         };
         Ok(pooled.to_dtype(DType::F32)?.to_vec2::<f32>()?)
+    }
+}
+
+impl BertEmbedder {
+    /// [`BertEmbedder::embed_batch`] through the packed CPU pass: pooling over each text's own
+    /// rows (there is no padding to mask).
+    fn embed_batch_packed(
+        &self,
+        fast: &CpuBert,
+        encodings: &[&tokenizers::Encoding],
+    ) -> Result<Vec<Vec<f32>>> {
+        let sequences: Vec<&[u32]> = encodings.iter().map(|e| e.get_ids()).collect();
+        let (hidden, offsets) = fast.forward(&sequences)?;
+        let width = self.dimension;
+        Ok(offsets
+            .windows(2)
+            .map(|range| {
+                let rows = &hidden[range[0] * width..range[1] * width];
+                let mut pooled = match self.sentence.pooling {
+                    Pooling::Mean => {
+                        let mut sum = vec![0f32; width];
+                        for row in rows.chunks_exact(width) {
+                            sum.iter_mut().zip(row).for_each(|(s, v)| *s += v);
+                        }
+                        let count = (range[1] - range[0]).max(1) as f32;
+                        sum.iter_mut().for_each(|s| *s /= count);
+                        sum
+                    }
+                    Pooling::Cls => rows
+                        .get(..width)
+                        .map(<[f32]>::to_vec)
+                        .unwrap_or_else(|| vec![0.0; width]),
+                };
+                if self.sentence.normalize {
+                    let norm = pooled.iter().map(|v| v * v).sum::<f32>().sqrt().max(1e-12);
+                    pooled.iter_mut().for_each(|v| *v /= norm);
+                }
+                pooled
+            })
+            .collect())
     }
 }
 

@@ -12,6 +12,7 @@
 
 mod batching;
 mod bert;
+mod bert_cpu;
 pub mod device;
 pub mod e5;
 mod error;

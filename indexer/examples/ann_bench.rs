@@ -35,8 +35,8 @@ fn fail(message: String) -> ! {
 }
 
 fn read_f32(path: &Path) -> Vec<f32> {
-    let bytes = std::fs::read(path)
-        .unwrap_or_else(|e| fail(format!("reading {}: {e}", path.display())));
+    let bytes =
+        std::fs::read(path).unwrap_or_else(|e| fail(format!("reading {}: {e}", path.display())));
     bytes
         .chunks_exact(4)
         .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
@@ -48,7 +48,8 @@ fn write_f32(path: &Path, values: &[f32]) {
     for v in values {
         bytes.extend_from_slice(&v.to_le_bytes());
     }
-    std::fs::write(path, bytes).unwrap_or_else(|e| fail(format!("writing {}: {e}", path.display())));
+    std::fs::write(path, bytes)
+        .unwrap_or_else(|e| fail(format!("writing {}: {e}", path.display())));
 }
 
 fn rss_bytes() -> u64 {
@@ -84,7 +85,10 @@ fn streaming_read_bandwidth() -> f64 {
 }
 
 fn prepare(args: &[String]) {
-    let out = PathBuf::from(args.first().unwrap_or_else(|| fail("prepare needs OUT".into())));
+    let out = PathBuf::from(
+        args.first()
+            .unwrap_or_else(|| fail("prepare needs OUT".into())),
+    );
     let mut files = Vec::new();
     let mut indexes = Vec::new();
     let mut queries = 1000usize;
@@ -95,7 +99,11 @@ fn prepare(args: &[String]) {
         match args[i].as_str() {
             "--vectors" => files.push(PathBuf::from(value)),
             "--index" => indexes.push(PathBuf::from(value)),
-            "--queries" => queries = value.parse().unwrap_or_else(|_| fail("bad --queries".into())),
+            "--queries" => {
+                queries = value
+                    .parse()
+                    .unwrap_or_else(|_| fail("bad --queries".into()))
+            }
             "--seed" => seed = value.parse().unwrap_or_else(|_| fail("bad --seed".into())),
             other => fail(format!("unknown option {other}")),
         }
@@ -115,14 +123,25 @@ fn prepare(args: &[String]) {
                 }
             }
         }
-        sources.push(format!("{}: {} chunk vectors", dir.display(), (all.len() - before) / dimension));
+        sources.push(format!(
+            "{}: {} chunk vectors",
+            dir.display(),
+            (all.len() - before) / dimension
+        ));
     }
     for file in &files {
         let values = read_f32(file);
         if values.len() % dimension != 0 {
-            fail(format!("{} is not a whole number of {dimension}-d vectors", file.display()));
+            fail(format!(
+                "{} is not a whole number of {dimension}-d vectors",
+                file.display()
+            ));
         }
-        sources.push(format!("{}: {} vectors", file.display(), values.len() / dimension));
+        sources.push(format!(
+            "{}: {} vectors",
+            file.display(),
+            values.len() / dimension
+        ));
         all.extend(values);
     }
     let total = all.len() / dimension;
@@ -135,8 +154,14 @@ fn prepare(args: &[String]) {
     let mut base_rows = base_rows.to_vec();
     base_rows.sort_unstable();
     let row = |r: usize| &all[r * dimension..(r + 1) * dimension];
-    let base: Vec<f32> = base_rows.iter().flat_map(|&r| row(r).iter().copied()).collect();
-    let query_vectors: Vec<f32> = query_rows.iter().flat_map(|&r| row(r).iter().copied()).collect();
+    let base: Vec<f32> = base_rows
+        .iter()
+        .flat_map(|&r| row(r).iter().copied())
+        .collect();
+    let query_vectors: Vec<f32> = query_rows
+        .iter()
+        .flat_map(|&r| row(r).iter().copied())
+        .collect();
     drop(all);
     let n = base_rows.len();
 
@@ -178,20 +203,30 @@ fn prepare(args: &[String]) {
             "fraction_of_bandwidth": scan_bytes_per_second / bandwidth,
         }
     });
-    std::fs::write(out.join("meta.json"), serde_json::to_string_pretty(&meta).unwrap_or_default())
-        .unwrap_or_else(|e| fail(format!("meta: {e}")));
+    std::fs::write(
+        out.join("meta.json"),
+        serde_json::to_string_pretty(&meta).unwrap_or_default(),
+    )
+    .unwrap_or_else(|e| fail(format!("meta: {e}")));
     println!("{meta}");
 }
 
 fn parse_list(value: &str) -> Vec<usize> {
     value
         .split(',')
-        .map(|v| v.trim().parse().unwrap_or_else(|_| fail(format!("bad list {value}"))))
+        .map(|v| {
+            v.trim()
+                .parse()
+                .unwrap_or_else(|_| fail(format!("bad list {value}")))
+        })
         .collect()
 }
 
 fn run(args: &[String]) {
-    let data = PathBuf::from(args.first().unwrap_or_else(|| fail("run needs DATA".into())));
+    let data = PathBuf::from(
+        args.first()
+            .unwrap_or_else(|| fail("run needs DATA".into())),
+    );
     let mut efs = parse_list("10,12,16,20,24,32,40,48,64,80,96,128,160,192,256,384,512");
     let mut threads = vec![1, 2];
     let mut i = 1;
@@ -202,8 +237,18 @@ fn run(args: &[String]) {
             "--threads" => threads = parse_list(&value),
             // ibex's graph parameters are constants of the index format; these options only
             // check that the caller compares like with like.
-            "--m" => assert_eq!(value.parse::<usize>().ok(), Some(ibex_indexer::vectors::HNSW_MAX_CONNECTIONS), "ibex's M is {}", ibex_indexer::vectors::HNSW_MAX_CONNECTIONS),
-            "--ef-construction" => assert_eq!(value.parse::<usize>().ok(), Some(ibex_indexer::vectors::HNSW_EF_CONSTRUCTION), "ibex's ef_construction is {}", ibex_indexer::vectors::HNSW_EF_CONSTRUCTION),
+            "--m" => assert_eq!(
+                value.parse::<usize>().ok(),
+                Some(ibex_indexer::vectors::HNSW_MAX_CONNECTIONS),
+                "ibex's M is {}",
+                ibex_indexer::vectors::HNSW_MAX_CONNECTIONS
+            ),
+            "--ef-construction" => assert_eq!(
+                value.parse::<usize>().ok(),
+                Some(ibex_indexer::vectors::HNSW_EF_CONSTRUCTION),
+                "ibex's ef_construction is {}",
+                ibex_indexer::vectors::HNSW_EF_CONSTRUCTION
+            ),
             other => fail(format!("unknown option {other}")),
         }
         i += 2;
@@ -215,7 +260,8 @@ fn run(args: &[String]) {
     let dimension = meta["dimension"].as_u64().unwrap_or(384) as usize;
     let base = read_f32(&data.join("base.f32"));
     let queries = read_f32(&data.join("queries.f32"));
-    let truth_bytes = std::fs::read(data.join("truth.bin")).unwrap_or_else(|e| fail(format!("truth: {e}")));
+    let truth_bytes =
+        std::fs::read(data.join("truth.bin")).unwrap_or_else(|e| fail(format!("truth: {e}")));
     let kth: Vec<f32> = truth_bytes
         .chunks_exact((K + 1) * 4)
         .map(|c| f32::from_le_bytes([c[K * 4], c[K * 4 + 1], c[K * 4 + 2], c[K * 4 + 3]]))
@@ -279,7 +325,8 @@ fn run(args: &[String]) {
                 let query = &queries[q * dimension..(q + 1) * dimension];
                 for &row in found.iter().take(K) {
                     let row = row as usize;
-                    if dot(query, &base[row * dimension..(row + 1) * dimension]) >= kth[q] - EPSILON {
+                    if dot(query, &base[row * dimension..(row + 1) * dimension]) >= kth[q] - EPSILON
+                    {
                         hits += 1;
                     }
                 }

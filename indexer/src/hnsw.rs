@@ -110,7 +110,13 @@ impl<'a> Rows<'a> {
 }
 
 /// Greedy descent on one level: the neighbour closest to `query`, from `start`.
-fn greedy<L: Links>(links: &L, rows: Rows, query: &[f32], mut best: Scored, level: usize) -> Scored {
+fn greedy<L: Links>(
+    links: &L,
+    rows: Rows,
+    query: &[f32],
+    mut best: Scored,
+    level: usize,
+) -> Scored {
     loop {
         let next = links.with_neighbours(best.row, level, |neighbours| {
             let mut next = best;
@@ -263,7 +269,13 @@ impl HnswGraph {
     /// Builds the graph of `vectors` (`dimension`-d unit vectors, row-major) with `m` links per
     /// row (2m on level 0) and a beam of `ef_construction`, inserting rows in parallel on
     /// rayon's pool. Levels are drawn from `seed`, so the same input gives the same levels.
-    pub fn build(vectors: &[f32], dimension: usize, m: usize, ef_construction: usize, seed: u64) -> HnswGraph {
+    pub fn build(
+        vectors: &[f32],
+        dimension: usize,
+        m: usize,
+        ef_construction: usize,
+        seed: u64,
+    ) -> HnswGraph {
         let count = vectors.len() / dimension.max(1);
         let rows = Rows { vectors, dimension };
         let m = m.clamp(2, 31);
@@ -303,7 +315,9 @@ impl HnswGraph {
             for l in (0..=level.min(top)).rev() {
                 let found = search_level(&links, rows, query, best, ef_construction, l, None);
                 let found: Vec<Scored> = found.into_iter().filter(|s| s.row != row).collect();
-                let Some(&nearest) = found.first() else { continue };
+                let Some(&nearest) = found.first() else {
+                    continue;
+                };
                 let selected = select_neighbours(rows, &found, m);
                 *links.lists[row as usize][l]
                     .lock()
@@ -352,7 +366,13 @@ impl HnswGraph {
         HnswGraph::freeze(m, entry_row, top, levels, &links)
     }
 
-    fn freeze(m: usize, entry: u32, max_level: usize, levels: Vec<u8>, links: &BuildLinks) -> HnswGraph {
+    fn freeze(
+        m: usize,
+        entry: u32,
+        max_level: usize,
+        levels: Vec<u8>,
+        links: &BuildLinks,
+    ) -> HnswGraph {
         let width0 = 2 * m + 1;
         let mut layer0 = vec![0u32; levels.len() * width0];
         let mut upper_start = vec![0u32; levels.len()];
@@ -438,7 +458,8 @@ impl HnswGraph {
 
     /// The graph's file contents (little-endian u32 words after the magic).
     pub fn to_bytes(&self) -> Vec<u8> {
-        let mut out = Vec::with_capacity(32 + self.levels.len() + (self.layer0.len() + self.upper.len()) * 4);
+        let mut out =
+            Vec::with_capacity(32 + self.levels.len() + (self.layer0.len() + self.upper.len()) * 4);
         out.extend_from_slice(MAGIC);
         for word in [
             self.levels.len() as u32,
@@ -463,13 +484,26 @@ impl HnswGraph {
         if bytes.len() < 28 || &bytes[..8] != MAGIC {
             return Err("not an ibex HNSW graph".into());
         }
-        let word = |i: usize| u32::from_le_bytes([bytes[8 + 4 * i], bytes[9 + 4 * i], bytes[10 + 4 * i], bytes[11 + 4 * i]]);
-        let (count, m, entry, max_level, upper_len) =
-            (word(0) as usize, word(1) as usize, word(2), word(3) as usize, word(4) as usize);
+        let word = |i: usize| {
+            u32::from_le_bytes([
+                bytes[8 + 4 * i],
+                bytes[9 + 4 * i],
+                bytes[10 + 4 * i],
+                bytes[11 + 4 * i],
+            ])
+        };
+        let (count, m, entry, max_level, upper_len) = (
+            word(0) as usize,
+            word(1) as usize,
+            word(2),
+            word(3) as usize,
+            word(4) as usize,
+        );
         if count != rows {
             return Err(format!("the graph has {count} rows, its segment {rows}"));
         }
-        if !(2..=31).contains(&m) || max_level > MAX_LEVEL || (count > 0 && entry as usize >= count) {
+        if !(2..=31).contains(&m) || max_level > MAX_LEVEL || (count > 0 && entry as usize >= count)
+        {
             return Err("impossible graph header".into());
         }
         let levels_end = 28 + count;
@@ -477,7 +511,10 @@ impl HnswGraph {
         let width0 = 2 * m + 1;
         let expected = words_start + (count * width0 + upper_len) * 4;
         if bytes.len() != expected {
-            return Err(format!("{} bytes where the header implies {expected}", bytes.len()));
+            return Err(format!(
+                "{} bytes where the header implies {expected}",
+                bytes.len()
+            ));
         }
         let levels = bytes[28..levels_end].to_vec();
         let words: Vec<u32> = bytes[words_start..]
@@ -490,7 +527,9 @@ impl HnswGraph {
         for (row, &level) in levels.iter().enumerate() {
             let level = level as usize;
             if level > max_level {
-                return Err(format!("row {row} is on level {level}, above the top {max_level}"));
+                return Err(format!(
+                    "row {row} is on level {level}, above the top {max_level}"
+                ));
             }
             if level > 0 {
                 upper_start[row] = next as u32;
@@ -503,7 +542,10 @@ impl HnswGraph {
         if count > 0 && levels[entry as usize] as usize != max_level {
             return Err("the entry point is not on the top level".into());
         }
-        let check = |lists: &[u32], width: usize, capacity: usize| -> std::result::Result<(), String> {
+        let check = |lists: &[u32],
+                     width: usize,
+                     capacity: usize|
+         -> std::result::Result<(), String> {
             for list in lists.chunks_exact(width) {
                 let n = list[0] as usize;
                 if n > capacity || list[1..=n].iter().any(|&r| r as usize >= count) {
@@ -535,7 +577,9 @@ mod tests {
         let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
         let mut out = Vec::with_capacity(n * dimension);
         for _ in 0..n {
-            let v: Vec<f32> = (0..dimension).map(|_| rng.gen_range(-1.0f32..1.0)).collect();
+            let v: Vec<f32> = (0..dimension)
+                .map(|_| rng.gen_range(-1.0f32..1.0))
+                .collect();
             let norm = v.iter().map(|x| x * x).sum::<f32>().sqrt();
             out.extend(v.iter().map(|x| x / norm));
         }
@@ -582,7 +626,12 @@ mod tests {
             let truth: Vec<u32> = {
                 let mut scored: Vec<(f32, u32)> = (0..n as u32)
                     .filter(|&r| allowed(r))
-                    .map(|r| (dot(query, &vectors[r as usize * dimension..][..dimension]), r))
+                    .map(|r| {
+                        (
+                            dot(query, &vectors[r as usize * dimension..][..dimension]),
+                            r,
+                        )
+                    })
                     .collect();
                 scored.sort_by(|a, b| b.0.total_cmp(&a.0));
                 scored.into_iter().take(10).map(|s| s.1).collect()
@@ -600,8 +649,14 @@ mod tests {
         let (n, dimension) = (500, 8);
         let vectors = unit_vectors(n, dimension, 5);
         let bytes = HnswGraph::build(&vectors, dimension, 8, 50, 1).to_bytes();
-        assert!(HnswGraph::from_bytes(&bytes, n + 1).is_err(), "row count mismatch");
-        assert!(HnswGraph::from_bytes(&bytes[..bytes.len() - 4], n).is_err(), "truncated");
+        assert!(
+            HnswGraph::from_bytes(&bytes, n + 1).is_err(),
+            "row count mismatch"
+        );
+        assert!(
+            HnswGraph::from_bytes(&bytes[..bytes.len() - 4], n).is_err(),
+            "truncated"
+        );
         assert!(HnswGraph::from_bytes(b"not a graph at all, no", n).is_err());
         // Every single-word corruption of the links is either harmless or refused, and never
         // lets a search read out of bounds.

@@ -456,7 +456,13 @@ impl Index {
             .enumerate()
             .flat_map(|(i, s)| match allowed {
                 Some(allowed) => s.search(query, k, allowed, None, ef),
-                None => s.search(query, k, self.live.chunks(), self.live_rows.get(i).copied(), ef),
+                None => s.search(
+                    query,
+                    k,
+                    self.live.chunks(),
+                    self.live_rows.get(i).copied(),
+                    ef,
+                ),
             })
             .collect();
         hits.sort_by(|a, b| {

@@ -74,7 +74,8 @@ pub fn dot(a: &[f32], b: &[f32]) -> f32 {
             // SAFETY: the CPU supports AVX-512F (checked just above).
             return unsafe { dot_avx512(a, b) };
         }
-        if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
+        if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
+        {
             // SAFETY: the CPU supports AVX2 and FMA (checked just above).
             return unsafe { dot_avx2(a, b) };
         }
@@ -113,7 +114,11 @@ unsafe fn dot_avx512(a: &[f32], b: &[f32]) -> f32 {
         // SAFETY: i + 32 <= n, and both slices hold n values.
         unsafe {
             acc0 = _mm512_fmadd_ps(_mm512_loadu_ps(pa.add(i)), _mm512_loadu_ps(pb.add(i)), acc0);
-            acc1 = _mm512_fmadd_ps(_mm512_loadu_ps(pa.add(i + 16)), _mm512_loadu_ps(pb.add(i + 16)), acc1);
+            acc1 = _mm512_fmadd_ps(
+                _mm512_loadu_ps(pa.add(i + 16)),
+                _mm512_loadu_ps(pb.add(i + 16)),
+                acc1,
+            );
         }
         i += 32;
     }
@@ -146,7 +151,11 @@ unsafe fn dot_avx2(a: &[f32], b: &[f32]) -> f32 {
         // SAFETY: i + 16 <= n, and both slices hold n values.
         unsafe {
             acc0 = _mm256_fmadd_ps(_mm256_loadu_ps(pa.add(i)), _mm256_loadu_ps(pb.add(i)), acc0);
-            acc1 = _mm256_fmadd_ps(_mm256_loadu_ps(pa.add(i + 8)), _mm256_loadu_ps(pb.add(i + 8)), acc1);
+            acc1 = _mm256_fmadd_ps(
+                _mm256_loadu_ps(pa.add(i + 8)),
+                _mm256_loadu_ps(pb.add(i + 8)),
+                acc1,
+            );
         }
         i += 16;
     }

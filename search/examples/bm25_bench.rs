@@ -68,8 +68,8 @@ fn main() {
     }
     for triple in args.chunks(3) {
         let (name, dir, queries_path) = (&triple[0], &triple[1], &triple[2]);
-        let index = Index::open(std::path::Path::new(dir))
-            .unwrap_or_else(|e| fail(format!("{dir}: {e}")));
+        let index =
+            Index::open(std::path::Path::new(dir)).unwrap_or_else(|e| fail(format!("{dir}: {e}")));
         let queries = read_queries(queries_path);
         for &level in &levels {
             let run = |query: &str| -> usize {

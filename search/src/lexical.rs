@@ -4,10 +4,10 @@ use std::cell::RefCell;
 use std::collections::BTreeMap;
 
 use ibex_indexer::{english_analyzer, ChunkSet, Fields, Index};
-use tantivy::tokenizer::TextAnalyzer;
 use tantivy::collector::DocSetCollector;
 use tantivy::query::{BooleanQuery, BoostQuery, ConstScoreQuery, Occur, Query, TermQuery};
 use tantivy::schema::IndexRecordOption;
+use tantivy::tokenizer::TextAnalyzer;
 use tantivy::{Searcher, Term};
 
 use crate::error::{Result, SearchError};

@@ -268,7 +268,10 @@ mod tests {
         assert_eq!(tokens.len() as u32, analyzed.values().sum::<u32>());
         let mut counts = vec![0u32; terms.len()];
         for token in &tokens {
-            counts[token.term.expect("every kept token is one of the text's terms") as usize] += 1;
+            counts[token
+                .term
+                .expect("every kept token is one of the text's terms")
+                as usize] += 1;
         }
         assert_eq!(counts, analyzed.values().copied().collect::<Vec<_>>());
     }
@@ -276,7 +279,10 @@ mod tests {
     #[test]
     fn byte_offsets_of_character_offsets() {
         let text = "héllo wörld";
-        assert_eq!(byte_offsets(text, &[6, 0, 5, 11, 99]), vec![7, 0, 6, 13, 13]);
+        assert_eq!(
+            byte_offsets(text, &[6, 0, 5, 11, 99]),
+            vec![7, 0, 6, 13, 13]
+        );
     }
 
     #[test]
