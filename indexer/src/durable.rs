@@ -31,13 +31,6 @@ pub fn write_durably(path: &Path, bytes: &[u8]) -> Result<()> {
     fsync_dir(dir)
 }
 
-/// Fsyncs an existing file.
-pub fn fsync_file(path: &Path) -> Result<()> {
-    File::open(path)
-        .and_then(|f| f.sync_all())
-        .map_err(|e| IndexError::io(format!("syncing {}", path.display()), e))
-}
-
 /// Fsyncs a directory, making renames and creations inside it durable.
 pub fn fsync_dir(dir: &Path) -> Result<()> {
     match File::open(dir).and_then(|f| f.sync_all()) {
