@@ -20,7 +20,23 @@ fn cuda_driver_present() -> bool {
         .filter(|d| !d.is_empty())
         .map(Into::into)
         .collect();
+    // The dynamic loader's configured folders (drivers mounted into containers are often
+    // listed only there, e.g. /usr/local/nvidia/lib64).
+    if let Ok(entries) = std::fs::read_dir("/etc/ld.so.conf.d") {
+        for entry in entries.flatten() {
+            if let Ok(text) = std::fs::read_to_string(entry.path()) {
+                dirs.extend(
+                    text.lines()
+                        .map(str::trim)
+                        .filter(|l| l.starts_with('/'))
+                        .map(std::path::PathBuf::from),
+                );
+            }
+        }
+    }
     for dir in [
+        "/usr/local/nvidia/lib64",
+        "/usr/local/nvidia/lib",
         "/usr/lib/x86_64-linux-gnu",
         "/usr/lib/aarch64-linux-gnu",
         "/usr/lib64",

@@ -525,7 +525,8 @@ impl M2BertModel {
             let a = layer.mixer.forward(&x)?;
             x = layer.mlp.forward(&a)?;
         }
-        let cls = x.narrow(1, 0, 1)?.squeeze(1)?;
+        // Contiguous: cuBLAS takes no row stride of a whole sequence.
+        let cls = x.narrow(1, 0, 1)?.squeeze(1)?.contiguous()?;
         let pooled = self.pooler.forward(&cls)?.tanh()?;
         Ok((x, pooled))
     }

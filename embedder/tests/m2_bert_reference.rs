@@ -4,7 +4,7 @@
 
 use std::path::PathBuf;
 
-use candle_core::{DType, Device};
+use candle_core::DType;
 use candle_nn::VarBuilder;
 use common::{fixture as fixture_named, floats, ids, inputs, max_abs_diff};
 use ibex_embedder::m2_bert::{Config, M2BertModel};
@@ -27,7 +27,7 @@ fn load() -> (M2BertModel, Value) {
         VarBuilder::from_mmaped_safetensors(
             &[fixture().join("model.safetensors")],
             DType::F32,
-            &Device::Cpu,
+            &common::device(),
         )
         .unwrap()
     };
@@ -103,7 +103,8 @@ fn unpadded_and_padded_to_the_longest_match_their_references() {
 #[test]
 fn names_without_the_bert_prefix_and_one_stored_freq_load_the_same_model() {
     let tensors =
-        candle_core::safetensors::load(fixture().join("model.safetensors"), &Device::Cpu).unwrap();
+        candle_core::safetensors::load(fixture().join("model.safetensors"), &common::device())
+            .unwrap();
     let renamed: std::collections::HashMap<String, candle_core::Tensor> = tensors
         .into_iter()
         .filter(|(name, _)| {
@@ -113,7 +114,7 @@ fn names_without_the_bert_prefix_and_one_stored_freq_load_the_same_model() {
         .map(|(name, t)| (name.trim_start_matches("bert.").to_string(), t))
         .collect();
     let model = M2BertModel::load(
-        VarBuilder::from_tensors(renamed, DType::F32, &Device::Cpu),
+        VarBuilder::from_tensors(renamed, DType::F32, &common::device()),
         &config(),
     )
     .unwrap();

@@ -5,11 +5,30 @@ use std::path::PathBuf;
 
 use serde_json::Value;
 
-/// `../shared/fixtures/<name>` beside the repository.
+/// `../shared/fixtures/<name>` beside the repository, or under `IBEX_FIXTURES_DIR` when set (a
+/// test binary copied to a GPU machine finds the fixtures there).
 pub fn fixture(name: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../../shared/fixtures")
-        .join(name)
+    match std::env::var_os("IBEX_FIXTURES_DIR") {
+        Some(dir) => PathBuf::from(dir).join(name),
+        None => PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+            .join("../../shared/fixtures")
+            .join(name),
+    }
+}
+
+/// The device the reference tests run on: `IBEX_TEST_DEVICE` (`cpu`, `cuda`, `cuda:N`), default
+/// the CPU, so a build with the `cuda` feature checks the CUDA kernels against the same
+/// references (`IBEX_TEST_DEVICE=cuda cargo test --features cuda -p ibex-embedder`).
+/// One device per test binary: two `Device::new_cuda(0)` are distinct devices to candle.
+pub fn device() -> candle_core::Device {
+    static DEVICE: std::sync::OnceLock<candle_core::Device> = std::sync::OnceLock::new();
+    DEVICE
+        .get_or_init(|| {
+            let name = std::env::var("IBEX_TEST_DEVICE").unwrap_or_else(|_| "cpu".into());
+            ibex_embedder::device::parse_device(&name)
+                .unwrap_or_else(|e| panic!("IBEX_TEST_DEVICE={name}: {e}"))
+        })
+        .clone()
 }
 
 fn matrix<T>(value: &Value, convert: fn(&Value) -> T) -> Vec<Vec<T>> {
