@@ -13,6 +13,8 @@
 mod batching;
 mod bert;
 mod bert_cpu;
+#[cfg(feature = "cuda")]
+mod cuda_kernels;
 pub mod device;
 pub mod e5;
 mod error;

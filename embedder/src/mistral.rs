@@ -93,10 +93,11 @@ impl Rotary {
     }
 }
 
+/// Self-attention with grouped-query heads. Q, K and V come from one fused projection (one GEMM
+/// instead of three), and the query heads sharing a key/value head are stacked along the rows of
+/// one product, so K and V are never repeated in memory.
 struct Attention {
-    q_proj: Linear,
-    k_proj: Linear,
-    v_proj: Linear,
+    qkv_proj: Tensor,
     o_proj: Linear,
     heads: usize,
     kv_heads: usize,
@@ -111,10 +112,16 @@ impl Attention {
             config.num_attention_heads,
             config.num_key_value_heads,
         );
+        if kv_heads == 0 || heads % kv_heads != 0 {
+            candle_core::bail!(
+                "num_attention_heads {heads} is not a multiple of num_key_value_heads {kv_heads}"
+            );
+        }
+        let q = vb.pp("q_proj").get((heads * head_dim, h), "weight")?;
+        let k = vb.pp("k_proj").get((kv_heads * head_dim, h), "weight")?;
+        let v = vb.pp("v_proj").get((kv_heads * head_dim, h), "weight")?;
         Ok(Attention {
-            q_proj: linear_no_bias(h, heads * head_dim, vb.pp("q_proj"))?,
-            k_proj: linear_no_bias(h, kv_heads * head_dim, vb.pp("k_proj"))?,
-            v_proj: linear_no_bias(h, kv_heads * head_dim, vb.pp("v_proj"))?,
+            qkv_proj: Tensor::cat(&[&q, &k, &v], 0)?,
             o_proj: linear_no_bias(heads * head_dim, h, vb.pp("o_proj"))?,
             heads,
             kv_heads,
@@ -122,52 +129,128 @@ impl Attention {
         })
     }
 
-    fn forward(&self, xs: &Tensor, mask: &Tensor, rotary: &Rotary) -> candle_core::Result<Tensor> {
-        let (b, len, _) = xs.dims3()?;
-        let split = |t: Tensor, heads: usize| {
-            t.reshape((b, len, heads, self.head_dim))?
-                .transpose(1, 2)?
-                .contiguous()
+    /// `xs` `[batch·len, hidden]` (rows of one sequence together) to the same shape.
+    fn forward(
+        &self,
+        xs: &Tensor,
+        batch: usize,
+        mask: &AttentionMask,
+        rotary: &Rotary,
+    ) -> candle_core::Result<Tensor> {
+        let (tokens, _) = xs.dims2()?;
+        let len = tokens / batch;
+        let (heads, kv_heads, d) = (self.heads, self.kv_heads, self.head_dim);
+        let qkv = xs.matmul(&self.qkv_proj.t()?)?;
+        let (q, k, v) = if fused_kernels(xs) {
+            #[cfg(feature = "cuda")]
+            {
+                crate::cuda_kernels::split_qkv(&qkv, batch, heads, kv_heads, d)?
+            }
+            #[cfg(not(feature = "cuda"))]
+            unreachable!("fused kernels exist only in CUDA builds")
+        } else {
+            let split = |offset: usize, n: usize| {
+                qkv.narrow(1, offset * d, n * d)?
+                    .reshape((batch, len, n, d))?
+                    .transpose(1, 2)?
+                    .contiguous()
+            };
+            (
+                split(0, heads)?,
+                split(heads, kv_heads)?,
+                split(heads + kv_heads, kv_heads)?,
+            )
         };
-        let q = split(self.q_proj.forward(xs)?, self.heads)?;
-        let k = split(self.k_proj.forward(xs)?, self.kv_heads)?;
-        let v = split(self.v_proj.forward(xs)?, self.kv_heads)?;
         let (q, k) = rotary.apply(&q, &k)?;
-        let groups = self.heads / self.kv_heads;
-        let k = candle_transformers::utils::repeat_kv(k, groups)?.contiguous()?;
-        let v = candle_transformers::utils::repeat_kv(v, groups)?.contiguous()?;
-        let scale = 1.0 / (self.head_dim as f64).sqrt();
-        let scores = (q.matmul(&k.t()?)? * scale)?.broadcast_add(mask)?;
-        let weights = candle_nn::ops::softmax_last_dim(&scores)?;
-        weights
-            .matmul(&v)?
-            .transpose(1, 2)?
-            .reshape((b, len, self.heads * self.head_dim))?
-            .apply(&self.o_proj)
+        // Query head h uses key/value head h / groups: stack each group's queries as rows.
+        let groups = heads / kv_heads;
+        let q = q.reshape((batch, kv_heads, groups * len, d))?;
+        let scores = q.matmul(&k.t()?)?; // [batch, kv_heads, groups·len, len]
+        let weights = mask.softmax(scores, 1.0 / (d as f64).sqrt())?;
+        let attended = weights
+            .matmul(&v)? // [batch, kv_heads, groups·len, d]
+            .reshape((batch, heads, len, d))?;
+        let merged = if fused_kernels(xs) {
+            #[cfg(feature = "cuda")]
+            {
+                crate::cuda_kernels::merge_heads(&attended)?
+            }
+            #[cfg(not(feature = "cuda"))]
+            unreachable!("fused kernels exist only in CUDA builds")
+        } else {
+            attended.transpose(1, 2)?.reshape((tokens, heads * d))?
+        };
+        merged.apply(&self.o_proj)
     }
 }
 
+/// The SwiGLU MLP, gate and up projections fused into one GEMM.
 struct Mlp {
-    gate_proj: Linear,
-    up_proj: Linear,
+    gate_up_proj: Tensor,
     down_proj: Linear,
     act: Activation,
+    intermediate: usize,
 }
 
 impl Mlp {
     fn load(vb: VarBuilder, config: &Config) -> candle_core::Result<Self> {
         let (h, i) = (config.hidden_size, config.intermediate_size);
+        let gate = vb.pp("gate_proj").get((i, h), "weight")?;
+        let up = vb.pp("up_proj").get((i, h), "weight")?;
         Ok(Mlp {
-            gate_proj: linear_no_bias(h, i, vb.pp("gate_proj"))?,
-            up_proj: linear_no_bias(h, i, vb.pp("up_proj"))?,
+            gate_up_proj: Tensor::cat(&[&gate, &up], 0)?,
             down_proj: linear_no_bias(i, h, vb.pp("down_proj"))?,
             act: config.hidden_act,
+            intermediate: i,
         })
     }
 
+    /// `xs` `[tokens, hidden]`.
     fn forward(&self, xs: &Tensor) -> candle_core::Result<Tensor> {
-        let gate = xs.apply(&self.gate_proj)?.apply(&self.act)?;
-        (gate * xs.apply(&self.up_proj)?)?.apply(&self.down_proj)
+        let gate_up = xs.matmul(&self.gate_up_proj.t()?)?;
+        #[cfg(feature = "cuda")]
+        if fused_kernels(xs) && matches!(self.act, Activation::Silu) {
+            return crate::cuda_kernels::swiglu(&gate_up)?.apply(&self.down_proj);
+        }
+        let i = self.intermediate;
+        let gate = gate_up.narrow(1, 0, i)?.apply(&self.act)?;
+        (gate * gate_up.narrow(1, i, i)?)?.apply(&self.down_proj)
+    }
+}
+
+/// Whether `xs` takes the fused CUDA kernels of [`crate::cuda_kernels`] (a CUDA build, a CUDA
+/// tensor, bf16 or f32); the CPU keeps candle's operations.
+fn fused_kernels(xs: &Tensor) -> bool {
+    cfg!(feature = "cuda")
+        && xs.device().is_cuda()
+        && matches!(xs.dtype(), DType::BF16 | DType::F32)
+}
+
+/// Which keys each query of a padded batch may see: at or before itself, within the sliding
+/// window, and not padding. On CUDA the visibility is computed inside one fused kernel that
+/// scales, masks and normalizes the scores in place; elsewhere it is an additive mask tensor.
+enum AttentionMask {
+    /// `[batch, 1, 1, len, len]` additive mask, broadcast over heads (and grouped query rows).
+    Additive(Tensor),
+    #[cfg(feature = "cuda")]
+    Fused(crate::cuda_kernels::KeyMask),
+}
+
+impl AttentionMask {
+    /// Softmax over the last dimension of `scores` `[batch, kv_heads, groups·len, len]` times
+    /// `scale`, hidden keys given weight 0.
+    fn softmax(&self, scores: Tensor, scale: f64) -> candle_core::Result<Tensor> {
+        match self {
+            AttentionMask::Additive(mask) => {
+                let (batch, kv_heads, rows, len) = scores.dims4()?;
+                let scores = (scores * scale)?
+                    .reshape((batch, kv_heads, rows / len, len, len))?
+                    .broadcast_add(mask)?;
+                candle_nn::ops::softmax_last_dim(&scores)?.reshape((batch, kv_heads, rows, len))
+            }
+            #[cfg(feature = "cuda")]
+            AttentionMask::Fused(keys) => keys.masked_softmax(scores, scale),
+        }
     }
 }
 
@@ -236,10 +319,18 @@ impl MistralModel {
         })
     }
 
-    /// The additive attention mask `[batch, 1, len, len]`: a query sees keys at or before it,
-    /// within the sliding window, that are not padding.
-    fn mask(&self, attention_mask: &[Vec<u32>], len: usize) -> candle_core::Result<Tensor> {
+    /// The attention mask of a padded batch (see [`AttentionMask`]).
+    fn mask(&self, attention_mask: &[Vec<u32>], len: usize) -> candle_core::Result<AttentionMask> {
         let window = self.sliding_window.unwrap_or(usize::MAX);
+        #[cfg(feature = "cuda")]
+        if self.device.is_cuda() && matches!(self.dtype, DType::BF16 | DType::F32) {
+            return Ok(AttentionMask::Fused(crate::cuda_kernels::KeyMask::new(
+                attention_mask,
+                len,
+                window,
+                &self.device,
+            )?));
+        }
         let mut values = Vec::with_capacity(attention_mask.len() * len * len);
         for row in attention_mask {
             for i in 0..len {
@@ -249,8 +340,10 @@ impl MistralModel {
                 }
             }
         }
-        Tensor::from_vec(values, (attention_mask.len(), 1, len, len), &self.device)?
-            .to_dtype(self.dtype)
+        Ok(AttentionMask::Additive(
+            Tensor::from_vec(values, (attention_mask.len(), 1, 1, len, len), &self.device)?
+                .to_dtype(self.dtype)?,
+        ))
     }
 
     /// Hidden states `[batch, len, hidden]` of a padded batch (every row `len` long, with its
@@ -268,20 +361,31 @@ impl MistralModel {
                 self.max_positions
             );
         }
+        if ids.iter().any(|r| r.len() != len)
+            || attention_mask.len() != ids.len()
+            || attention_mask.iter().any(|r| r.len() != len)
+        {
+            candle_core::bail!("a padded batch needs ids and attention mask rows of one length");
+        }
+        let batch = ids.len();
         let flat: Vec<u32> = ids.iter().flatten().copied().collect();
-        let input = Tensor::from_vec(flat, (ids.len(), len), &self.device)?;
+        let input = Tensor::from_vec(flat, batch * len, &self.device)?;
         let mask = self.mask(attention_mask, len)?;
-        let mut xs = self.embed_tokens.forward(&input)?;
+        // Every projection sees all the batch's tokens as the rows of one matrix.
+        let mut xs = self.embed_tokens.forward(&input)?; // [batch·len, hidden]
         for layer in &self.layers {
-            let attended =
-                layer
-                    .attention
-                    .forward(&xs.apply(&layer.input_norm)?, &mask, &self.rotary)?;
+            let attended = layer.attention.forward(
+                &xs.apply(&layer.input_norm)?,
+                batch,
+                &mask,
+                &self.rotary,
+            )?;
             xs = (xs + attended)?;
             let mlp = layer.mlp.forward(&xs.apply(&layer.post_attention_norm)?)?;
             xs = (xs + mlp)?;
         }
-        xs.apply(&self.norm)
+        let hidden = xs.dim(1)?;
+        xs.apply(&self.norm)?.reshape((batch, len, hidden))
     }
 }
 
