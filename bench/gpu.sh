@@ -18,7 +18,7 @@
 #
 # Without a system CUDA toolkit, nvcc and the libraries can come from PyPI (see BENCHMARKS.md):
 #   pip install nvidia-cuda-nvcc nvidia-cuda-runtime nvidia-cuda-crt nvidia-nvvm nvidia-cuda-cccl \
-#       nvidia-cublas nvidia-curand nvidia-cuda-nvrtc   (all 13.0), with CUDA_ROOT pointing there.
+#       nvidia-cublas nvidia-curand nvidia-cuda-nvrtc (all 13.0) and nvidia-cufft (12.0), with CUDA_ROOT pointing there.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 step=${1:-}
@@ -45,10 +45,10 @@ build)
 run | exec)
     for packed in "$dir"/*.xz; do xz -d -k -f "$packed"; done
     chmod +x "$dir"/gpu_throughput "$dir"/*_reference
-    # The CUDA libraries the build links (cuBLAS, cuRAND, the runtime): the system's, else the
+    # The CUDA libraries the build links (cuBLAS, cuRAND, cuFFT, NVRTC, the runtime): the system's, else the
     # ones PyTorch's wheels installed.
     libs=$(find /usr /opt -xdev \( -name 'libcublas.so.13' -o -name 'libcurand.so.10' \
-        -o -name 'libcudart.so.13' -o -name 'libnvrtc.so.13' \) 2>/dev/null |
+        -o -name 'libcudart.so.13' -o -name 'libnvrtc.so.13' -o -name 'libcufft.so.12' \) 2>/dev/null |
         xargs -r -n1 dirname | sort -u | paste -sd:)
     export LD_LIBRARY_PATH="$libs${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
     if [ "$step" = exec ]; then

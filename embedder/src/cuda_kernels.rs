@@ -1,29 +1,34 @@
-//! Fused CUDA kernels of the Mistral encoder (E5-Mistral), where candle's building blocks make
-//! several slow passes through memory. Profiled with Nsight Compute on an H100 (BENCHMARKS.md),
-//! the element-wise work between the GEMMs took longer than the GEMMs themselves:
+//! ibex's own CUDA kernels, for the places where candle's building blocks make several slow
+//! passes through memory or leave the device. Profiled with Nsight Compute on an H100
+//! (BENCHMARKS.md), E5-Mistral's element-wise work between the GEMMs took longer than the GEMMs
+//! themselves, and M2-BERT's long convolutions went through the host:
 //!
-//! - **masked softmax** (below);
+//! - **masked softmax**: written with candle's building blocks, masked attention makes four
+//!   passes over the `[batch, heads, len, len]` scores (scale, add a broadcast mask, softmax, and
+//!   building and uploading the `len²` mask itself). This kernel does it in place in one launch:
+//!   one thread block per query row scales the row, decides visibility from the query's position
+//!   and a `[batch, len]` key mask (causal, sliding window, padding), and writes the normalized
+//!   weights, zeros for hidden keys. A query with no visible key (left padding) gets an all-zero
+//!   row, so nothing non-finite reaches the weighted sum.
 //! - **SwiGLU**: `silu(gate) · up` read from the fused gate/up product, one pass instead of
-//!   candle's strided SiLU and strided multiply (3.3 ms → a fraction, per layer at 8k tokens);
+//!   candle's strided SiLU and strided multiply (3.3 ms → 0.5 ms per layer at 8k tokens).
 //! - **split_qkv / merge_heads**: the fused QKV product split into `[batch, heads, len, d]` Q, K
 //!   and V in one pass, and the attention output back to `[tokens, heads·d]`, instead of candle's
 //!   generic strided copies.
+//! - **fft_long_conv**: M2-BERT's long convolutions through cuFFT on the device (pad, forward
+//!   transform, spectrum product, inverse, scale and skip term), instead of a round trip through
+//!   the host's FFT: 5.3 s → 0.30 s per 32k-token sequence.
 //!
-//! Masked softmax: written with candle's building blocks, masked attention makes four passes over the
-//! `[batch, heads, len, len]` scores (scale, add a broadcast mask, softmax, and building and
-//! uploading the `len²` mask itself), each through memory. Measured on an H100 at 2 × 4,096 tokens
-//! those passes took most of the forward pass (BENCHMARKS.md). This kernel does it in place in one
-//! launch: one thread block per query row scales the row, decides visibility from the query's
-//! position and a `[batch, len]` key mask (causal, sliding window, padding), and writes the
-//! normalized weights, zeros for hidden keys. A query with no visible key (left padding) gets an
-//! all-zero row, so nothing non-finite reaches the weighted sum.
-//!
-//! The kernel is compiled at first use by NVRTC (which the CUDA build links anyway) and needs no
+//! The kernels are compiled at first use by NVRTC (which the CUDA build links anyway) and need no
 //! CUDA headers: bf16 is handled as its bit pattern.
 
 use std::sync::OnceLock;
 
 use candle_core::backend::BackendStorage;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use candle_core::cuda_backend::cudarc::cufft::{sys::cufftType, CudaFft};
 use candle_core::cuda_backend::cudarc::driver::{DeviceRepr, LaunchConfig, PushKernelArg};
 use candle_core::cuda_backend::cudarc::nvrtc;
 use candle_core::cuda_backend::CudaDType;
@@ -139,6 +144,37 @@ extern "C" __global__ void NAME(const T* src, T* dst, long long total, long long
     long long t = n / inner, j = n % inner;                                                    \
     float g = LOAD(src + t * 2 * inner + j), u = LOAD(src + t * 2 * inner + inner + j);       \
     STORE(dst + n, g / (1.0f + expf(-g)) * u);                                                 \
+}
+
+// M2-BERT's FFT convolution around cuFFT: rows of len zero-padded to 2·len; spectra multiplied
+// by each channel's kernel spectrum (interleaved complex, `bins` per row); the first len outputs
+// of the inverse scaled, plus the skip term.
+extern "C" __global__ void fft_pad(const float* src, float* dst, long long total, long long len) {
+    long long n = blockIdx.x * (long long)blockDim.x + threadIdx.x;
+    if (n >= total) return;
+    long long row = n / (2 * len), i = n % (2 * len);
+    dst[n] = i < len ? src[row * len + i] : 0.0f;
+}
+
+extern "C" __global__ void fft_multiply(float* spectrum, const float* kernel, long long total,
+                                        long long bins, long long channels) {
+    long long n = blockIdx.x * (long long)blockDim.x + threadIdx.x;
+    if (n >= total) return;
+    long long row = n / bins, f = n % bins;
+    const float* k = kernel + ((row % channels) * bins + f) * 2;
+    float* s = spectrum + n * 2;
+    float re = s[0] * k[0] - s[1] * k[1], im = s[0] * k[1] + s[1] * k[0];
+    s[0] = re;
+    s[1] = im;
+}
+
+extern "C" __global__ void fft_finish(const float* conv, const float* u, const float* skip,
+                                      float* y, long long total, long long len,
+                                      long long channels, float scale) {
+    long long n = blockIdx.x * (long long)blockDim.x + threadIdx.x;
+    if (n >= total) return;
+    long long row = n / len, i = n % len;
+    y[n] = conv[row * 2 * len + i] * scale + skip[row % channels] * u[n];
 }
 
 SPLIT_QKV(split_qkv_f32, float)
@@ -421,5 +457,213 @@ impl CustomOp1 for Reshuffle {
             other => candle_core::bail!("{} has no {other:?} kernel", self.kernel),
         };
         Ok((output, self.out_shape.clone()))
+    }
+}
+
+/// One launch of a kernel of [`SOURCE`] with one thread per element of `total`.
+fn launch_config(total: usize) -> candle_core::Result<LaunchConfig> {
+    let blocks = u32::try_from(total.div_ceil(256))
+        .map_err(|_| candle_core::Error::Msg(format!("{total} elements exceed one launch")))?;
+    Ok(LaunchConfig {
+        grid_dim: (blocks, 1, 1),
+        block_dim: (256, 1, 1),
+        shared_mem_bytes: 0,
+    })
+}
+
+fn cufft_error(
+    what: &str,
+) -> impl Fn(candle_core::cuda_backend::cudarc::cufft::result::CufftError) -> candle_core::Error + '_
+{
+    move |e| candle_core::Error::Msg(format!("cuFFT {what}: {e:?}"))
+}
+
+/// cuFFT plans by (device stream, transform length, batch, direction), shared by every layer: a
+/// plan's work area is as large as its data (hundreds of MB at 32k tokens), so one per layer would
+/// not fit. A plan's mutex serializes its executions, as cuFFT requires of one plan.
+type PlanKey = (usize, usize, usize, bool);
+fn plan(
+    device: &candle_core::CudaDevice,
+    fft_len: usize,
+    batch: usize,
+    forward: bool,
+) -> candle_core::Result<Arc<Mutex<CudaFft>>> {
+    static PLANS: OnceLock<Mutex<HashMap<PlanKey, Arc<Mutex<CudaFft>>>>> = OnceLock::new();
+    let stream = device.cuda_stream();
+    let key = (Arc::as_ptr(&stream) as usize, fft_len, batch, forward);
+    let mut plans = PLANS
+        .get_or_init(Default::default)
+        .lock()
+        .map_err(|_| candle_core::Error::Msg("cuFFT plan cache poisoned".into()))?;
+    if let Some(found) = plans.get(&key) {
+        return Ok(found.clone());
+    }
+    let to_i32 = |n: usize| {
+        i32::try_from(n).map_err(|_| candle_core::Error::Msg(format!("FFT size {n} exceeds i32")))
+    };
+    let kind = if forward {
+        cufftType::CUFFT_R2C
+    } else {
+        cufftType::CUFFT_C2R
+    };
+    let created = Arc::new(Mutex::new(
+        CudaFft::plan_1d(to_i32(fft_len)?, kind, to_i32(batch)?, stream)
+            .map_err(cufft_error("plan"))?,
+    ));
+    plans.insert(key, created.clone());
+    Ok(created)
+}
+
+/// M2-BERT's two-sided long convolution on the device: `y = irfft(rfft(pad(u)) · K)[..len] +
+/// skip · u` for `u` `[batch, channels, len]`, with `K` the channels' kernel spectra
+/// `[channels, (len + 1)·2]` (interleaved complex of the `2·len` transform) and `skip`
+/// `[channels]`, all f32.
+pub(crate) fn fft_long_conv(
+    u: &Tensor,
+    spectra: &Tensor,
+    skip: &Tensor,
+) -> candle_core::Result<Tensor> {
+    u.contiguous()?
+        .apply_op3_no_bwd(&spectra.contiguous()?, &skip.contiguous()?, &FftLongConv)
+}
+
+struct FftLongConv;
+
+impl candle_core::CustomOp3 for FftLongConv {
+    fn name(&self) -> &'static str {
+        "fft-long-conv"
+    }
+
+    fn cpu_fwd(
+        &self,
+        _: &CpuStorage,
+        _: &Layout,
+        _: &CpuStorage,
+        _: &Layout,
+        _: &CpuStorage,
+        _: &Layout,
+    ) -> candle_core::Result<(CpuStorage, Shape)> {
+        candle_core::bail!("the cuFFT long convolution runs on CUDA only")
+    }
+
+    fn cuda_fwd(
+        &self,
+        u: &CudaStorage,
+        u_layout: &Layout,
+        spectra: &CudaStorage,
+        spectra_layout: &Layout,
+        skip: &CudaStorage,
+        skip_layout: &Layout,
+    ) -> candle_core::Result<(CudaStorage, Shape)> {
+        let (batch, channels, len) = u_layout.shape().dims3()?;
+        let bins = len + 1;
+        if spectra_layout.shape().dims2()? != (channels, 2 * bins)
+            || skip_layout.shape().dims1()? != channels
+        {
+            candle_core::bail!(
+                "kernel spectra {:?} or skip {:?} do not fit the input {:?}",
+                spectra_layout.shape(),
+                skip_layout.shape(),
+                u_layout.shape()
+            );
+        }
+        let start = |layout: &Layout| {
+            layout.contiguous_offsets().map(|(s, _)| s).ok_or_else(|| {
+                candle_core::Error::Msg("the long convolution needs contiguous inputs".into())
+            })
+        };
+        let device = u.device().clone();
+        let rows = batch * channels;
+        let u_view = u.as_cuda_slice::<f32>()?.slice(start(u_layout)?..);
+        let spectra_view = spectra
+            .as_cuda_slice::<f32>()?
+            .slice(start(spectra_layout)?..);
+        let skip_view = skip.as_cuda_slice::<f32>()?.slice(start(skip_layout)?..);
+        let function = |name: &str| device.get_or_load_custom_func(name, MODULE, ptx()?);
+        let launch_error = |name: &'static str| {
+            move |e: candle_core::cuda_backend::cudarc::driver::DriverError| {
+                candle_core::Error::Msg(format!("launching {name}: {e}"))
+            }
+        };
+
+        // 1. Zero-pad every row to 2·len.
+        let padded_len = rows * 2 * len;
+        // SAFETY: fft_pad writes every element.
+        let mut padded = unsafe { device.alloc::<f32>(padded_len)? };
+        {
+            let (total, len) = (padded_len as i64, len as i64);
+            let pad = function("fft_pad")?;
+            let mut launch = pad.builder();
+            launch.arg(&u_view).arg(&mut padded).arg(&total).arg(&len);
+            // SAFETY: arguments match fft_pad; sizes as allocated.
+            unsafe { launch.launch(launch_config(padded_len)?) }
+                .map_err(launch_error("fft_pad"))?;
+        }
+        // 2. Forward real FFTs, one per row.
+        // SAFETY: the R2C transform writes every bin.
+        let mut spectrum = unsafe {
+            device.alloc::<candle_core::cuda_backend::cudarc::cufft::sys::float2>(rows * bins)?
+        };
+        {
+            let forward = plan(&device, 2 * len, rows, true)?;
+            let forward = forward
+                .lock()
+                .map_err(|_| candle_core::Error::Msg("cuFFT plan poisoned".into()))?;
+            forward
+                .exec_r2c(&padded, &mut spectrum)
+                .map_err(cufft_error("forward transform"))?;
+        }
+        // 3. Multiply by the kernel spectra.
+        {
+            let total = (rows * bins) as i64;
+            let (bins_arg, channels_arg) = (bins as i64, channels as i64);
+            let multiply = function("fft_multiply")?;
+            let mut launch = multiply.builder();
+            launch
+                .arg(&mut spectrum)
+                .arg(&spectra_view)
+                .arg(&total)
+                .arg(&bins_arg)
+                .arg(&channels_arg);
+            // SAFETY: arguments match fft_multiply (float2 as interleaved floats).
+            unsafe { launch.launch(launch_config(rows * bins)?) }
+                .map_err(launch_error("fft_multiply"))?;
+        }
+        // 4. Inverse transforms back into the padded buffer (no longer needed as input).
+        {
+            let inverse = plan(&device, 2 * len, rows, false)?;
+            let inverse = inverse
+                .lock()
+                .map_err(|_| candle_core::Error::Msg("cuFFT plan poisoned".into()))?;
+            inverse
+                .exec_c2r(&mut spectrum, &mut padded)
+                .map_err(cufft_error("inverse transform"))?;
+        }
+        // 5. The first len outputs, scaled, plus the skip term.
+        let out_len = rows * len;
+        // SAFETY: fft_finish writes every element.
+        let mut y = unsafe { device.alloc::<f32>(out_len)? };
+        {
+            let (total, len_arg, channels_arg) = (out_len as i64, len as i64, channels as i64);
+            let scale = 1.0f32 / (2 * len) as f32;
+            let finish = function("fft_finish")?;
+            let mut launch = finish.builder();
+            launch
+                .arg(&padded)
+                .arg(&u_view)
+                .arg(&skip_view)
+                .arg(&mut y)
+                .arg(&total)
+                .arg(&len_arg)
+                .arg(&channels_arg)
+                .arg(&scale);
+            // SAFETY: arguments match fft_finish; sizes as allocated.
+            unsafe { launch.launch(launch_config(out_len)?) }
+                .map_err(launch_error("fft_finish"))?;
+        }
+        Ok((
+            CudaStorage::wrap_cuda_slice(y, device),
+            Shape::from((batch, channels, len)),
+        ))
     }
 }

@@ -190,6 +190,10 @@ struct LongConv {
     skip: Vec<f32>,
     /// Spectra of the two-sided kernel per sequence length, computed once.
     spectra: Mutex<HashMap<usize, Arc<KernelSpectra>>>,
+    /// The same spectra on a CUDA device (`[d, (len + 1)·2]`, interleaved) with the skip term
+    /// `[d]`, uploaded once per length.
+    #[cfg(feature = "cuda")]
+    device_spectra: Mutex<HashMap<usize, (Tensor, Tensor)>>,
 }
 
 /// The rfft of each channel's 2L-tap kernel `[k_fwd, flip(k_rev)]`.
@@ -243,6 +247,8 @@ impl LongConv {
             deltas,
             skip,
             spectra: Mutex::new(HashMap::new()),
+            #[cfg(feature = "cuda")]
+            device_spectra: Mutex::new(HashMap::new()),
         })
     }
 
@@ -288,10 +294,42 @@ impl LongConv {
         Ok(spectra)
     }
 
+    /// The kernel spectra and skip term for `len` on `device` (computed on the host once).
+    #[cfg(feature = "cuda")]
+    fn device_spectra(&self, len: usize, device: &Device) -> candle_core::Result<(Tensor, Tensor)> {
+        if let Ok(cache) = self.device_spectra.lock() {
+            if let Some(found) = cache.get(&len) {
+                return Ok(found.clone());
+            }
+        }
+        let host = self.spectra(len)?;
+        let d = host.channels.len();
+        let bins = host.fft_len / 2 + 1;
+        let interleaved: Vec<f32> = host
+            .channels
+            .iter()
+            .flat_map(|channel| channel.iter().flat_map(|c| [c.re, c.im]))
+            .collect();
+        let uploaded = (
+            Tensor::from_vec(interleaved, (d, 2 * bins), device)?,
+            Tensor::from_slice(&self.skip, d, device)?,
+        );
+        if let Ok(mut cache) = self.device_spectra.lock() {
+            cache.insert(len, uploaded.clone());
+        }
+        Ok(uploaded)
+    }
+
     /// `y[c,i] = Σ_{j≤i} k_fwd[c,i-j]·u[c,j] + Σ_{j>i} k_rev[c,j-i-1]·u[c,j] + D[c]·u[c,i]` for
     /// `u` of `[batch, d, len]`, by FFT of length 2·len (a linear, not circular, convolution).
     fn forward(&self, u: &Tensor) -> candle_core::Result<Tensor> {
         let (batch, d, len) = u.dims3()?;
+        #[cfg(feature = "cuda")]
+        if u.device().is_cuda() {
+            let (spectra, skip) = self.device_spectra(len, u.device())?;
+            let y = crate::cuda_kernels::fft_long_conv(&u.to_dtype(DType::F32)?, &spectra, &skip)?;
+            return y.to_dtype(u.dtype());
+        }
         let spectra = self.spectra(len)?;
         let device = u.device().clone();
         let dtype = u.dtype();
