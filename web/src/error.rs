@@ -102,14 +102,15 @@ impl From<EmbedderError> for ApiError {
         let message = e.to_string();
         match e {
             EmbedderError::UnknownModel(_)
-            | EmbedderError::HubModel(_)
             | EmbedderError::Device(_)
             | EmbedderError::MissingModelFile { .. }
             | EmbedderError::InvalidModelFile { .. }
             | EmbedderError::UnsupportedArchitecture { .. } => {
                 ApiError::invalid("invalid_model", message)
             }
-            EmbedderError::Fetch { .. } => ApiError::unavailable("model_unavailable", message),
+            EmbedderError::Fetch { .. } | EmbedderError::HubDownload { .. } => {
+                ApiError::unavailable("model_unavailable", message)
+            }
             _ => ApiError::internal(message),
         }
     }
