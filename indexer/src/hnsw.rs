@@ -619,7 +619,7 @@ mod tests {
         let (n, dimension) = (3000, 12);
         let vectors = unit_vectors(n, dimension, 3);
         let graph = HnswGraph::build(&vectors, dimension, 16, 100, 7);
-        let allowed = |row: u32| row % 3 == 0;
+        let allowed = |row: u32| row.is_multiple_of(3);
         let queries = unit_vectors(50, dimension, 4);
         let mut found = 0;
         for query in queries.chunks_exact(dimension) {
