@@ -300,47 +300,45 @@ impl InplaceOp2 for MaskedSoftmax {
         };
         let device = scores.device().clone();
         let keep = keep.as_cuda_slice::<u32>()?.slice(keep_start..);
-        let name = match scores.dtype() {
-            DType::BF16 => "masked_softmax_bf16",
-            DType::F32 => "masked_softmax_f32",
+        let (suffix, view_of) = match scores.dtype() {
+            DType::BF16 => ("bf16", ScoresDtype::Bf16),
+            DType::F32 => ("f32", ScoresDtype::F32),
             other => candle_core::bail!("masked softmax has no {other:?} kernel"),
         };
-        let function = device.get_or_load_custom_func(name, MODULE, ptx()?)?;
-        let launched = match scores.dtype() {
-            DType::BF16 => {
-                let mut launch = function.builder();
-                let mut view = scores
+        let function =
+            device.get_or_load_custom_func(&format!("masked_softmax_{suffix}"), MODULE, ptx()?)?;
+        let mut launch = function.builder();
+        // Either view is pushed as the kernel's first argument; only one exists.
+        let (mut bf16_view, mut f32_view);
+        match view_of {
+            ScoresDtype::Bf16 => {
+                bf16_view = scores
                     .as_cuda_slice_mut::<half::bf16>()?
                     .slice_mut(scores_start..);
-                launch.arg(&mut view);
-                launch
-                    .arg(&keep)
-                    .arg(&len)
-                    .arg(&rows_per_batch)
-                    .arg(&window)
-                    .arg(&self.scale);
-                // SAFETY: the arguments match the kernel's signature; `view` holds rows × len
-                // elements and `keep` batch × len, as the checks above established.
-                unsafe { launch.launch(config) }
+                launch.arg(&mut bf16_view);
             }
-            _ => {
-                let mut launch = function.builder();
-                let mut view = scores.as_cuda_slice_mut::<f32>()?.slice_mut(scores_start..);
-                launch.arg(&mut view);
-                launch
-                    .arg(&keep)
-                    .arg(&len)
-                    .arg(&rows_per_batch)
-                    .arg(&window)
-                    .arg(&self.scale);
-                // SAFETY: as above.
-                unsafe { launch.launch(config) }
+            ScoresDtype::F32 => {
+                f32_view = scores.as_cuda_slice_mut::<f32>()?.slice_mut(scores_start..);
+                launch.arg(&mut f32_view);
             }
-        };
-        launched
+        }
+        launch
+            .arg(&keep)
+            .arg(&len)
+            .arg(&rows_per_batch)
+            .arg(&window)
+            .arg(&self.scale);
+        // SAFETY: the arguments match the kernel's signature; the scores view holds rows × len
+        // elements and `keep` batch × len, as the checks above established.
+        unsafe { launch.launch(config) }
             .map(|_| ())
             .map_err(|e| candle_core::Error::Msg(format!("launching the masked softmax: {e}")))
     }
+}
+
+enum ScoresDtype {
+    Bf16,
+    F32,
 }
 
 /// Q, K and V `[batch, heads or kv_heads, len, d]` from the fused projection `[batch·len,
@@ -413,19 +411,13 @@ impl Reshuffle {
         let mut dst = unsafe { device.alloc::<T>(total)? };
         let function =
             device.get_or_load_custom_func(&format!("{}_{suffix}", self.kernel), MODULE, ptx()?)?;
-        let blocks = u32::try_from(total.div_ceil(256))
-            .map_err(|_| candle_core::Error::Msg(format!("{total} elements exceed one launch")))?;
+        let config = launch_config(total)?;
         let total = total as i64;
         let mut launch = function.builder();
         launch.arg(&src).arg(&mut dst).arg(&total);
         for value in &self.ints {
             launch.arg(value);
         }
-        let config = LaunchConfig {
-            grid_dim: (blocks, 1, 1),
-            block_dim: (256, 1, 1),
-            shared_mem_bytes: 0,
-        };
         // SAFETY: the arguments match the kernel's signature, `src` holds the input's elements
         // (contiguous from `start`) and `dst` the output's.
         unsafe { launch.launch(config) }
