@@ -5,8 +5,8 @@
 //! weights (one file, or the shards an index file lists) and, where the repository has them, the
 //! sentence-transformers files that set pooling, normalization and the input length
 //! (`modules.json`, each module's `config.json`, `sentence_bert_config.json`), and hands the
-//! snapshot folder to the same loader a local folder goes through. Files already in the cache are not fetched again, so a
-//! model downloaded once loads offline. Where the hub cannot be reached (machines whose network
+//! snapshot folder to the same loader a local folder goes through. Files already in the cache
+//! are not fetched again, so a model downloaded once loads offline. Where the hub cannot be reached (machines whose network
 //! only reaches package registries), the error says how to bring the folder by hand.
 //!
 //! Environment: `HF_ENDPOINT` (a mirror), `HF_HOME` (the cache; default `$IBEX_HOME/hub`),

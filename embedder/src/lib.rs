@@ -147,10 +147,7 @@ fn load_folder_with_id(dir: &Path, hub_id: Option<&str>) -> Result<Arc<dyn Embed
         "bert" | "m2_bert" if kind.monarch_mixer_sequence_mixing => Ok(Arc::new(
             M2BertEmbedder::load_with_id(dir, &id()?, &device::select_device()?)?,
         )),
-        _ => match hub_id {
-            Some(id) => Ok(Arc::new(BertEmbedder::load_with_id(dir, id)?)),
-            None => Ok(Arc::new(BertEmbedder::load(dir)?)),
-        },
+        _ => Ok(Arc::new(BertEmbedder::load_with_id(dir, &id()?)?)),
     }
 }
 

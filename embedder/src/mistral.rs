@@ -141,26 +141,7 @@ impl Attention {
         let len = tokens / batch;
         let (heads, kv_heads, d) = (self.heads, self.kv_heads, self.head_dim);
         let qkv = xs.matmul(&self.qkv_proj.t()?)?;
-        let (q, k, v) = if fused_kernels(xs) {
-            #[cfg(feature = "cuda")]
-            {
-                crate::cuda_kernels::split_qkv(&qkv, batch, heads, kv_heads, d)?
-            }
-            #[cfg(not(feature = "cuda"))]
-            unreachable!("fused kernels exist only in CUDA builds")
-        } else {
-            let split = |offset: usize, n: usize| {
-                qkv.narrow(1, offset * d, n * d)?
-                    .reshape((batch, len, n, d))?
-                    .transpose(1, 2)?
-                    .contiguous()
-            };
-            (
-                split(0, heads)?,
-                split(heads, kv_heads)?,
-                split(heads + kv_heads, kv_heads)?,
-            )
-        };
+        let (q, k, v) = self.split_heads(&qkv, batch)?;
         let (q, k) = rotary.apply(&q, &k)?;
         // Query head h uses key/value head h / groups: stack each group's queries as rows.
         let groups = heads / kv_heads;
@@ -170,17 +151,46 @@ impl Attention {
         let attended = weights
             .matmul(&v)? // [batch, kv_heads, groups·len, d]
             .reshape((batch, heads, len, d))?;
-        let merged = if fused_kernels(xs) {
-            #[cfg(feature = "cuda")]
-            {
-                crate::cuda_kernels::merge_heads(&attended)?
-            }
-            #[cfg(not(feature = "cuda"))]
-            unreachable!("fused kernels exist only in CUDA builds")
-        } else {
-            attended.transpose(1, 2)?.reshape((tokens, heads * d))?
-        };
+        let merged = Self::merge_heads(&attended)?;
         merged.apply(&self.o_proj)
+    }
+}
+
+impl Attention {
+    /// Q `[batch, heads, len, d]`, K and V `[batch, kv_heads, len, d]` of the fused projection
+    /// `[batch·len, (heads + 2·kv_heads)·d]`.
+    fn split_heads(
+        &self,
+        qkv: &Tensor,
+        batch: usize,
+    ) -> candle_core::Result<(Tensor, Tensor, Tensor)> {
+        let (heads, kv_heads, d) = (self.heads, self.kv_heads, self.head_dim);
+        #[cfg(feature = "cuda")]
+        if fused_kernels(qkv) {
+            return crate::cuda_kernels::split_qkv(qkv, batch, heads, kv_heads, d);
+        }
+        let len = qkv.dim(0)? / batch;
+        let split = |offset: usize, n: usize| {
+            qkv.narrow(1, offset * d, n * d)?
+                .reshape((batch, len, n, d))?
+                .transpose(1, 2)?
+                .contiguous()
+        };
+        Ok((
+            split(0, heads)?,
+            split(heads, kv_heads)?,
+            split(heads + kv_heads, kv_heads)?,
+        ))
+    }
+
+    /// `[batch, heads, len, d]` to `[batch·len, heads·d]`.
+    fn merge_heads(attended: &Tensor) -> candle_core::Result<Tensor> {
+        #[cfg(feature = "cuda")]
+        if fused_kernels(attended) {
+            return crate::cuda_kernels::merge_heads(attended);
+        }
+        let (batch, heads, len, d) = attended.dims4()?;
+        attended.transpose(1, 2)?.reshape((batch * len, heads * d))
     }
 }
 
@@ -218,12 +228,11 @@ impl Mlp {
     }
 }
 
-/// Whether `xs` takes the fused CUDA kernels of [`crate::cuda_kernels`] (a CUDA build, a CUDA
-/// tensor, bf16 or f32); the CPU keeps candle's operations.
+/// Whether `xs` takes the fused CUDA kernels of [`crate::cuda_kernels`] (a CUDA tensor, bf16 or
+/// f32); the CPU keeps candle's operations.
+#[cfg(feature = "cuda")]
 fn fused_kernels(xs: &Tensor) -> bool {
-    cfg!(feature = "cuda")
-        && xs.device().is_cuda()
-        && matches!(xs.dtype(), DType::BF16 | DType::F32)
+    xs.device().is_cuda() && matches!(xs.dtype(), DType::BF16 | DType::F32)
 }
 
 /// Which keys each query of a padded batch may see: at or before itself, within the sliding
