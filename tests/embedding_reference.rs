@@ -58,6 +58,19 @@ fn matches_sentence_transformers_reference_alone_and_in_mixed_batches() {
             assert!(c >= 0.9999, "batched: cosine {c} for item {i}");
         }
     }
+    // A call with many batches runs them side by side, one per thread (a different code path
+    // from one batch split over the threads): same vectors. Two threads whatever the machine.
+    let many: Vec<&str> = texts.iter().copied().cycle().take(64 * 10).collect();
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(2)
+        .build()
+        .unwrap();
+    let vectors = pool.install(|| model.embed(&many, TextKind::Document).unwrap());
+    assert_eq!(vectors.len(), many.len());
+    for (k, vector) in vectors.iter().enumerate() {
+        let c = cosine(vector, &references[k % texts.len()]);
+        assert!(c >= 0.9999, "side by side: cosine {c} for text {k}");
+    }
 }
 
 #[test]

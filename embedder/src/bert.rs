@@ -7,10 +7,11 @@ use candle_nn::VarBuilder;
 use candle_transformers::models::bert::{BertModel, Config};
 use tokenizers::{Tokenizer, TruncationDirection, TruncationParams, TruncationStrategy};
 
-use crate::bert_cpu::{self, CpuBert};
+use crate::bert_cpu::{self, CpuBert, Split};
 use crate::error::{EmbedderError, Result};
 use crate::pooling::{Pooling, SentenceConfig};
 use crate::{Embedder, TextKind, TokenSpan};
+use rayon::prelude::*;
 
 /// Most padded tokens (rows × longest row) in one batch. Texts are sorted by length first, so a
 /// batch holds texts of similar length and padding stays small. A budget in tokens rather than
@@ -161,9 +162,13 @@ impl BertEmbedder {
 
     /// Runs one batch of already tokenized texts and returns its pooled (and, if configured,
     /// normalized) vectors.
-    fn embed_batch(&self, encodings: &[&tokenizers::Encoding]) -> Result<Vec<Vec<f32>>> {
+    fn embed_batch(
+        &self,
+        encodings: &[&tokenizers::Encoding],
+        split: Split,
+    ) -> Result<Vec<Vec<f32>>> {
         let model = match (&self.fast, &self.model) {
-            (Some(fast), _) => return self.embed_batch_packed(fast, encodings),
+            (Some(fast), _) => return self.embed_batch_packed(fast, encodings, split),
             (None, Some(model)) => model,
             (None, None) => {
                 return Err(EmbedderError::Tokenizer(
@@ -221,9 +226,10 @@ impl BertEmbedder {
         &self,
         fast: &CpuBert,
         encodings: &[&tokenizers::Encoding],
+        split: Split,
     ) -> Result<Vec<Vec<f32>>> {
         let sequences: Vec<&[u32]> = encodings.iter().map(|e| e.get_ids()).collect();
-        let (hidden, offsets) = fast.forward(&sequences)?;
+        let (hidden, offsets) = fast.forward(&sequences, split)?;
         let width = self.dimension;
         Ok(offsets
             .windows(2)
@@ -282,7 +288,7 @@ impl Embedder for BertEmbedder {
         // Sort by length so each batch pads only to texts of similar length.
         let mut order: Vec<usize> = (0..texts.len()).collect();
         order.sort_by_key(|&i| encodings[i].get_ids().len());
-        let mut vectors: Vec<Vec<f32>> = vec![Vec::new(); texts.len()];
+        let mut batches: Vec<&[usize]> = Vec::new();
         let mut start = 0;
         while start < order.len() {
             // Sorted ascending, so the last text taken is the batch's longest.
@@ -293,13 +299,36 @@ impl Embedder for BertEmbedder {
             {
                 end += 1;
             }
-            let batch = &order[start..end];
+            batches.push(&order[start..end]);
+            start = end;
+        }
+        let run = |batch: &&[usize], split: Split| {
             let batch_encodings: Vec<&tokenizers::Encoding> =
                 batch.iter().map(|&i| &encodings[i]).collect();
-            for (&i, vector) in batch.iter().zip(self.embed_batch(&batch_encodings)?) {
+            self.embed_batch(&batch_encodings, split)
+        };
+        // With batches enough to keep every thread busy, CPU batches run side by side, each on
+        // one thread: no barrier between operations, and each thread's buffers stay in its own
+        // cache (BENCHMARKS.md, "Embedding throughput"). Otherwise each operation of a batch is
+        // split over the threads, which is what a single query needs.
+        let threads = rayon::current_num_threads();
+        let side_by_side = self.fast.is_some() && threads > 1 && batches.len() >= 2 * threads;
+        let outputs: Vec<Vec<Vec<f32>>> = if side_by_side {
+            batches
+                .par_iter()
+                .map(|batch| run(batch, Split::OneThread))
+                .collect::<Result<_>>()?
+        } else {
+            batches
+                .iter()
+                .map(|batch| run(batch, Split::AcrossThreads))
+                .collect::<Result<_>>()?
+        };
+        let mut vectors: Vec<Vec<f32>> = vec![Vec::new(); texts.len()];
+        for (batch, output) in batches.iter().zip(outputs) {
+            for (&i, vector) in batch.iter().zip(output) {
                 vectors[i] = vector;
             }
-            start = end;
         }
         Ok(vectors)
     }

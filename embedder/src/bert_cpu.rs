@@ -9,9 +9,16 @@
 //! - Bias + GELU, softmax, and residual + layer norm are single fused passes, with a
 //!   branch-free exp the compiler vectorizes.
 //!
-//! It computes the same function as candle-transformers' `BertModel` (checked by the reference
-//! embeddings test at cosine >= 0.9999 and by `bert_cpu_matches_candle` in tests); models it
-//! does not cover (RoBERTa position offsets, non-erf activations, GPU devices) stay on candle.
+//! - Attention of MiniLM-sized heads is one fused AVX-512 kernel per (sequence, head): scores,
+//!   softmax and output per block of query rows, with no gemm call (`fused_attention_avx512`).
+//! - A call with many batches runs them side by side, one per thread ([`Split::OneThread`]);
+//!   a single batch splits each operation over the threads instead.
+//!
+//! It computes the same function as candle-transformers' `BertModel` (checked against
+//! sentence-transformers' vectors at cosine >= 0.9999 in tests/embedding_reference.rs, alone, in
+//! batches and side by side; the fused attention against the gemm path in this file's tests);
+//! models it does not cover (RoBERTa position offsets, non-erf activations, GPU devices) stay on
+//! candle.
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -34,6 +41,43 @@ struct Layer {
     down: Vec<f32>,
     down_bias: Vec<f32>,
     output_norm: (Vec<f32>, Vec<f32>),
+}
+
+/// How one forward pass uses rayon's thread pool.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Split {
+    /// Every operation is split over the pool's threads: one batch at a time, lowest latency.
+    AcrossThreads,
+    /// The whole pass runs on the calling thread, so that several batches can run side by side
+    /// (one per thread) with no barrier between operations: the higher throughput when there are
+    /// batches enough for every thread.
+    OneThread,
+}
+
+impl Split {
+    fn parallelism(self) -> Parallelism {
+        match self {
+            Split::AcrossThreads => Parallelism::Rayon(rayon::current_num_threads()),
+            Split::OneThread => Parallelism::None,
+        }
+    }
+
+    /// Runs `work` on every chunk of `chunk` values of `data`, split over the pool or not.
+    fn for_each_chunk<F>(self, data: &mut [f32], chunk: usize, work: F)
+    where
+        F: Fn(usize, &mut [f32]) + Send + Sync,
+    {
+        match self {
+            Split::AcrossThreads => data
+                .par_chunks_mut(chunk)
+                .enumerate()
+                .for_each(|(i, part)| work(i, part)),
+            Split::OneThread => data
+                .chunks_mut(chunk)
+                .enumerate()
+                .for_each(|(i, part)| work(i, part)),
+        }
+    }
 }
 
 /// A BERT encoder held as plain `f32` buffers.
@@ -184,7 +228,7 @@ impl CpuBert {
 
     /// The last hidden states of `sequences` (token ids, special tokens included), packed:
     /// row `offsets[s] + i` is token `i` of sequence `s`. Returns the rows and the offsets.
-    pub fn forward(&self, sequences: &[&[u32]]) -> Result<(Vec<f32>, Vec<usize>)> {
+    pub fn forward(&self, sequences: &[&[u32]], split: Split) -> Result<(Vec<f32>, Vec<usize>)> {
         let h = self.hidden;
         let mut offsets = Vec::with_capacity(sequences.len() + 1);
         offsets.push(0);
@@ -220,7 +264,7 @@ impl CpuBert {
                 }
             }
         }
-        layer_norm(&mut x, None, &self.embedding_norm, self.eps, h);
+        layer_norm(&mut x, None, &self.embedding_norm, self.eps, h, split);
 
         SCRATCH.with_borrow_mut(|scratch| {
             let Scratch {
@@ -239,11 +283,12 @@ impl CpuBert {
             ] {
                 buffer.resize(len, 0.0);
             }
-            self.layers_forward(&mut x, &offsets, qkv, context, projected, up);
+            self.layers_forward(&mut x, &offsets, qkv, context, projected, up, split);
         });
         Ok((x, offsets))
     }
 
+    #[allow(clippy::too_many_arguments)]
     fn layers_forward(
         &self,
         x: &mut [f32],
@@ -252,12 +297,23 @@ impl CpuBert {
         context: &mut [f32],
         projected: &mut [f32],
         up: &mut [f32],
+        split: Split,
     ) {
         let h = self.hidden;
         let tokens = x.len() / h;
         for layer in &self.layers {
-            matmul(x, &layer.qkv, &layer.qkv_bias, qkv, tokens, h, 3 * h);
-            self.attention(qkv, offsets, context);
+            let parallelism = split.parallelism();
+            matmul(
+                x,
+                &layer.qkv,
+                &layer.qkv_bias,
+                qkv,
+                tokens,
+                h,
+                3 * h,
+                parallelism,
+            );
+            self.attention(qkv, offsets, context, split);
             matmul(
                 context,
                 &layer.out,
@@ -266,8 +322,16 @@ impl CpuBert {
                 tokens,
                 h,
                 h,
+                parallelism,
             );
-            layer_norm(x, Some(projected), &layer.attention_norm, self.eps, h);
+            layer_norm(
+                x,
+                Some(projected),
+                &layer.attention_norm,
+                self.eps,
+                h,
+                split,
+            );
             matmul(
                 x,
                 &layer.up,
@@ -276,8 +340,9 @@ impl CpuBert {
                 tokens,
                 h,
                 self.intermediate,
+                parallelism,
             );
-            up.par_chunks_mut(4096).for_each(gelu_erf);
+            split.for_each_chunk(up, 4096, |_, part| gelu_erf(part));
             matmul(
                 up,
                 &layer.down,
@@ -286,16 +351,16 @@ impl CpuBert {
                 tokens,
                 self.intermediate,
                 h,
+                parallelism,
             );
-            layer_norm(x, Some(projected), &layer.output_norm, self.eps, h);
+            layer_norm(x, Some(projected), &layer.output_norm, self.eps, h, split);
         }
     }
 
     /// Scaled dot-product attention of every sequence and head, into `context` (`[tokens, h]`).
-    fn attention(&self, qkv: &[f32], offsets: &[usize], context: &mut [f32]) {
+    fn attention(&self, qkv: &[f32], offsets: &[usize], context: &mut [f32], split: Split) {
         let h = self.hidden;
         let head = h / self.heads;
-        let scale = 1.0 / (head as f32).sqrt();
         let stride = 3 * h;
         // Each sequence writes its own rows of `context`; split it accordingly.
         let mut parts: Vec<(usize, &mut [f32])> = Vec::with_capacity(offsets.len());
@@ -305,70 +370,248 @@ impl CpuBert {
             parts.push((offsets[s], part));
             rest = tail;
         }
-        parts.into_par_iter().for_each(|(start, out)| {
+        let sequence = |(start, out): (usize, &mut [f32])| {
             let len = out.len() / h;
-            SCORES.with_borrow_mut(|scores| {
-                scores.resize(len * len, 0.0);
+            let rows = &qkv[start * stride..(start + len) * stride];
+            ATTENTION_SCRATCH.with_borrow_mut(|scratch| {
                 for hd in 0..self.heads {
-                    let q = qkv[start * stride + hd * head..].as_ptr();
-                    let k = qkv[start * stride + h + hd * head..].as_ptr();
-                    let v = qkv[start * stride + 2 * h + hd * head..].as_ptr();
-                    // SAFETY: q, k and v point at `len` rows of `head` values with row stride
-                    // `stride` inside `qkv`; `scores` is len x len; the output block is `len` rows
-                    // of `head` values with row stride `h` inside `out`.
-                    unsafe {
-                        gemm::gemm(
-                            len,
-                            len,
-                            head,
-                            scores.as_mut_ptr(),
-                            1,
-                            len as isize,
-                            false,
-                            q,
-                            1,
-                            stride as isize,
-                            k,
-                            stride as isize,
-                            1,
-                            0.0,
-                            scale,
-                            false,
-                            false,
-                            false,
-                            Parallelism::None,
-                        );
-                    }
-                    for row in scores.chunks_exact_mut(len) {
-                        softmax(row);
-                    }
-                    // SAFETY: as above.
-                    unsafe {
-                        gemm::gemm(
-                            len,
-                            head,
-                            len,
-                            out[hd * head..].as_mut_ptr(),
-                            1,
-                            h as isize,
-                            false,
-                            scores.as_ptr(),
-                            1,
-                            len as isize,
-                            v,
-                            1,
-                            stride as isize,
-                            0.0,
-                            1.0,
-                            false,
-                            false,
-                            false,
-                            Parallelism::None,
-                        );
-                    }
+                    let job = HeadAttention {
+                        qkv: rows,
+                        stride,
+                        hidden: h,
+                        offset: hd * head,
+                        len,
+                        out: &mut out[..],
+                        scratch: &mut *scratch,
+                    };
+                    head_attention(job, head);
                 }
             });
-        });
+        };
+        match split {
+            Split::AcrossThreads => parts.into_par_iter().for_each(sequence),
+            Split::OneThread => parts.into_iter().for_each(sequence),
+        }
+    }
+}
+
+/// One (sequence, head) of attention: `len` rows of `qkv` (`[q | k | v]`, row stride `stride`,
+/// each part `hidden` wide), the head's columns starting at `offset` in each part; the result goes
+/// to the same columns of `out` (row stride `hidden`).
+struct HeadAttention<'a> {
+    qkv: &'a [f32],
+    stride: usize,
+    hidden: usize,
+    offset: usize,
+    len: usize,
+    out: &'a mut [f32],
+    scratch: &'a mut AttentionScratch,
+}
+
+/// Per-thread buffers of [`head_attention`].
+#[derive(Default)]
+struct AttentionScratch {
+    /// The head's keys transposed (`[head, padded len]`), pre-scaled by 1/sqrt(head).
+    keys: Vec<f32>,
+    /// Scores of one block of query rows (fused kernel) or of all rows (gemm path).
+    scores: Vec<f32>,
+}
+
+/// Dispatches to the fused AVX-512 kernel where the CPU has it and the head size is a multiple of
+/// 32 (MiniLM's 32, BERT-base's and -large's 64), and to two gemm calls otherwise.
+fn head_attention(mut job: HeadAttention<'_>, head: usize) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if head.is_multiple_of(KEY_TILE) && std::arch::is_x86_feature_detected!("avx512f") {
+            // SAFETY: the CPU supports AVX-512F (checked just above), and the job's rows lie
+            // inside its buffers (`HeadAttention`'s contract, asserted in the kernel).
+            unsafe { fused_attention_avx512(&mut job, head) };
+            return;
+        }
+    }
+    gemm_attention(&mut job, head);
+}
+
+/// Query rows handled together by the fused kernel: 8 rows by 32 columns of scores (or of output
+/// values) are 16 of AVX-512's 32 registers of accumulators, reused across every key.
+const QUERY_BLOCK: usize = 8;
+/// Key columns per score tile (two AVX-512 vectors); the transposed keys are padded to a
+/// multiple of it, and the fused kernel takes head sizes that are multiples of it.
+const KEY_TILE: usize = 32;
+
+/// Attention of one head without a gemm call per product. The products are L x L x 32 (MiniLM's
+/// head size, 100-500 tokens), where packing and dispatch cost the gemm crate about as much as
+/// the arithmetic. Keys are transposed once per head (a score tile is then a broadcast query value
+/// times two contiguous vectors of keys); each block of [`QUERY_BLOCK`] query rows computes its
+/// scores (which stay in L1), their softmax, and its output rows, reading V's rows in place.
+///
+/// # Safety
+/// The CPU must support AVX-512F.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx2,fma")]
+unsafe fn fused_attention_avx512(job: &mut HeadAttention<'_>, head: usize) {
+    use std::arch::x86_64::*;
+    let HeadAttention {
+        qkv,
+        stride,
+        hidden,
+        offset,
+        len,
+        ref mut out,
+        ref mut scratch,
+    } = *job;
+    if len == 0 {
+        return;
+    }
+    // Every pointer below stays inside these bounds.
+    assert!(head.is_multiple_of(KEY_TILE) && offset + head <= hidden && 3 * hidden <= stride);
+    assert!(qkv.len() >= (len - 1) * stride + 3 * hidden && out.len() >= len * hidden);
+    let padded = len.div_ceil(KEY_TILE) * KEY_TILE;
+    let scale = 1.0 / (head as f32).sqrt();
+    let keys = &mut scratch.keys;
+    keys.clear();
+    keys.resize(head * padded, 0.0);
+    // Written row by row (strided reads are cheap, strided scalar stores are not).
+    let key_base = hidden + offset;
+    for (d, key_row) in keys.chunks_exact_mut(padded).enumerate() {
+        for (j, key) in key_row[..len].iter_mut().enumerate() {
+            *key = qkv[j * stride + key_base + d] * scale;
+        }
+    }
+    let scores = &mut scratch.scores;
+    scores.clear();
+    scores.resize(QUERY_BLOCK * padded, 0.0);
+    let (keys, scores) = (keys.as_ptr(), scores.as_mut_ptr());
+    let (q_base, v_base) = (qkv[offset..].as_ptr(), qkv[2 * hidden + offset..].as_ptr());
+    for first in (0..len).step_by(QUERY_BLOCK) {
+        let rows = (len - first).min(QUERY_BLOCK);
+        // The last block repeats its last row in the missing rows (computed, never written).
+        let query: [*const f32; QUERY_BLOCK] =
+            std::array::from_fn(|r| q_base.wrapping_add((first + r.min(rows - 1)) * stride));
+        for tile in (0..padded).step_by(KEY_TILE) {
+            let mut acc = [[_mm512_setzero_ps(); 2]; QUERY_BLOCK];
+            for d in 0..head {
+                // SAFETY: d < head and tile + 32 <= padded: inside `keys` (head x padded); the
+                // query rows are rows < len of qkv, d < head columns from the head's offset.
+                unsafe {
+                    let k0 = _mm512_loadu_ps(keys.add(d * padded + tile));
+                    let k1 = _mm512_loadu_ps(keys.add(d * padded + tile + 16));
+                    for (pair, row) in acc.iter_mut().zip(&query) {
+                        let q = _mm512_set1_ps(*row.add(d));
+                        pair[0] = _mm512_fmadd_ps(q, k0, pair[0]);
+                        pair[1] = _mm512_fmadd_ps(q, k1, pair[1]);
+                    }
+                }
+            }
+            for (r, pair) in acc.iter().enumerate() {
+                // SAFETY: row r < QUERY_BLOCK, columns tile..tile + 32 <= padded.
+                unsafe {
+                    _mm512_storeu_ps(scores.add(r * padded + tile), pair[0]);
+                    _mm512_storeu_ps(scores.add(r * padded + tile + 16), pair[1]);
+                }
+            }
+        }
+        for r in 0..rows {
+            // SAFETY: row r of the block's scores, of which the first `len` are real keys.
+            softmax_body(unsafe { std::slice::from_raw_parts_mut(scores.add(r * padded), len) });
+        }
+        for column in (0..head).step_by(KEY_TILE) {
+            let mut acc = [[_mm512_setzero_ps(); 2]; QUERY_BLOCK];
+            for j in 0..len {
+                // SAFETY: j < len rows of V, columns column..column + 32 <= head; scores row r <
+                // QUERY_BLOCK, column j < len <= padded.
+                unsafe {
+                    let value = v_base.add(j * stride + column);
+                    let v0 = _mm512_loadu_ps(value);
+                    let v1 = _mm512_loadu_ps(value.add(16));
+                    for (r, pair) in acc.iter_mut().enumerate() {
+                        let p = _mm512_set1_ps(*scores.add(r * padded + j));
+                        pair[0] = _mm512_fmadd_ps(p, v0, pair[0]);
+                        pair[1] = _mm512_fmadd_ps(p, v1, pair[1]);
+                    }
+                }
+            }
+            for (r, pair) in acc.iter().enumerate().take(rows) {
+                let row = &mut out[(first + r) * hidden + offset + column..][..KEY_TILE];
+                // SAFETY: `row` holds 32 values.
+                unsafe {
+                    _mm512_storeu_ps(row.as_mut_ptr(), pair[0]);
+                    _mm512_storeu_ps(row.as_mut_ptr().add(16), pair[1]);
+                }
+            }
+        }
+    }
+}
+
+/// Attention of one head of any size: scores by one gemm call, softmax, output by another.
+fn gemm_attention(job: &mut HeadAttention<'_>, head: usize) {
+    let HeadAttention {
+        qkv,
+        stride,
+        hidden,
+        offset,
+        len,
+        ref mut out,
+        ref mut scratch,
+    } = *job;
+    let scale = 1.0 / (head as f32).sqrt();
+    let scores = &mut scratch.scores;
+    scores.resize(len * len, 0.0);
+    let q = qkv[offset..].as_ptr();
+    let k = qkv[hidden + offset..].as_ptr();
+    let v = qkv[2 * hidden + offset..].as_ptr();
+    // SAFETY: q, k and v point at `len` rows of `head` values with row stride `stride` inside
+    // `qkv`; `scores` is len x len; the output block is `len` rows of `head` values with row
+    // stride `hidden` inside `out`.
+    unsafe {
+        gemm::gemm(
+            len,
+            len,
+            head,
+            scores.as_mut_ptr(),
+            1,
+            len as isize,
+            false,
+            q,
+            1,
+            stride as isize,
+            k,
+            stride as isize,
+            1,
+            0.0,
+            scale,
+            false,
+            false,
+            false,
+            Parallelism::None,
+        );
+    }
+    for row in scores.chunks_exact_mut(len) {
+        softmax(row);
+    }
+    // SAFETY: as above.
+    unsafe {
+        gemm::gemm(
+            len,
+            head,
+            len,
+            out[offset..].as_mut_ptr(),
+            1,
+            hidden as isize,
+            false,
+            scores.as_ptr(),
+            1,
+            len as isize,
+            v,
+            1,
+            stride as isize,
+            0.0,
+            1.0,
+            false,
+            false,
+            false,
+            Parallelism::None,
+        );
     }
 }
 
@@ -383,12 +626,23 @@ struct Scratch {
 
 thread_local! {
     static SCRATCH: std::cell::RefCell<Scratch> = std::cell::RefCell::new(Scratch::default());
-    /// Attention scores of one (sequence, head), per worker thread.
-    static SCORES: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
+    /// Attention buffers, per worker thread.
+    static ATTENTION_SCRATCH: std::cell::RefCell<AttentionScratch> =
+        std::cell::RefCell::new(AttentionScratch::default());
 }
 
 /// `out[m, n] = a[m, k] · b[k, n] + bias[n]`, all row-major.
-fn matmul(a: &[f32], b: &[f32], bias: &[f32], out: &mut [f32], m: usize, k: usize, n: usize) {
+#[allow(clippy::too_many_arguments)]
+fn matmul(
+    a: &[f32],
+    b: &[f32],
+    bias: &[f32],
+    out: &mut [f32],
+    m: usize,
+    k: usize,
+    n: usize,
+    parallelism: Parallelism,
+) {
     if m == 0 {
         return;
     }
@@ -416,7 +670,7 @@ fn matmul(a: &[f32], b: &[f32], bias: &[f32], out: &mut [f32], m: usize, k: usiz
             false,
             false,
             false,
-            Parallelism::Rayon(rayon::current_num_threads()),
+            parallelism,
         );
     }
 }
@@ -428,27 +682,54 @@ fn layer_norm(
     (gamma, beta): &(Vec<f32>, Vec<f32>),
     eps: f32,
     width: usize,
+    split: Split,
 ) {
     let rows_per_task = (16384 / width).max(1);
-    x.par_chunks_mut(width * rows_per_task)
-        .enumerate()
-        .for_each(|(task, block)| {
-            for (r, row) in block.chunks_exact_mut(width).enumerate() {
-                if let Some(residual) = residual {
-                    let start = (task * rows_per_task + r) * width;
-                    for (v, add) in row.iter_mut().zip(&residual[start..start + width]) {
-                        *v += add;
-                    }
-                }
-                let mean = row.iter().sum::<f32>() / width as f32;
-                let variance =
-                    row.iter().map(|v| (v - mean) * (v - mean)).sum::<f32>() / width as f32;
-                let inverse = 1.0 / (variance + eps).sqrt();
-                for ((v, g), b) in row.iter_mut().zip(gamma).zip(beta) {
-                    *v = (*v - mean) * inverse * g + b;
-                }
+    split.for_each_chunk(x, width * rows_per_task, |task, block| {
+        let start = task * rows_per_task * width;
+        let residual = residual.map(|r| &r[start..start + block.len()]);
+        layer_norm_rows(block, residual, gamma, beta, eps);
+    });
+}
+
+/// [`layer_norm`] of consecutive rows (`gamma.len()` wide). Sums keep 16 partial results so they
+/// vectorize.
+#[inline(always)]
+fn layer_norm_rows_body(
+    rows: &mut [f32],
+    residual: Option<&[f32]>,
+    gamma: &[f32],
+    beta: &[f32],
+    eps: f32,
+) {
+    let width = gamma.len();
+    for (r, row) in rows.chunks_exact_mut(width).enumerate() {
+        if let Some(residual) = residual {
+            for (v, add) in row.iter_mut().zip(&residual[r * width..(r + 1) * width]) {
+                *v += add;
             }
-        });
+        }
+        let mean = lane_sum(row, |v| v) / width as f32;
+        let variance = lane_sum(row, |v| (v - mean) * (v - mean)) / width as f32;
+        let inverse = 1.0 / (variance + eps).sqrt();
+        for ((v, g), b) in row.iter_mut().zip(gamma).zip(beta) {
+            *v = (*v - mean) * inverse * g + b;
+        }
+    }
+}
+
+/// The sum of `f(v)` over `values`, in 16 partial sums (a single running float sum cannot be
+/// reordered, so it would not vectorize).
+#[inline(always)]
+fn lane_sum(values: &[f32], f: impl Fn(f32) -> f32) -> f32 {
+    let mut sums = [0f32; 16];
+    let mut chunks = values.chunks_exact(16);
+    for chunk in &mut chunks {
+        for i in 0..16 {
+            sums[i] += f(chunk[i]);
+        }
+    }
+    sums.iter().sum::<f32>() + chunks.remainder().iter().map(|&v| f(v)).sum::<f32>()
 }
 
 /// e^x for x in [-87, 88], branch-free so loops over it vectorize: 2^n · p(r) with n the
@@ -474,26 +755,35 @@ fn fast_exp(x: f32) -> f32 {
 /// Runs `body` compiled for AVX-512 when the CPU has it (the loops in these element-wise passes
 /// then run 16 lanes wide instead of SSE2's 4).
 macro_rules! with_widest_simd {
-    ($name:ident, $body:ident, $arg:ident: $ty:ty) => {
-        fn $name($arg: $ty) {
+    ($name:ident, $body:ident, $($arg:ident: $ty:ty),+) => {
+        fn $name($($arg: $ty),+) {
             #[cfg(target_arch = "x86_64")]
             {
                 #[target_feature(enable = "avx512f,avx2,fma")]
-                fn wide($arg: $ty) {
-                    $body($arg)
+                fn wide($($arg: $ty),+) {
+                    $body($($arg),+)
                 }
                 if std::arch::is_x86_feature_detected!("avx512f") {
                     // SAFETY: the CPU supports AVX-512F (checked just above).
-                    return unsafe { wide($arg) };
+                    return unsafe { wide($($arg),+) };
                 }
             }
-            $body($arg)
+            $body($($arg),+)
         }
     };
 }
 
 with_widest_simd!(softmax, softmax_body, row: &mut [f32]);
 with_widest_simd!(gelu_erf, gelu_erf_body, values: &mut [f32]);
+with_widest_simd!(
+    layer_norm_rows,
+    layer_norm_rows_body,
+    rows: &mut [f32],
+    residual: Option<&[f32]>,
+    gamma: &[f32],
+    beta: &[f32],
+    eps: f32
+);
 
 /// Softmax of one row, in place. Max and sum keep 16 partial results, so they vectorize (a
 /// single running float sum cannot be reordered by the compiler).
@@ -574,6 +864,58 @@ mod tests {
                 (*g as f64 - exact).abs() < 2e-6,
                 "gelu({x}) = {g}, expected {exact}"
             );
+        }
+    }
+
+    /// The fused kernel against the two-gemm path, for lengths around its block and tile sizes.
+    #[test]
+    fn fused_attention_matches_gemm_attention() {
+        let mut state = 0x2545_f491_4f6c_dd1du64;
+        let mut random = move || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            (state >> 40) as f32 / (1u64 << 24) as f32 * 4.0 - 2.0
+        };
+        // One scratch for every call, as in the forward pass: a longer earlier sequence must
+        // not leak into a shorter one.
+        let mut scratch = AttentionScratch::default();
+        for head in [32, 64] {
+            let heads = 3;
+            let hidden = head * heads;
+            let stride = 3 * hidden;
+            for len in [257, 150, 33, 32, 31, 9, 8, 5, 1] {
+                let qkv: Vec<f32> = (0..len * stride).map(|_| random()).collect();
+                let mut fused = vec![0f32; len * hidden];
+                let mut reference = vec![0f32; len * hidden];
+                for hd in 0..heads {
+                    for (out, fused_kernel) in [(&mut fused, true), (&mut reference, false)] {
+                        let mut job = HeadAttention {
+                            qkv: &qkv,
+                            stride,
+                            hidden,
+                            offset: hd * head,
+                            len,
+                            out,
+                            scratch: &mut scratch,
+                        };
+                        if fused_kernel {
+                            head_attention(job, head);
+                        } else {
+                            gemm_attention(&mut job, head);
+                        }
+                    }
+                }
+                let worst = fused
+                    .iter()
+                    .zip(&reference)
+                    .map(|(a, b)| (a - b).abs())
+                    .fold(0f32, f32::max);
+                assert!(
+                    worst < 1e-5,
+                    "head {head}, len {len}: max difference {worst}"
+                );
+            }
         }
     }
 
