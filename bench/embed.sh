@@ -4,7 +4,7 @@
 # 100-200 tokens cut from ../shared/data, same threads (default 2), in the same run.
 # Also checks that the engines' vectors agree (cosine to ibex's).
 #
-#   bash bench/embed.sh [THREADS]
+#   [ROUNDS=3] [PASSES=2] bash bench/embed.sh [THREADS]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 threads=${1:-2}
@@ -18,13 +18,28 @@ model="${IBEX_HOME:-$HOME/.cache/ibex}/models/all-MiniLM-L6-v2"
 [ -f "$dir/passages.jsonl" ] || "$py" bench/embed_peers.py passages "$model" "$dir/passages.jsonl" >&2
 echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs); $(date -u +%F); threads: $threads"
 results="$dir/results.jsonl"
-RAYON_NUM_THREADS=$threads ./target/release/examples/embed_throughput "$dir/passages.jsonl" "$dir/ibex.f32" --rounds "${ROUNDS:-3}" > "$results"
-OMP_NUM_THREADS=$threads MKL_NUM_THREADS=$threads "$py" bench/embed_peers.py run "$model" "$dir/passages.jsonl" "$dir" \
-  --threads "$threads" --rounds "${ROUNDS:-3}" --ibex-vectors "$dir/ibex.f32" >> "$results"
+: > "$results"
+peer() {
+  OMP_NUM_THREADS=$threads MKL_NUM_THREADS=$threads "$py" bench/embed_peers.py run "$model" "$dir/passages.jsonl" "$dir" \
+    --threads "$threads" --rounds "${ROUNDS:-3}" --ibex-vectors "$dir/ibex.f32" --engines "$1" >> "$results"
+}
+# ibex and onnxruntime (the goal's peer) take turns, PASSES times each (default 2), so that a slow
+# spell of this shared machine does not fall on one engine only; each engine's best pass counts.
+for _ in $(seq "${PASSES:-2}"); do
+  RAYON_NUM_THREADS=$threads ./target/release/examples/embed_throughput "$dir/passages.jsonl" "$dir/ibex.f32" --rounds "${ROUNDS:-3}" >> "$results"
+  peer onnxruntime
+done
+peer sentence-transformers
 "$py" - "$results" <<'PY'
 import json, sys
-rows = [json.loads(l) for l in open(sys.argv[1]) if l.startswith("{")]
-ibex = rows[0]
+best = {}
+for line in open(sys.argv[1]):
+    if line.startswith("{"):
+        r = json.loads(line)
+        if r["engine"] not in best or r["sentences_per_s"] > best[r["engine"]]["sentences_per_s"]:
+            best[r["engine"]] = r
+rows = list(best.values())
+ibex = best["ibex"]
 print(f"{ibex['sentences']} passages, {ibex['tokens']:,} tokens (with [CLS]/[SEP])")
 print()
 print("| engine | sentences/s | tokens/s | ibex / engine | min cosine to ibex |")
