@@ -672,7 +672,15 @@ fn searches_during_upserts_see_only_committed_states() {
         let (status, answer) = server.post("/v1/indexes/live/documents", &version(v));
         assert_eq!(status, 200, "{answer}");
         assert_eq!(answer["replaced"], 10);
-        std::thread::sleep(Duration::from_millis(20));
+        // Let the readers finish a few searches against this commit before the next one, so the
+        // test sees searches overlap writes on a loaded machine and on a fast one alike.
+        // A reader that stopped (a failed assertion) would never count again: its join below
+        // reports why.
+        let seen = searches.load(Ordering::SeqCst);
+        while searches.load(Ordering::SeqCst) < seen + 3 && !readers.iter().any(|r| r.is_finished())
+        {
+            std::thread::sleep(Duration::from_millis(1));
+        }
     }
     done.store(true, Ordering::Relaxed);
     let mut versions_seen = std::collections::BTreeSet::new();
@@ -723,7 +731,8 @@ fn a_server_killed_during_an_upsert_restarts_at_its_last_commit() {
             .send()
             .map(|r| r.status().as_u16())
     });
-    std::thread::sleep(Duration::from_millis(1500));
+    // Kill once the batch is being served (it takes seconds to embed), not after a guessed delay.
+    server.wait_for_request_in_flight();
     server.kill9();
     let answered = sender.join().unwrap();
     assert!(
@@ -773,7 +782,7 @@ fn sigterm_finishes_the_write_in_flight_then_exits_cleanly() {
         let status = response.status().as_u16();
         (status, response.json::<Value>().unwrap())
     });
-    std::thread::sleep(Duration::from_millis(700));
+    server.wait_for_request_in_flight();
     let exit = server.terminate();
     let (status, answer) = sender.join().unwrap();
     assert!(exit.success(), "exit status {exit:?}");

@@ -116,6 +116,35 @@ impl Server {
         )
     }
 
+    /// The server's `ibex_http_requests_in_flight` gauge, as `/metrics` reports it (the scrape
+    /// that reads it counts itself).
+    pub fn requests_in_flight(&self) -> i64 {
+        let text = self
+            .client
+            .get(self.url("/metrics"))
+            .send()
+            .and_then(|r| r.text())
+            .expect("the server answers /metrics");
+        text.lines()
+            .find_map(|l| l.strip_prefix("ibex_http_requests_in_flight "))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or_else(|| panic!("no in-flight gauge in /metrics:\n{text}"))
+    }
+
+    /// Returns once the server is serving a request besides the scrape that asks: how a test
+    /// knows that a request it sent from another thread has reached the server (rather than
+    /// guessing with a sleep). Polls; fails after two minutes.
+    pub fn wait_for_request_in_flight(&self) {
+        let deadline = std::time::Instant::now() + Duration::from_secs(120);
+        while self.requests_in_flight() < 2 {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "no request reached the server within two minutes"
+            );
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+
     /// Sends SIGKILL and waits for the process to be gone.
     pub fn kill9(&mut self) {
         let _ = self.child.kill();
