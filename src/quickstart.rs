@@ -18,7 +18,9 @@ pub const QUERIES: &str = include_str!("../examples/quickstart/queries.jsonl");
 /// An example query and the document it should find first.
 #[derive(Debug, Clone, serde::Deserialize)]
 pub struct ExampleQuery {
+    /// The query.
     pub query: String,
+    /// The id of the document it should find first.
     pub expected: String,
 }
 
@@ -85,14 +87,23 @@ pub fn print_results(out: &mut dyn Write, results: &SearchResults) -> std::io::R
 /// Name of the quickstart's index in the data directory.
 pub const INDEX_NAME: &str = "quickstart";
 
-/// Runs the quickstart into `data_dir/quickstart`, writing its report to `out`.
-pub fn run(out: &mut dyn Write, data_dir: &std::path::Path) -> Result<()> {
+/// Runs the quickstart into `data_dir/quickstart`, writing its report to `out`; the model runs on
+/// `device` (or the device `IBEX_DEVICE` names).
+pub fn run(
+    out: &mut dyn Write,
+    data_dir: &std::path::Path,
+    device: Option<&crate::Device>,
+) -> Result<()> {
     let dir = quickstart_dir();
     std::fs::create_dir_all(&dir).map_err(io_error("creating the quickstart folder"))?;
     let corpus = dir.join("documents.jsonl");
     std::fs::write(&corpus, CORPUS).map_err(io_error("writing the sample corpus"))?;
     let index_dir = data_dir.join(INDEX_NAME);
-    let report = crate::index_corpus(&corpus, &index_dir, &IndexOptions::default(), |_| {})?;
+    let options = IndexOptions {
+        device: device.cloned(),
+        ..IndexOptions::default()
+    };
+    let report = crate::index_corpus(&corpus, &index_dir, &options, |_| {})?;
     let w = io_error("writing to stdout");
     writeln!(
         out,
@@ -105,7 +116,7 @@ pub fn run(out: &mut dyn Write, data_dir: &std::path::Path) -> Result<()> {
         report.seconds
     )
     .map_err(&w)?;
-    let (index, embedder) = crate::open_index(&index_dir, None)?;
+    let (index, embedder) = ibex_indexer::open_index(&index_dir, None, device)?;
     let mut found_first = 0;
     let queries = example_queries();
     for example in &queries {

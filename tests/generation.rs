@@ -42,6 +42,7 @@ fn a_rag_answer_cites_the_passage_it_comes_from() {
         "What forms when a massive star collapses?",
         &generator,
         &ibex::pipeline::AnswerOptions::default(),
+        None,
         &mut |t| streamed.push_str(t),
     )
     .expect("answers");
@@ -213,6 +214,7 @@ fn ibex_serves_chat_answers_and_recommendations_over_http() {
             candidates: 6,
             ..Default::default()
         },
+        None,
     )
     .expect("recommends over HTTP");
     assert!(!result.constrained);

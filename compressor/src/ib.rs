@@ -15,6 +15,7 @@
 
 use std::sync::Arc;
 
+use ibex_embedder::vector::dot;
 use ibex_embedder::{Embedder, TextKind};
 
 use crate::segment::split_sentences;
@@ -53,13 +54,12 @@ impl EmbeddingScorer {
 }
 
 fn cosine(a: &[f32], b: &[f32]) -> f32 {
-    let dot: f32 = a.iter().zip(b).map(|(x, y)| x * y).sum();
-    let na = a.iter().map(|x| x * x).sum::<f32>().sqrt();
-    let nb = b.iter().map(|x| x * x).sum::<f32>().sqrt();
+    let na = dot(a, a).sqrt();
+    let nb = dot(b, b).sqrt();
     if na == 0.0 || nb == 0.0 {
         0.0
     } else {
-        dot / (na * nb)
+        dot(a, b) / (na * nb)
     }
 }
 
@@ -135,6 +135,11 @@ impl<S: UsefulnessScorer> IbCompressor<S> {
     /// The selector's parameters.
     pub fn params(&self) -> &IbParams {
         &self.params
+    }
+
+    /// The usefulness scorer.
+    pub fn scorer(&self) -> &S {
+        &self.scorer
     }
 }
 
@@ -320,5 +325,167 @@ impl<S: UsefulnessScorer> Compressor for IbCompressor<S> {
             &usefulness,
             &kept,
         ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::cell::RefCell;
+    use std::collections::HashMap;
+
+    use super::*;
+
+    /// A scorer with fixed scores and vectors per text, recording what it was asked to score:
+    /// the selector's arithmetic is tested apart from any model.
+    struct FixedScorer {
+        scores: HashMap<&'static str, (f32, Vec<f32>)>,
+        asked: RefCell<Vec<usize>>,
+    }
+
+    impl FixedScorer {
+        fn new(entries: &[(&'static str, f32, [f32; 2])]) -> Self {
+            FixedScorer {
+                scores: entries
+                    .iter()
+                    .map(|(t, s, v)| (*t, (*s, v.to_vec())))
+                    .collect(),
+                asked: RefCell::new(Vec::new()),
+            }
+        }
+    }
+
+    impl UsefulnessScorer for FixedScorer {
+        fn score(&self, _query: &str, texts: &[&str]) -> Result<TextScores> {
+            self.asked.borrow_mut().push(texts.len());
+            let lookup = |t: &&str| self.scores.get(t).cloned().unwrap_or((0.0, vec![0.0, 1.0]));
+            Ok(TextScores {
+                scores: texts.iter().map(|t| lookup(t).0).collect(),
+                vectors: Some(texts.iter().map(|t| lookup(t).1).collect()),
+            })
+        }
+
+        fn count_tokens(&self, text: &str) -> Result<usize> {
+            Ok(text.split_whitespace().count())
+        }
+    }
+
+    fn params() -> IbParams {
+        IbParams {
+            passage_weight: 0.0,
+            default_budget: None,
+            ..IbParams::default()
+        }
+    }
+
+    fn passage(doc_id: &str, text: &str, offset: usize) -> Passage {
+        Passage {
+            doc_id: doc_id.into(),
+            text: text.into(),
+            offset,
+        }
+    }
+
+    #[test]
+    fn keeps_useful_sentences_in_original_order_with_document_offsets() {
+        let scorer = FixedScorer::new(&[
+            ("Alpha one two.", 0.9, [1.0, 0.0]),
+            ("Beta noise.", 0.1, [0.0, 1.0]),
+            ("Gamma three.", 0.8, [0.0, 1.0]),
+        ]);
+        let compressor = IbCompressor::new(scorer, params());
+        let passages = [passage("d", "Alpha one two. Beta noise. Gamma three.", 100)];
+        let c = compressor.compress("q", &passages, None).unwrap();
+        assert_eq!(c.text, "Alpha one two. Gamma three.");
+        let kept: Vec<(usize, usize)> = c.spans.iter().map(|s| (s.start, s.end)).collect();
+        assert_eq!(kept, [(100, 114), (127, 139)]);
+        assert_eq!((c.kept_tokens, c.total_tokens), (5, 7));
+    }
+
+    #[test]
+    fn nothing_above_the_floor_keeps_nothing() {
+        let scorer = FixedScorer::new(&[("Weak one.", 0.2, [1.0, 0.0])]);
+        let compressor = IbCompressor::new(scorer, params());
+        let c = compressor
+            .compress("q", &[passage("d", "Weak one.", 0)], None)
+            .unwrap();
+        assert!(c.text.is_empty() && c.spans.is_empty());
+        assert_eq!(c.rate(), 0.0);
+    }
+
+    #[test]
+    fn the_budget_bounds_kept_tokens_and_the_best_gain_goes_first() {
+        let scorer = FixedScorer::new(&[
+            (
+                "Long useful sentence with many words here.",
+                0.7,
+                [1.0, 0.0],
+            ),
+            ("Short best.", 0.9, [0.0, 1.0]),
+        ]);
+        let compressor = IbCompressor::new(scorer, params());
+        let passages = [passage(
+            "d",
+            "Long useful sentence with many words here. Short best.",
+            0,
+        )];
+        let c = compressor.compress("q", &passages, Some(5)).unwrap();
+        assert_eq!(c.text, "Short best.");
+        assert!(c.kept_tokens <= 5);
+    }
+
+    #[test]
+    fn a_redundant_sentence_is_not_kept_twice() {
+        // Same vector, both useful: the second adds length but no information.
+        let scorer = FixedScorer::new(&[
+            ("Paris is the capital.", 0.9, [1.0, 0.0]),
+            ("The capital is Paris.", 0.85, [1.0, 0.0]),
+            ("France is in Europe.", 0.6, [0.0, 1.0]),
+        ]);
+        let mut strict = params();
+        strict.redundancy = 1.0;
+        let compressor = IbCompressor::new(scorer, strict);
+        let passages = [passage(
+            "d",
+            "Paris is the capital. The capital is Paris. France is in Europe.",
+            0,
+        )];
+        let c = compressor.compress("q", &passages, None).unwrap();
+        assert_eq!(c.text, "Paris is the capital. France is in Europe.");
+    }
+
+    #[test]
+    fn passage_weight_blends_the_passage_score_in() {
+        let scorer = FixedScorer::new(&[
+            ("Answer here.", 0.3, [1.0, 0.0]),
+            ("Other.", 0.0, [0.0, 1.0]),
+            ("Answer here. Other.", 0.9, [1.0, 0.0]),
+        ]);
+        let mut blended = params();
+        blended.passage_weight = 0.5;
+        blended.relevance_floor = 0.5;
+        let compressor = IbCompressor::new(scorer, blended);
+        let c = compressor
+            .compress("q", &[passage("d", "Answer here. Other.", 0)], None)
+            .unwrap();
+        // u = 0.5 * 0.3 (the sentence) + 0.5 * 0.9 (its passage); similarity stays the sentence's.
+        assert!((c.sentences[0].usefulness - 0.6).abs() < 1e-6);
+        assert!((c.sentences[0].similarity - 0.3).abs() < 1e-6);
+        assert!(c.sentences[0].kept && !c.sentences[1].kept);
+    }
+
+    #[test]
+    fn sentences_past_the_cap_are_neither_scored_nor_kept() {
+        let text: String = (0..50).map(|i| format!("Sentence {i}. ")).collect();
+        let scorer = FixedScorer::new(&[]);
+        let mut capped = params();
+        capped.max_sentences = 10;
+        capped.relevance_floor = -1.0; // everything scored is worth keeping
+        let compressor = IbCompressor::new(scorer, capped);
+        let c = compressor
+            .compress("q", &[passage("d", &text, 0)], None)
+            .unwrap();
+        assert_eq!(c.sentences.len(), 50);
+        assert_eq!(compressor.scorer.asked.borrow().as_slice(), [10]);
+        assert!(c.sentences[10..].iter().all(|s| !s.kept));
     }
 }

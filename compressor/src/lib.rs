@@ -8,19 +8,34 @@
 //!
 //! - [`Compressor`]: the seam (query + ranked passages in, kept text and spans out);
 //! - [`IbCompressor`]: the information-bottleneck selector over sentences, generic over how a
-//!   sentence's usefulness is scored ([`UsefulnessScorer`]): by embedding similarity here
-//!   ([`EmbeddingScorer`]), by an LLM's log-likelihood gain once a generator exists;
-//! - [`split_sentences`]: sentence segmentation with character offsets;
-//! - [`answers`]: SQuAD-style answer normalization, for evaluating compressions.
+//!   sentence's usefulness is scored ([`UsefulnessScorer`]): today by embedding similarity
+//!   ([`EmbeddingScorer`], the default: [`default_compressor`]); an LLM-scored implementation
+//!   (the gain in a model's log-likelihood, as Zhu et al. score usefulness) plugs into the same
+//!   seam;
+//! - [`split_sentences`]: sentence segmentation with character offsets.
+//!
+//! How well a compression keeps the answers is measured by `ibex-eval` (`ibex eval-compress`).
 
-pub mod answers;
 mod ib;
 mod segment;
 
 pub use ib::{EmbeddingScorer, IbCompressor, IbParams, TextScores, UsefulnessScorer};
 pub use segment::{split_sentences, SentenceSpan};
 
+use std::sync::Arc;
+
+use ibex_embedder::Embedder;
 use serde::Serialize;
+
+/// The default compressor: the information-bottleneck selector scoring sentences by their
+/// embedding similarity to the query with `embedder` (the index's own model, so no second model
+/// is loaded).
+pub fn default_compressor(
+    embedder: Arc<dyn Embedder>,
+    params: IbParams,
+) -> IbCompressor<EmbeddingScorer> {
+    IbCompressor::new(EmbeddingScorer::new(embedder), params)
+}
 
 /// Errors of compression.
 #[derive(Debug, thiserror::Error)]
@@ -50,9 +65,11 @@ pub struct Passage {
 /// A kept span of a passage.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct KeptSpan {
+    /// The document it comes from.
     pub doc_id: String,
     /// Character offsets into the document.
     pub start: usize,
+    /// One past the last character, into the document.
     pub end: usize,
     /// The sentence's usefulness score.
     pub score: f32,
@@ -61,14 +78,19 @@ pub struct KeptSpan {
 /// One sentence of the input, with its score and whether it was kept.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct ScoredSentence {
+    /// The document the sentence comes from.
     pub doc_id: String,
+    /// Character offset of its first character in the document.
     pub start: usize,
+    /// One past its last character, in the document.
     pub end: usize,
+    /// Its length in the scorer's tokens (the unit of budgets and rates).
     pub tokens: usize,
     /// The scorer's score of the sentence alone (its similarity to the query).
     pub similarity: f32,
     /// The usefulness the selector used (similarity blended with the passage's).
     pub usefulness: f32,
+    /// Whether the selector kept it.
     pub kept: bool,
 }
 
@@ -78,8 +100,11 @@ pub struct Compression {
     /// The kept sentences, in their original order (passage order, then position), joined by
     /// spaces, with a blank line between passages.
     pub text: String,
+    /// The kept spans, in the same order as `text`.
     pub spans: Vec<KeptSpan>,
+    /// Tokens kept.
     pub kept_tokens: usize,
+    /// Tokens of the whole input (the denominator of the compression rate).
     pub total_tokens: usize,
     /// Every sentence of the input, in input order.
     pub sentences: Vec<ScoredSentence>,

@@ -11,7 +11,9 @@ use unicode_segmentation::UnicodeSegmentation;
 /// A sentence's span in its text, in characters.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct SentenceSpan {
+    /// Character offset of the sentence's first character.
     pub start: usize,
+    /// One past its last character (trailing whitespace excluded).
     pub end: usize,
 }
 

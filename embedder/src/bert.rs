@@ -65,8 +65,14 @@ impl BertEmbedder {
         Self::load_with_id(dir, &id)
     }
 
-    /// Loads the model in `dir` and records it under `model_id` (the name index manifests keep).
+    /// Loads the model in `dir` and records it under `model_id` (the name index manifests keep),
+    /// on the device `IBEX_DEVICE` names (see [`crate::device`]).
     pub fn load_with_id(dir: &Path, model_id: &str) -> Result<Self> {
+        Self::load_on(dir, model_id, &crate::device::select_device()?)
+    }
+
+    /// Loads the model in `dir`, recorded under `model_id`, to run on `device`.
+    pub fn load_on(dir: &Path, model_id: &str, device: &Device) -> Result<Self> {
         let config_path = required(dir, "config.json")?;
         let tokenizer_path = required(dir, "tokenizer.json")?;
         let weights_path = required(dir, "model.safetensors")?;
@@ -131,7 +137,7 @@ impl BertEmbedder {
             .with_truncation(None)
             .map_err(|e| EmbedderError::Tokenizer(e.to_string()))?;
 
-        let device = crate::device::select_device()?;
+        let device = device.clone();
         // The packed CPU pass where it applies; candle's model for GPUs and for the models the
         // CPU pass does not cover. IBEX_BERT_BACKEND=candle forces candle (to compare the two).
         let (model, fast) = if fast_path && device.is_cpu() {

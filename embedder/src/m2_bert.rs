@@ -28,35 +28,53 @@ use serde::Deserialize;
 /// The config.json keys M2-BERT needs (m2's configuration_bert.py and the 32k retrieval yaml).
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 pub struct Config {
+    /// Tokens in the vocabulary.
     pub vocab_size: usize,
+    /// Width of the hidden states (768 for M2-BERT-80M).
     pub hidden_size: usize,
+    /// Width of the MLP's inner layer.
     pub intermediate_size: usize,
+    /// Encoder layers.
     pub num_hidden_layers: usize,
+    /// Longest sequence the position table covers (32,768 for the 32k model).
     pub max_position_embeddings: usize,
     #[serde(default = "default_type_vocab")]
+    /// Token-type vocabulary size (BERT's segment ids).
     pub type_vocab_size: usize,
     #[serde(default = "default_eps")]
+    /// Layer-norm epsilon.
     pub layer_norm_eps: f64,
     #[serde(default)]
+    /// Id of the padding token.
     pub pad_token_id: u32,
+    /// Longest sequence the long convolutions' implicit filters are generated for (defaults to `max_position_embeddings`).
     pub long_conv_l_max: Option<usize>,
     #[serde(default = "default_filter_order")]
+    /// Width of the Hyena filter MLP that generates the convolution kernels.
     pub hyena_filter_order: usize,
     #[serde(default = "default_emb_dim")]
+    /// Dimension of the positional embedding fed to the filter MLP.
     pub hyena_emb_dim: usize,
     #[serde(default = "default_nblocks")]
+    /// Blocks of the block-diagonal (Monarch) MLP matrices.
     pub monarch_mlp_nblocks: usize,
     #[serde(default)]
+    /// Whether sequence mixing is Monarch Mixer's gated long convolution (true for M2-BERT; plain BERT attention otherwise).
     pub monarch_mixer_sequence_mixing: bool,
     #[serde(default = "yes")]
+    /// Whether the long convolution runs in both directions (a second, reversed filter).
     pub bidirectional: bool,
     #[serde(default = "yes")]
+    /// Whether the long convolution adds a residual (skip) term.
     pub residual_long_conv: bool,
     #[serde(default = "yes")]
+    /// Whether the MLP is a gated linear unit.
     pub use_glu_mlp: bool,
     #[serde(default = "yes")]
+    /// Whether the MLP's matrices are block-diagonal.
     pub use_monarch_mlp: bool,
     #[serde(default = "default_w_mod")]
+    /// Frequency modulation of the filter's sine activations.
     pub hyena_w_mod: f64,
 }
 

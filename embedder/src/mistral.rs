@@ -16,24 +16,39 @@ use serde::Deserialize;
 /// The config.json keys a Mistral encoder needs (the real checkpoint's classic layout).
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 pub struct Config {
+    /// Tokens in the vocabulary.
     pub vocab_size: usize,
+    /// Width of the hidden states (4096 for Mistral-7B).
     pub hidden_size: usize,
+    /// Width of the SwiGLU MLP's inner layer.
     pub intermediate_size: usize,
+    /// Decoder layers.
     pub num_hidden_layers: usize,
+    /// Query heads.
     pub num_attention_heads: usize,
+    /// Key/value heads (grouped-query attention: fewer than the query heads).
     pub num_key_value_heads: usize,
+    /// Width of one head (defaults to `hidden_size / num_attention_heads`).
     pub head_dim: Option<usize>,
     #[serde(default = "default_act")]
+    /// The MLP's activation (SiLU for Mistral).
     pub hidden_act: Activation,
+    /// Longest sequence the rotary table covers.
     pub max_position_embeddings: usize,
+    /// RMS-norm epsilon.
     pub rms_norm_eps: f64,
     #[serde(default = "default_rope_theta")]
+    /// Base of the rotary position frequencies.
     pub rope_theta: f64,
+    /// Sliding-window attention span, when the model uses one.
     pub sliding_window: Option<usize>,
     #[serde(default = "default_bos")]
+    /// Id of the beginning-of-sequence token.
     pub bos_token_id: u32,
     #[serde(default = "default_eos")]
+    /// Id of the end-of-sequence token (E5 appends it: its embedding is the last token's state).
     pub eos_token_id: u32,
+    /// Id of the padding token, when the tokenizer has one.
     pub pad_token_id: Option<u32>,
 }
 
@@ -51,6 +66,7 @@ fn default_eos() -> u32 {
 }
 
 impl Config {
+    /// Width of one attention head.
     pub fn head_dim(&self) -> usize {
         self.head_dim
             .unwrap_or(self.hidden_size / self.num_attention_heads)

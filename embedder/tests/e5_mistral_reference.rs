@@ -24,6 +24,8 @@ fn load_in(dtype: DType) -> (MistralModel, Value) {
     let dir = fixture();
     let config: Config =
         serde_json::from_str(&std::fs::read_to_string(dir.join("config.json")).unwrap()).unwrap();
+    // SAFETY: the fixture's weights are memory-mapped read-only and nothing writes the shared
+    // fixtures folder while the tests run.
     let vb = unsafe {
         VarBuilder::from_mmaped_safetensors(
             &[dir.join("model.safetensors")],

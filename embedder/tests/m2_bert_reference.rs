@@ -23,6 +23,8 @@ fn config() -> Config {
 }
 
 fn load() -> (M2BertModel, Value) {
+    // SAFETY: the fixture's weights are memory-mapped read-only and nothing writes the shared
+    // fixtures folder while the tests run.
     let vb = unsafe {
         VarBuilder::from_mmaped_safetensors(
             &[fixture().join("model.safetensors")],

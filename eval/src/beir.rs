@@ -4,15 +4,19 @@ use std::collections::{BTreeMap, HashMap};
 use std::io::{BufRead, Write};
 use std::path::{Path, PathBuf};
 
+use ibex_indexer::{index_corpus, open_index, IndexOptions};
+use ibex_search::SearchRequest;
 use serde::Serialize;
 
-use crate::error::{Result, SearchError};
+use crate::error::{EvalError, Result};
 use crate::metrics::{evaluate, mean, trec_order, Judgments, Measures};
 
 /// A query of the collection.
 #[derive(Debug, Clone)]
 pub struct EvalQuery {
+    /// The query's id, as the qrels name it.
     pub id: String,
+    /// The query text.
     pub text: String,
 }
 
@@ -20,10 +24,8 @@ pub struct EvalQuery {
 pub type Qrels = BTreeMap<String, Judgments>;
 
 fn open(path: &Path) -> Result<Box<dyn BufRead>> {
-    let file = std::fs::File::open(path).map_err(|e| SearchError::Io {
-        context: format!("opening {}", path.display()),
-        source: e,
-    })?;
+    let file =
+        std::fs::File::open(path).map_err(EvalError::io(format!("opening {}", path.display())))?;
     if path.extension().is_some_and(|e| e == "gz") {
         Ok(Box::new(std::io::BufReader::new(
             flate2::read::MultiGzDecoder::new(file),
@@ -33,8 +35,8 @@ fn open(path: &Path) -> Result<Box<dyn BufRead>> {
     }
 }
 
-fn malformed(path: &Path, line: usize, reason: impl Into<String>) -> SearchError {
-    SearchError::MalformedEvalFile {
+fn malformed(path: &Path, line: usize, reason: impl Into<String>) -> EvalError {
+    EvalError::Malformed {
         path: path.to_path_buf(),
         line,
         reason: reason.into(),
@@ -45,10 +47,7 @@ fn malformed(path: &Path, line: usize, reason: impl Into<String>) -> SearchError
 pub fn read_queries(path: &Path) -> Result<Vec<EvalQuery>> {
     let mut queries = Vec::new();
     for (i, line) in open(path)?.lines().enumerate() {
-        let line = line.map_err(|e| SearchError::Io {
-            context: format!("reading {}", path.display()),
-            source: e,
-        })?;
+        let line = line.map_err(EvalError::io(format!("reading {}", path.display())))?;
         if line.trim().is_empty() {
             continue;
         }
@@ -75,10 +74,7 @@ pub fn read_queries(path: &Path) -> Result<Vec<EvalQuery>> {
 pub fn read_qrels(path: &Path) -> Result<Qrels> {
     let mut qrels = Qrels::new();
     for (i, line) in open(path)?.lines().enumerate() {
-        let line = line.map_err(|e| SearchError::Io {
-            context: format!("reading {}", path.display()),
-            source: e,
-        })?;
+        let line = line.map_err(EvalError::io(format!("reading {}", path.display())))?;
         let parts: Vec<&str> = line.split_whitespace().collect();
         if parts.is_empty() {
             continue;
@@ -116,7 +112,9 @@ pub fn read_qrels(path: &Path) -> Result<Qrels> {
 /// The files of a BEIR collection folder.
 #[derive(Debug, Clone)]
 pub struct BeirFiles {
+    /// `queries.jsonl` or `queries.jsonl.gz`.
     pub queries: PathBuf,
+    /// `qrels/test.tsv`.
     pub qrels: PathBuf,
 }
 
@@ -130,7 +128,7 @@ impl BeirFiles {
         let qrels = dir.join("qrels").join("test.tsv");
         match queries {
             Some(queries) if qrels.is_file() => Ok(BeirFiles { queries, qrels }),
-            _ => Err(SearchError::InvalidRequest(format!(
+            _ => Err(EvalError::NotACollection(format!(
                 "{} is not a BEIR folder: it needs queries.jsonl and qrels/test.tsv",
                 dir.display()
             ))),
@@ -141,8 +139,10 @@ impl BeirFiles {
 /// The result of an evaluation.
 #[derive(Debug, Clone, Serialize)]
 pub struct EvalReport {
+    /// The measures' means over the judged queries.
     #[serde(flatten)]
     pub mean: Measures,
+    /// Queries evaluated (those with judgments).
     pub queries: usize,
 }
 
@@ -158,10 +158,8 @@ pub fn run_evaluation(
     let mut per_query = Vec::new();
     let mut run_writer = match run_file {
         Some(path) => Some(std::io::BufWriter::new(
-            std::fs::File::create(path).map_err(|e| SearchError::Io {
-                context: format!("creating {}", path.display()),
-                source: e,
-            })?,
+            std::fs::File::create(path)
+                .map_err(EvalError::io(format!("creating {}", path.display())))?,
         )),
         None => None,
     };
@@ -187,22 +185,106 @@ pub fn run_evaluation(
                     score,
                     run_name
                 )
-                .map_err(|e| SearchError::Io {
-                    context: "writing the run file".into(),
-                    source: e,
-                })?;
+                .map_err(EvalError::io("writing the run file"))?;
             }
         }
         per_query.push(evaluate(&ranking, judgments));
     }
     if let Some(mut writer) = run_writer {
-        writer.flush().map_err(|e| SearchError::Io {
-            context: "writing the run file".into(),
-            source: e,
-        })?;
+        writer
+            .flush()
+            .map_err(EvalError::io("writing the run file"))?;
     }
     Ok(EvalReport {
         mean: mean(&per_query),
         queries: per_query.len(),
     })
+}
+
+/// Indexes the BEIR collection in `beir_dir` into `index_dir` (a no-op when the index already
+/// holds it unchanged) and evaluates its judged queries with the settings of `settings` (mode,
+/// fusion, aggregation; its query and depth are set per query). With `run_file`, writes the TREC
+/// run too.
+pub fn evaluate_beir(
+    beir_dir: &Path,
+    index_dir: &Path,
+    settings: &SearchRequest,
+    options: &IndexOptions,
+    run_file: Option<&Path>,
+) -> Result<EvalReport> {
+    let files = BeirFiles::locate(beir_dir)?;
+    index_corpus(beir_dir, index_dir, options, |_| {})?;
+    let (index, embedder) =
+        open_index(index_dir, options.model.as_deref(), options.device.as_ref())?;
+    let queries = read_queries(&files.queries)?;
+    let qrels = read_qrels(&files.qrels)?;
+    let mut request = settings.clone();
+    request.top_k = 1000;
+    request.candidates = 1000;
+    run_evaluation(
+        &queries,
+        &qrels,
+        &format!("ibex-{}", settings.mode),
+        run_file,
+        |text| {
+            request.query = text.to_string();
+            if text.trim().is_empty() {
+                return Ok(Vec::new());
+            }
+            let ranked = ibex_search::rank_documents(&index, Some(embedder.as_ref()), &request)?;
+            Ok(ranked.into_iter().map(|d| (d.id, d.score)).collect())
+        },
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn readers_name_the_bad_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let queries = dir.path().join("queries.jsonl");
+        std::fs::write(
+            &queries,
+            "{\"_id\": \"1\", \"text\": \"a\"}\n{\"_id\": 2}\n",
+        )
+        .unwrap();
+        let error = read_queries(&queries).unwrap_err().to_string();
+        assert!(error.ends_with(":2: missing \"text\""), "{error}");
+        let qrels = dir.path().join("test.tsv");
+        std::fs::write(&qrels, "query-id\tcorpus-id\tscore\n1\td1\t2\n1\td2\tx\n").unwrap();
+        let error = read_qrels(&qrels).unwrap_err().to_string();
+        assert!(error.contains(":3: grade \"x\""), "{error}");
+        assert!(matches!(
+            BeirFiles::locate(dir.path()),
+            Err(EvalError::NotACollection(_))
+        ));
+    }
+
+    #[test]
+    fn run_evaluation_scores_only_judged_queries_and_writes_the_run() {
+        let queries = vec![
+            EvalQuery {
+                id: "1".into(),
+                text: "one".into(),
+            },
+            EvalQuery {
+                id: "2".into(),
+                text: "unjudged".into(),
+            },
+        ];
+        let mut qrels = Qrels::new();
+        qrels.entry("1".into()).or_default().insert("b".into(), 1);
+        let dir = tempfile::tempdir().unwrap();
+        let run = dir.path().join("run.txt");
+        let report = run_evaluation(&queries, &qrels, "t", Some(&run), |_| {
+            Ok(vec![("a".to_string(), 2.0), ("b".to_string(), 1.0)])
+        })
+        .unwrap();
+        assert_eq!(report.queries, 1);
+        assert!((report.mean.mrr_at_10 - 0.5).abs() < 1e-12);
+        let text = std::fs::read_to_string(&run).unwrap();
+        assert_eq!(text, "1 Q0 a 1 2 t\n1 Q0 b 2 1 t\n");
+    }
 }

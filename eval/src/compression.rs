@@ -1,88 +1,24 @@
-//! Context compression over ibex's retrieval: `ibex compress` and `ibex eval-compress`.
+//! The compressor on NQ-open (`ibex eval-compress`): compression rate and answer retention of the
+//! information-bottleneck selector against baselines at the same token budget.
+//!
+//! For each question the context is its gold passage plus distractors (see [`crate::nq`]);
+//! compression = kept tokens / context tokens (the embedder's tokens), averaged over questions;
+//! retention = share of the questions whose context contains a gold answer whose kept text still
+//! does. The baselines run in the same pass, at the IB selection's budget for each question
+//! (except keep-all and the top-1 passage, whose size is what it is).
 
-use std::io::BufRead;
 use std::path::Path;
-use std::sync::Arc;
 
-use ibex_compressor::answers::contains_answer;
-use ibex_compressor::{Compression, Compressor, EmbeddingScorer, IbCompressor, IbParams, Passage};
+use ibex_compressor::{default_compressor, Compression, Compressor, IbParams, Passage};
+use ibex_embedder::TextKind;
+use ibex_indexer::IndexOptions;
 use rand::seq::SliceRandom;
 use rand::SeedableRng;
 use serde::Serialize;
 
-use crate::{open_index, Embedder, IbexError, IndexOptions, Mode, Result, SearchRequest};
-
-/// The default compressor: the information-bottleneck selector scoring sentences with `embedder`.
-pub fn default_compressor(
-    embedder: Arc<dyn Embedder>,
-    params: IbParams,
-) -> IbCompressor<EmbeddingScorer> {
-    IbCompressor::new(EmbeddingScorer::new(embedder), params)
-}
-
-/// Retrieves (hybrid, `top_k` documents, their best passages) from the index at `dir`, then
-/// compresses for `query`.
-pub fn compress_from_index(
-    dir: &Path,
-    query: &str,
-    top_k: usize,
-    budget: Option<usize>,
-    params: IbParams,
-) -> Result<Compression> {
-    let (index, embedder) = open_index(dir, None)?;
-    let (passages, _titles) =
-        ibex_pipeline::answer::retrieve_passages(&index, embedder.as_ref(), query, top_k, 3)?;
-    Ok(default_compressor(embedder, params).compress(query, &passages, budget)?)
-}
-
-/// The JSON objects of a JSONL file (plain or gzip), with their 1-based line numbers; a line
-/// that is not JSON is an error naming the file and line.
-fn read_json_lines(path: &Path) -> Result<Vec<(usize, serde_json::Value)>> {
-    let reader = ibex_indexer::corpus::open_maybe_gzip(path)?;
-    let mut out = Vec::new();
-    for (i, line) in reader.lines().enumerate() {
-        let line = line.map_err(|e| IbexError::Io {
-            context: format!("reading {}", path.display()),
-            source: e,
-        })?;
-        if line.trim().is_empty() {
-            continue;
-        }
-        let value = serde_json::from_str(&line).map_err(|e| {
-            IbexError::Usage(format!("{}:{}: invalid JSON: {e}", path.display(), i + 1))
-        })?;
-        out.push((i + 1, value));
-    }
-    Ok(out)
-}
-
-/// Reads passages from a JSONL file of `{"doc_id" (or "id"/"_id"), "text", "offset"?}`.
-pub fn read_passages(path: &Path) -> Result<Vec<Passage>> {
-    let mut passages = Vec::new();
-    for (line, value) in read_json_lines(path)? {
-        let bad = |why: &str| IbexError::Usage(format!("{}:{line}: {why}", path.display()));
-        let doc_id = ["doc_id", "id", "_id"]
-            .iter()
-            .find_map(|k| value.get(*k))
-            .map(|v| {
-                v.as_str()
-                    .map(str::to_string)
-                    .unwrap_or_else(|| v.to_string())
-            })
-            .unwrap_or_else(|| format!("passage-{line}"));
-        let text = value
-            .get("text")
-            .and_then(|t| t.as_str())
-            .ok_or_else(|| bad("missing \"text\""))?;
-        let offset = value.get("offset").and_then(|o| o.as_u64()).unwrap_or(0) as usize;
-        passages.push(Passage {
-            doc_id,
-            text: text.to_string(),
-            offset,
-        });
-    }
-    Ok(passages)
-}
+use crate::error::Result;
+use crate::metrics::contains_answer;
+use crate::nq;
 
 /// Compression rate and answer retention of one method.
 #[derive(Debug, Clone, Copy, Default, Serialize)]
@@ -98,123 +34,16 @@ pub struct CompressionFigures {
 /// The result of `eval-compress`.
 #[derive(Debug, Clone, Serialize)]
 pub struct CompressEvalReport {
+    /// The information-bottleneck selector's figures.
     #[serde(flatten)]
     pub ib: CompressionFigures,
     /// Questions whose full context contains an answer (the retention denominator; shown by
     /// the text report, left out of the JSON object whose keys are fixed).
     #[serde(skip)]
     pub answerable: usize,
+    /// The baselines' figures by name: `keep_all`, `top1_passage`, `top_sentences` (RECOMP-style:
+    /// the sentences most similar to the question) and `random_sentences`.
     pub baselines: std::collections::BTreeMap<String, CompressionFigures>,
-}
-
-/// A question of the NQ-open oracle file, with its gold passage.
-pub(crate) struct NqQuestion {
-    pub(crate) question: String,
-    pub(crate) answers: Vec<String>,
-    title: String,
-    text: String,
-}
-
-pub(crate) fn read_nq(path: &Path) -> Result<Vec<NqQuestion>> {
-    let mut out = Vec::new();
-    for (line, v) in read_json_lines(path)? {
-        let bad = |why: String| IbexError::Usage(format!("{}:{line}: {why}", path.display()));
-        let ctx = v
-            .get("ctxs")
-            .and_then(|c| c.get(0))
-            .ok_or_else(|| bad("no \"ctxs\" passage".into()))?;
-        out.push(NqQuestion {
-            question: v
-                .get("question")
-                .and_then(|q| q.as_str())
-                .ok_or_else(|| bad("no \"question\"".into()))?
-                .to_string(),
-            answers: v
-                .get("answers")
-                .and_then(|a| a.as_array())
-                .map(|a| {
-                    a.iter()
-                        .filter_map(|x| x.as_str().map(str::to_string))
-                        .collect()
-                })
-                .unwrap_or_default(),
-            title: ctx
-                .get("title")
-                .and_then(|t| t.as_str())
-                .unwrap_or_default()
-                .to_string(),
-            text: ctx
-                .get("text")
-                .and_then(|t| t.as_str())
-                .unwrap_or_default()
-                .to_string(),
-        });
-    }
-    Ok(out)
-}
-
-/// Indexes every question's gold passage (one document each, id `nq-{i}`) into `index_dir`
-/// (skipped when already indexed: unchanged documents are not re-embedded) and opens it.
-pub(crate) fn nq_pool_index(
-    questions: &[NqQuestion],
-    index_dir: &Path,
-) -> Result<(crate::Index, Arc<dyn Embedder>)> {
-    let pool = tempfile::NamedTempFile::new().map_err(|e| IbexError::Io {
-        context: "creating a temporary file".into(),
-        source: e,
-    })?;
-    let lines: String = questions
-        .iter()
-        .enumerate()
-        .map(|(i, q)| {
-            serde_json::json!({"_id": format!("nq-{i}"), "title": q.title, "text": q.text})
-                .to_string()
-                + "\n"
-        })
-        .collect();
-    std::fs::write(pool.path(), lines).map_err(|e| IbexError::Io {
-        context: "writing the passage pool".into(),
-        source: e,
-    })?;
-    crate::index_corpus(pool.path(), index_dir, &IndexOptions::default(), |_| {})?;
-    open_index(index_dir, None)
-}
-
-/// The NQ setting of the compressor's evaluation: question `i`'s gold passage plus `distractors`
-/// passages of other questions retrieved for it (hybrid), shuffled with a seed of `i`. Each
-/// passage is the document's title and text (offset 0).
-pub(crate) fn nq_context(
-    index: &crate::Index,
-    embedder: &dyn Embedder,
-    q: &NqQuestion,
-    i: usize,
-    distractors: usize,
-) -> Result<Vec<Passage>> {
-    let mut request = SearchRequest::new(q.question.clone());
-    request.mode = Mode::Hybrid;
-    request.top_k = distractors + 1;
-    let own = format!("nq-{i}");
-    let ranked = crate::search::rank_documents(index, Some(embedder), &request)?;
-    let mut ids: Vec<String> = ranked
-        .into_iter()
-        .map(|d| d.id)
-        .filter(|id| *id != own)
-        .take(distractors)
-        .collect();
-    ids.push(own);
-    let mut rng = rand::rngs::StdRng::seed_from_u64(i as u64);
-    ids.shuffle(&mut rng);
-    let mut passages = Vec::with_capacity(ids.len());
-    for id in &ids {
-        if let Some(doc) = index.get_document(id)? {
-            passages.push(Passage {
-                doc_id: id.clone(),
-                text: format!("{}\n{}", doc.title, doc.text),
-                offset: 0,
-            });
-        }
-    }
-    Ok(passages)
 }
 
 /// Keeps sentences in `order` while they fit `budget`; returns the kept text and tokens.
@@ -252,16 +81,18 @@ fn keep_in_order(
 }
 
 /// Evaluates the compressor on an NQ-open oracle file: each question's gold passage plus
-/// `distractors` passages retrieved (hybrid) from the other questions' passages, shuffled.
+/// `distractors` passages retrieved (hybrid) from the other questions' passages (indexed into
+/// `index_dir` with `index_options`), shuffled. `limit` evaluates the first N questions.
 pub fn evaluate_compression(
     nq_path: &Path,
     index_dir: &Path,
+    index_options: &IndexOptions,
     distractors: usize,
     limit: Option<usize>,
     params: IbParams,
 ) -> Result<CompressEvalReport> {
-    let questions = read_nq(nq_path)?;
-    let (index, embedder) = nq_pool_index(&questions, index_dir)?;
+    let questions = nq::read_nq(nq_path)?;
+    let (index, embedder) = nq::pool_index(&questions, index_dir, index_options)?;
     let compressor = default_compressor(embedder.clone(), params);
 
     #[derive(Default)]
@@ -283,7 +114,7 @@ pub fn evaluate_compression(
         .enumerate()
         .take(limit.unwrap_or(usize::MAX))
     {
-        let passages = nq_context(&index, embedder.as_ref(), q, i, distractors)?;
+        let passages = nq::context(&index, embedder.as_ref(), q, i, distractors)?;
         let mut rng = rand::rngs::StdRng::seed_from_u64(i as u64);
         let full: String = passages
             .iter()
@@ -303,7 +134,7 @@ pub fn evaluate_compression(
         baselines[0].compression += 1.0;
         baselines[0].retained += has_answer as usize;
         let query_vector = embedder
-            .embed(&[&q.question], crate::TextKind::Query)?
+            .embed(&[&q.question], TextKind::Query)?
             .pop()
             .unwrap_or_default();
         let best = passages

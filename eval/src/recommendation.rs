@@ -1,75 +1,47 @@
-//! Generative recommendation over a catalog index (`ibex recommend`) and its evaluation on
-//! MovieLens-100k with leave-one-out (`ibex eval-recommend`).
+//! Generative recommendation on MovieLens-100k with leave-one-out (`ibex eval-recommend`).
+//!
+//! The catalog is the movies (title with year, genres); each user's ratings sorted by timestamp,
+//! the last held out, the rest the history, which also feeds the co-occurrence. Metrics over the
+//! full catalog minus the history (no sampled negatives).
 
 use std::collections::{HashMap, HashSet};
-use std::io::BufRead;
 use std::path::Path;
 
+use ibex_generator::Generator;
+use ibex_indexer::{index_corpus, open_index, IndexOptions};
 use ibex_pipeline::interactions::{CoOccurrence, Interactions};
 use ibex_pipeline::recommend::{candidates, ItemCatalog};
-use ibex_pipeline::{RecommendOptions, Recommendation};
+use ibex_pipeline::RecommendOptions;
 use serde::Serialize;
 
-use crate::{open_index, Generator, IbexError, IndexOptions, Result};
-
-/// Recommends items of the catalog index at `dir` for `history` (`ibex recommend`). Co-occurrence
-/// comes from `interactions`, else from the index's installed interaction data when present.
-pub fn recommend_from_index(
-    dir: &Path,
-    history: &[String],
-    wish: Option<&str>,
-    interactions: Option<&Path>,
-    generator: &dyn Generator,
-    options: &RecommendOptions,
-) -> Result<Recommendation> {
-    let (index, embedder) = open_index(dir, None)?;
-    let catalog = ItemCatalog::from_index(&index)?;
-    let interactions = match interactions {
-        Some(path) => Some(Interactions::read(path)?),
-        None => Interactions::load_for_index(dir)?,
-    };
-    let co = interactions.map(|i| {
-        let histories = i.histories();
-        CoOccurrence::build(histories.values().map(Vec::as_slice))
-    });
-    Ok(ibex_pipeline::recommend(
-        &catalog,
-        co.as_ref(),
-        Some(embedder.as_ref()),
-        generator,
-        history,
-        wish,
-        options,
-    )?)
-}
-
-/// HR@10 and NDCG@10 of one method.
-#[derive(Debug, Clone, Copy, Default, Serialize)]
-pub struct RankingFigures {
-    #[serde(rename = "hr@10")]
-    pub hr_at_10: f64,
-    #[serde(rename = "ndcg@10")]
-    pub ndcg_at_10: f64,
-}
+use crate::error::{EvalError, Result};
+use crate::metrics::top_n::TOP_N;
+use crate::metrics::{RankingFigures, TopNTally};
 
 /// The result of `eval-recommend`; the JSON keys are the ones the issue names.
 #[derive(Debug, Clone, Serialize)]
 pub struct RecommendEvalReport {
+    /// HR@10 of the full pipeline.
     #[serde(rename = "hr@10")]
     pub hr_at_10: f64,
+    /// NDCG@10 of the full pipeline.
     #[serde(rename = "ndcg@10")]
     pub ndcg_at_10: f64,
     /// Users evaluated with the full pipeline.
     pub users: usize,
     /// Share of the LLM's outputs naming an item that was not a candidate.
     pub candidate_error_rate: f64,
+    /// Share of the LLM's outputs naming an item twice.
     pub duplicate_rate: f64,
+    /// Share of the LLM's outputs naming an item of the user's history.
     pub history_repeat_rate: f64,
+    /// Share of the LLM's outputs with lines that are not `ID: reason`.
     pub unparseable_rate: f64,
     /// Share of users whose final list fell back to the candidate ranking.
     pub fallback_rate: f64,
     /// Whether the LLM decoded under the candidate grammar.
     pub constrained: bool,
+    /// The LLM's name (or that none ran).
     pub model: String,
     /// Baselines over the same users: popularity, item_knn, embedding, and two ablations of the
     /// pipeline (`candidates`: its candidate ranking without the LLM; `llm_order`: the LLM's list
@@ -82,23 +54,19 @@ pub struct RecommendEvalReport {
     pub seconds_per_user: f64,
 }
 
-fn io_error(context: String) -> impl FnOnce(std::io::Error) -> IbexError {
-    move |source| IbexError::Io { context, source }
-}
-
 /// Reads MovieLens's `u.item` (and `u.genre`) as catalog documents: id, title, genres and date.
 fn movielens_items(dir: &Path) -> Result<Vec<serde_json::Value>> {
     let genre_path = dir.join("u.genre");
     let genres: Vec<String> = std::fs::read_to_string(&genre_path)
-        .map_err(io_error(format!("reading {}", genre_path.display())))?
+        .map_err(EvalError::io(format!("reading {}", genre_path.display())))?
         .lines()
         .filter_map(|l| l.split('|').next())
         .filter(|g| !g.is_empty())
         .map(str::to_string)
         .collect();
     let item_path = dir.join("u.item");
-    let bytes =
-        std::fs::read(&item_path).map_err(io_error(format!("reading {}", item_path.display())))?;
+    let bytes = std::fs::read(&item_path)
+        .map_err(EvalError::io(format!("reading {}", item_path.display())))?;
     // The official file is Latin-1; decode byte by byte so either encoding reads.
     let text: String = match String::from_utf8(bytes) {
         Ok(t) => t,
@@ -108,13 +76,11 @@ fn movielens_items(dir: &Path) -> Result<Vec<serde_json::Value>> {
     for (i, line) in text.lines().enumerate() {
         let fields: Vec<&str> = line.split('|').collect();
         if fields.len() < 5 + genres.len() {
-            return Err(IbexError::Usage(format!(
-                "{}:{}: expected {} fields, got {}",
-                item_path.display(),
-                i + 1,
-                5 + genres.len(),
-                fields.len()
-            )));
+            return Err(EvalError::Malformed {
+                path: item_path.clone(),
+                line: i + 1,
+                reason: format!("expected {} fields, got {}", 5 + genres.len(), fields.len()),
+            });
         }
         let item_genres: Vec<&str> = genres
             .iter()
@@ -134,46 +100,19 @@ fn movielens_items(dir: &Path) -> Result<Vec<serde_json::Value>> {
 
 /// The first 10 of `ranked` that are not in `seen`.
 fn top_unseen<'a>(ranked: impl Iterator<Item = &'a str>, seen: &HashSet<&str>) -> Vec<&'a str> {
-    ranked.filter(|id| !seen.contains(id)).take(10).collect()
-}
-
-/// Rank (1-based) of `target` in `list`, if within the first 10.
-fn rank_of(list: &[&str], target: &str) -> Option<usize> {
-    list.iter()
-        .take(10)
-        .position(|id| *id == target)
-        .map(|p| p + 1)
-}
-
-#[derive(Default, Clone, Copy)]
-struct Tally {
-    hits: f64,
-    ndcg: f64,
-}
-
-impl Tally {
-    fn add(&mut self, list: &[&str], target: &str) {
-        if let Some(rank) = rank_of(list, target) {
-            self.hits += 1.0;
-            self.ndcg += 1.0 / ((rank + 1) as f64).log2();
-        }
-    }
-
-    fn figures(&self, users: usize) -> RankingFigures {
-        RankingFigures {
-            hr_at_10: self.hits / users.max(1) as f64,
-            ndcg_at_10: self.ndcg / users.max(1) as f64,
-        }
-    }
+    ranked.filter(|id| !seen.contains(id)).take(TOP_N).collect()
 }
 
 /// Leave-one-out evaluation on MovieLens-100k: the movies (title, year, genres) are the catalog,
 /// each user's last rating (by timestamp) is held out, the rest is their history and feeds the
 /// co-occurrence. Reports HR@10 and NDCG@10 of popularity, item-kNN, embedding similarity and the
-/// full pipeline, and the LLM's error rates. `limit` evaluates the first N users (by id).
+/// full pipeline, and the LLM's error rates. The catalog is indexed into `index_dir` with
+/// `index_options`; `limit` evaluates the first N users (by id); without a generator only the
+/// candidate stage and the baselines run.
 pub fn evaluate_recommendation(
     movielens: &Path,
     index_dir: &Path,
+    index_options: &IndexOptions,
     limit: Option<usize>,
     generator: Option<&dyn Generator>,
     options: &RecommendOptions,
@@ -182,11 +121,15 @@ pub fn evaluate_recommendation(
     let skip_llm = generator.is_none();
     let items = movielens_items(movielens)?;
     let pool =
-        tempfile::NamedTempFile::new().map_err(io_error("creating a temporary file".into()))?;
+        tempfile::NamedTempFile::new().map_err(EvalError::io("creating a temporary file"))?;
     let lines: String = items.iter().map(|v| v.to_string() + "\n").collect();
-    std::fs::write(pool.path(), lines).map_err(io_error("writing the catalog".into()))?;
-    crate::index_corpus(pool.path(), index_dir, &IndexOptions::default(), |_| {})?;
-    let (index, _embedder) = open_index(index_dir, None)?;
+    std::fs::write(pool.path(), lines).map_err(EvalError::io("writing the catalog"))?;
+    index_corpus(pool.path(), index_dir, index_options, |_| {})?;
+    let (index, _embedder) = open_index(
+        index_dir,
+        index_options.model.as_deref(),
+        index_options.device.as_ref(),
+    )?;
     let catalog = ItemCatalog::from_index(&index)?;
 
     let ratings = movielens.join("u.data.gz");
@@ -216,10 +159,11 @@ pub fn evaluate_recommendation(
         "candidates",
         "llm_order",
     ];
-    let mut tallies: HashMap<&str, Tally> = names.iter().map(|n| (*n, Tally::default())).collect();
-    let mut pipeline = Tally::default();
+    let mut tallies: HashMap<&str, TopNTally> =
+        names.iter().map(|n| (*n, TopNTally::default())).collect();
+    let mut pipeline = TopNTally::default();
     const SWEEP: [f32; 6] = [0.0, 0.1, 0.25, 0.5, 1.0, 4.0];
-    let mut sweep = [Tally::default(); SWEEP.len()];
+    let mut sweep = [TopNTally::default(); SWEEP.len()];
     let (mut candidate_errors, mut duplicates, mut repeats, mut unparseable, mut fallbacks) =
         (0usize, 0usize, 0usize, 0usize, 0usize);
     let mut constrained = true;
@@ -240,7 +184,7 @@ pub fn evaluate_recommendation(
             Some(profile) => catalog
                 .rank_by_vector(&profile, &seen)
                 .into_iter()
-                .take(10)
+                .take(TOP_N)
                 .map(|(i, _)| catalog.items[i].id.as_str())
                 .collect(),
             None => Vec::new(),
@@ -295,10 +239,11 @@ pub fn evaluate_recommendation(
             .map(|c| llm_ids.iter().position(|id| *id == c.id).map(|p| p + 1))
             .collect();
         for (weight, tally) in SWEEP.iter().zip(sweep.iter_mut()) {
-            let fused: Vec<&str> = ibex_pipeline::recommend::fuse(ranks.len(), &ranks, *weight, 10)
-                .into_iter()
-                .map(|i| recommendation.candidates[i].id.as_str())
-                .collect();
+            let fused: Vec<&str> =
+                ibex_pipeline::recommend::fuse(ranks.len(), &ranks, *weight, TOP_N)
+                    .into_iter()
+                    .map(|i| recommendation.candidates[i].id.as_str())
+                    .collect();
             tally.add(&fused, target);
         }
         let e = recommendation.errors;
@@ -340,25 +285,4 @@ pub fn evaluate_recommendation(
                 .collect()
         },
     })
-}
-
-/// Reads a history given as `ID,ID,...` or a file of one id per line (`@path`).
-pub fn parse_history(spec: &str) -> Result<Vec<String>> {
-    if let Some(path) = spec.strip_prefix('@') {
-        let file = std::fs::File::open(path).map_err(io_error(format!("opening {path}")))?;
-        return std::io::BufReader::new(file)
-            .lines()
-            .map(|l| {
-                l.map(|l| l.trim().to_string())
-                    .map_err(io_error(format!("reading {path}")))
-            })
-            .filter(|l| !matches!(l, Ok(l) if l.is_empty()))
-            .collect();
-    }
-    Ok(spec
-        .split(',')
-        .map(str::trim)
-        .filter(|s| !s.is_empty())
-        .map(str::to_string)
-        .collect())
 }

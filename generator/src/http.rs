@@ -4,6 +4,10 @@
 //! streams (server-sent events) so text reaches the caller as it is generated, retries with
 //! exponential backoff when the server is overloaded (429), failing (5xx) or refusing connections,
 //! and turns every other surprise into an error that says what the server did.
+//!
+//! The client is ureq's blocking one: it needs no async runtime, so the library (and the Python
+//! package) carries none; `tests/generation.rs` drives it against a misbehaving server (retries,
+//! malformed answers, a cut stream, a timeout, a refused connection).
 
 use std::io::{BufRead, BufReader};
 use std::time::Duration;
@@ -52,12 +56,12 @@ impl HttpOptions {
 pub struct HttpGenerator {
     options: HttpOptions,
     url: String,
-    client: reqwest::blocking::Client,
+    agent: ureq::Agent,
 }
 
 impl HttpGenerator {
-    /// A client for the server `options` describe. Must not be called on an async runtime's
-    /// thread (the blocking client runs its own); servers call it from a blocking task.
+    /// A client for the server `options` describe. Its calls block, so servers call it from a
+    /// blocking task, never on an async runtime's own threads.
     pub fn new(options: HttpOptions) -> Result<Self> {
         let base = options.base_url.trim_end_matches('/');
         if !(base.starts_with("http://") || base.starts_with("https://")) {
@@ -76,15 +80,15 @@ impl HttpGenerator {
         } else {
             format!("{base}/chat/completions")
         };
-        let client = reqwest::blocking::Client::builder()
+        // `timeout` bounds the whole exchange, reading a streamed body included, as a deadline.
+        let agent = ureq::AgentBuilder::new()
             .timeout(options.timeout)
-            .connect_timeout(options.timeout.min(Duration::from_secs(10)))
-            .build()
-            .map_err(|e| GeneratorError::Config(format!("cannot build an HTTP client: {e}")))?;
+            .timeout_connect(options.timeout.min(Duration::from_secs(10)))
+            .build();
         Ok(HttpGenerator {
             options,
             url,
-            client,
+            agent,
         })
     }
 
@@ -109,46 +113,44 @@ impl HttpGenerator {
     }
 
     /// Sends the request, retrying what is worth retrying; returns a successful response.
-    fn send(&self, body: &Value) -> Result<reqwest::blocking::Response> {
+    fn send(&self, body: &Value) -> Result<ureq::Response> {
+        let payload = body.to_string();
         let mut backoff = self.options.initial_backoff;
         let mut attempt = 0;
         loop {
-            let mut builder = self.client.post(&self.url).json(body);
+            let mut request = self
+                .agent
+                .post(&self.url)
+                .set("Content-Type", "application/json");
             if let Some(key) = &self.options.api_key {
-                builder = builder.bearer_auth(key);
+                request = request.set("Authorization", &format!("Bearer {key}"));
             }
-            let retry_after = match builder.send() {
-                Ok(response) if response.status().is_success() => return Ok(response),
-                Ok(response) => {
-                    let status = response.status();
-                    let retryable = status.as_u16() == 429 || status.is_server_error();
+            let retry_after = match request.send_string(&payload) {
+                Ok(response) => return Ok(response),
+                Err(ureq::Error::Status(status, response)) => {
+                    let retryable = status == 429 || (500..600).contains(&status);
                     let retry_after = response
-                        .headers()
-                        .get(reqwest::header::RETRY_AFTER)
-                        .and_then(|v| v.to_str().ok())
+                        .header("Retry-After")
                         .and_then(|v| v.trim().parse::<u64>().ok())
                         .map(|s| Duration::from_secs(s.min(30)));
                     if !retryable || attempt >= self.options.max_retries {
-                        let text = response.text().unwrap_or_default();
+                        let text = response.into_string().unwrap_or_default();
                         return Err(GeneratorError::Status {
                             url: self.url.clone(),
-                            status: status.as_u16(),
+                            status,
                             body: excerpt(&text),
                         });
                     }
                     retry_after
                 }
-                Err(e) if e.is_timeout() => {
-                    return Err(GeneratorError::Timeout {
-                        url: self.url.clone(),
-                        seconds: self.options.timeout.as_secs(),
-                    })
+                Err(ureq::Error::Transport(transport)) if is_timeout(&transport) => {
+                    return Err(self.timeout_error())
                 }
-                Err(e) => {
+                Err(ureq::Error::Transport(transport)) => {
                     if attempt >= self.options.max_retries {
                         return Err(GeneratorError::Unreachable {
                             url: self.url.clone(),
-                            reason: error_chain(&e),
+                            reason: transport.to_string(),
                         });
                     }
                     None
@@ -160,6 +162,13 @@ impl HttpGenerator {
         }
     }
 
+    fn timeout_error(&self) -> GeneratorError {
+        GeneratorError::Timeout {
+            url: self.url.clone(),
+            seconds: self.options.timeout.as_secs(),
+        }
+    }
+
     fn malformed(&self, reason: impl Into<String>) -> GeneratorError {
         GeneratorError::Malformed {
             url: self.url.clone(),
@@ -167,8 +176,8 @@ impl HttpGenerator {
         }
     }
 
-    fn read_whole(&self, response: reqwest::blocking::Response) -> Result<Completion> {
-        let text = response.text().map_err(|e| self.read_error(e))?;
+    fn read_whole(&self, response: ureq::Response) -> Result<Completion> {
+        let text = response.into_string().map_err(|e| self.read_error(e))?;
         let value: Value = serde_json::from_str(&text)
             .map_err(|e| self.malformed(format!("not JSON ({e}): {}", excerpt(&text))))?;
         let choice = value
@@ -203,20 +212,17 @@ impl HttpGenerator {
 
     fn read_stream(
         &self,
-        response: reqwest::blocking::Response,
+        response: ureq::Response,
         on_text: &mut dyn FnMut(&str),
     ) -> Result<Completion> {
         let mut text = String::new();
         let mut finish = None;
         let (mut prompt_tokens, mut completion_tokens) = (0, 0);
         let mut done = false;
-        for line in BufReader::new(response).lines() {
+        for line in BufReader::new(response.into_reader()).lines() {
             let line = line.map_err(|e| {
-                if e.kind() == std::io::ErrorKind::TimedOut {
-                    GeneratorError::Timeout {
-                        url: self.url.clone(),
-                        seconds: self.options.timeout.as_secs(),
-                    }
+                if is_timeout_kind(e.kind()) {
+                    self.timeout_error()
                 } else {
                     self.malformed(format!("the stream broke: {e}"))
                 }
@@ -269,12 +275,9 @@ impl HttpGenerator {
         })
     }
 
-    fn read_error(&self, e: reqwest::Error) -> GeneratorError {
-        if e.is_timeout() {
-            GeneratorError::Timeout {
-                url: self.url.clone(),
-                seconds: self.options.timeout.as_secs(),
-            }
+    fn read_error(&self, e: std::io::Error) -> GeneratorError {
+        if is_timeout_kind(e.kind()) {
+            self.timeout_error()
         } else {
             self.malformed(format!("cannot read the answer: {}", error_chain(&e)))
         }
@@ -294,10 +297,8 @@ impl Generator for HttpGenerator {
         request.validate()?;
         let response = self.send(&self.body(request))?;
         let is_event_stream = response
-            .headers()
-            .get(reqwest::header::CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .is_some_and(|v| v.starts_with("text/event-stream"));
+            .header("Content-Type")
+            .is_some_and(|v| v.trim_start().starts_with("text/event-stream"));
         if is_event_stream {
             self.read_stream(response, on_text)
         } else {
@@ -323,6 +324,30 @@ fn excerpt(text: &str) -> String {
         out.push_str("...");
     }
     out
+}
+
+/// A deadline passed while connecting, sending or reading (socket timeouts surface as
+/// `TimedOut` or, on some platforms, `WouldBlock`).
+fn is_timeout_kind(kind: std::io::ErrorKind) -> bool {
+    matches!(
+        kind,
+        std::io::ErrorKind::TimedOut | std::io::ErrorKind::WouldBlock
+    )
+}
+
+/// Whether a transport error comes from a passed deadline rather than a refused or broken
+/// connection.
+fn is_timeout(transport: &ureq::Transport) -> bool {
+    let mut source = std::error::Error::source(transport);
+    while let Some(cause) = source {
+        if let Some(io) = cause.downcast_ref::<std::io::Error>() {
+            if is_timeout_kind(io.kind()) {
+                return true;
+            }
+        }
+        source = cause.source();
+    }
+    false
 }
 
 fn error_chain(e: &dyn std::error::Error) -> String {

@@ -35,8 +35,11 @@ pub use tokenizer::SmolTokenizer;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Role {
+    /// Instructions to the model.
     System,
+    /// What the user says.
     User,
+    /// What the model said before (few-shot examples, earlier turns).
     Assistant,
 }
 
@@ -54,7 +57,9 @@ impl Role {
 /// One message of a chat.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ChatMessage {
+    /// Who speaks.
     pub role: Role,
+    /// What is said.
     pub content: String,
 }
 
@@ -79,6 +84,7 @@ impl ChatMessage {
 /// What to generate.
 #[derive(Debug, Clone)]
 pub struct GenerationRequest {
+    /// The conversation, oldest first.
     pub messages: Vec<ChatMessage>,
     /// Upper bound on generated tokens.
     pub max_tokens: usize,
@@ -134,7 +140,9 @@ pub enum FinishReason {
 /// A finished generation.
 #[derive(Debug, Clone, Serialize)]
 pub struct Completion {
+    /// The generated text.
     pub text: String,
+    /// Why generation stopped.
     pub finish_reason: FinishReason,
     /// Tokens of the prompt, as the backend counted them (0 when a server does not say).
     pub prompt_tokens: usize,

@@ -15,6 +15,7 @@ use crate::ChatMessage;
 pub struct ContextPassage {
     /// Title of its document (may be empty).
     pub title: String,
+    /// The passage's text (the kept sentences, when compressed).
     pub text: String,
 }
 
@@ -145,7 +146,9 @@ pub fn check_citations(answer: &str, passages: usize) -> CitationCheck {
 /// An item as a recommendation prompt shows it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct PromptItem {
+    /// The item's id, which the model must answer with.
     pub id: String,
+    /// What the model is shown of it (title and the start of its text).
     pub description: String,
 }
 

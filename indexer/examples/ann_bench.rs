@@ -131,7 +131,7 @@ fn prepare(args: &[String]) {
     }
     for file in &files {
         let values = read_f32(file);
-        if values.len() % dimension != 0 {
+        if !values.len().is_multiple_of(dimension) {
             fail(format!(
                 "{} is not a whole number of {dimension}-d vectors",
                 file.display()

@@ -63,26 +63,40 @@ pub fn model_info(spec: &str, embedder: &dyn Embedder) -> ModelInfo {
 /// Statistics of one index.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct IndexInfo {
+    /// The index's name (its directory's name in the data directory).
     pub name: String,
+    /// Live documents.
     pub documents: usize,
+    /// Live chunks.
     pub chunks: usize,
+    /// The embedding model it was built with.
     pub model: ModelInfo,
+    /// How its documents are chunked.
     pub chunking: ChunkingParams,
+    /// Generation of the commit these statistics describe.
     pub generation: u64,
+    /// Bytes of its directory on disk (segments not yet merged away included).
     pub bytes_on_disk: u64,
 }
 
 /// What a committed write did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct WriteReport {
+    /// Documents whose ids were new.
     pub added: usize,
+    /// Documents whose ids existed with other content (re-embedded).
     pub replaced: usize,
+    /// Documents whose ids existed with the same content (skipped).
     pub unchanged: usize,
+    /// Documents deleted.
     pub deleted: usize,
+    /// Chunks embedded.
     pub chunks_embedded: usize,
     /// Generation of the commit that made the write visible (unchanged when nothing changed).
     pub generation: u64,
+    /// Live documents after the write.
     pub documents: usize,
+    /// Live chunks after the write.
     pub chunks: usize,
 }
 
@@ -236,7 +250,9 @@ pub struct Catalog {
 /// An index directory of the data directory that could not be opened.
 #[derive(Debug)]
 pub struct Unopened {
+    /// The directory's name.
     pub name: String,
+    /// Why it could not be opened.
     pub error: IndexError,
 }
 

@@ -48,7 +48,9 @@ impl ChunkingParams {
 /// A chunk's span in its document's text, in characters.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ChunkSpan {
+    /// Character offset of the chunk's first character.
     pub start: usize,
+    /// One past its last character.
     pub end: usize,
 }
 

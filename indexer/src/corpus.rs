@@ -96,7 +96,9 @@ impl Document {
 /// Why a JSON value is not a document.
 #[derive(Debug)]
 pub enum DocumentProblem {
+    /// Not a JSON object with the fields a document needs (the reason).
     Malformed(String),
+    /// A document with neither title nor text (its id).
     MissingText(String),
 }
 
@@ -133,6 +135,27 @@ pub fn open_maybe_gzip(path: &Path) -> Result<Box<dyn BufRead + Send>> {
     } else {
         Ok(Box::new(BufReader::new(file)))
     }
+}
+
+/// The JSON values of a JSONL file (plain or gzip), with their 1-based line numbers. Blank lines
+/// are skipped; a line that is not JSON is an error naming the file and line. For the small
+/// files around a corpus (questions, passages to compress), read whole.
+pub fn read_json_lines(path: &Path) -> Result<Vec<(usize, serde_json::Value)>> {
+    let reader = open_maybe_gzip(path)?;
+    let mut out = Vec::new();
+    for (i, line) in reader.lines().enumerate() {
+        let line = line.map_err(|e| IndexError::io(format!("reading {}", path.display()), e))?;
+        if line.trim().is_empty() {
+            continue;
+        }
+        let value = serde_json::from_str(&line).map_err(|e| IndexError::MalformedLine {
+            path: path.to_path_buf(),
+            line: i + 1,
+            reason: format!("invalid JSON: {e}"),
+        })?;
+        out.push((i + 1, value));
+    }
+    Ok(out)
 }
 
 fn read_jsonl(path: &Path) -> Result<DocumentStream> {

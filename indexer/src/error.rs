@@ -6,60 +6,105 @@ pub enum IndexError {
     /// A JSONL line that is not a valid document.
     #[error("{path}:{line}: {reason}")]
     MalformedLine {
+        /// The corpus file.
         path: PathBuf,
+        /// Its 1-based line number.
         line: usize,
+        /// What is wrong with the line.
         reason: String,
     },
 
     /// A document whose text is missing or empty.
     #[error("document {id:?} ({path}) has no text: every document needs a non-empty \"text\" (or at least a \"title\")")]
-    MissingText { id: String, path: PathBuf },
+    MissingText {
+        /// The document's id.
+        id: String,
+        /// The corpus it comes from.
+        path: PathBuf,
+    },
 
     /// A file in a corpus folder that is not UTF-8 text.
     #[error("{path} is not valid UTF-8 text: convert it (for example with iconv) or remove it from the corpus folder")]
-    NotUtf8 { path: PathBuf },
+    NotUtf8 {
+        /// The file.
+        path: PathBuf,
+    },
 
     /// A corpus path ibex does not know how to read.
     #[error("cannot read corpus {path}: {reason}")]
-    UnsupportedCorpus { path: PathBuf, reason: String },
+    UnsupportedCorpus {
+        /// The corpus path given.
+        path: PathBuf,
+        /// What ibex expected instead.
+        reason: String,
+    },
 
     /// The index directory does not exist or holds no ibex index.
     #[error("no ibex index at {path}: {reason}")]
-    NotAnIndex { path: PathBuf, reason: String },
+    NotAnIndex {
+        /// The directory.
+        path: PathBuf,
+        /// What is missing or wrong.
+        reason: String,
+    },
 
     /// An index directory already exists where a new one should be created.
     #[error("cannot create an index at {path}: the directory exists and is not empty")]
-    AlreadyExists { path: PathBuf },
+    AlreadyExists {
+        /// The directory.
+        path: PathBuf,
+    },
 
     /// The index was built with another embedding model than the one offered.
     #[error("index at {path} was built with {index_model} ({index_dimension} dims); this embedder is {embedder_model} ({embedder_dimension} dims). Search it with the model it was built with, or index into a new directory")]
     ModelMismatch {
+        /// The index directory.
         path: PathBuf,
+        /// The model the index was built with.
         index_model: String,
+        /// Its vectors' dimension.
         index_dimension: usize,
+        /// The model offered now.
         embedder_model: String,
+        /// Its vectors' dimension.
         embedder_dimension: usize,
     },
 
     /// A vector of the wrong length.
     #[error("vector has {got} dimensions; this index holds {expected}-dimensional vectors")]
-    WrongDimension { expected: usize, got: usize },
+    WrongDimension {
+        /// The index's dimension.
+        expected: usize,
+        /// The vector's.
+        got: usize,
+    },
 
     /// A file of the index failed its checksum or could not be parsed.
     #[error("index file {path} is corrupt: {reason}")]
-    Corrupt { path: PathBuf, reason: String },
+    Corrupt {
+        /// The damaged file.
+        path: PathBuf,
+        /// What the check found.
+        reason: String,
+    },
 
     /// The index was written by an incompatible version of ibex.
     #[error("index at {path} has format version {found}; this ibex reads version {supported}")]
     UnsupportedFormat {
+        /// The index directory.
         path: PathBuf,
+        /// The format version it has.
         found: u32,
+        /// The version this build reads.
         supported: u32,
     },
 
     /// Another process is writing to the index.
     #[error("index at {path} is being written by another process (its tantivy writer lock is held): wait for it to finish")]
-    Locked { path: PathBuf },
+    Locked {
+        /// The index directory.
+        path: PathBuf,
+    },
 
     /// A name that cannot name an index of a catalog.
     #[error("invalid index name {0:?}: use 1 to 64 ASCII letters, digits, '-' or '_', starting with a letter or digit")]
@@ -67,15 +112,24 @@ pub enum IndexError {
 
     /// No index of that name in the catalog.
     #[error("no index named {name:?}")]
-    UnknownIndex { name: String },
+    UnknownIndex {
+        /// The name asked for.
+        name: String,
+    },
 
     /// An index of that name exists already.
     #[error("an index named {name:?} already exists: delete it first, or choose another name")]
-    IndexExists { name: String },
+    IndexExists {
+        /// The name.
+        name: String,
+    },
 
     /// The catalog is shutting down and takes no more writes.
     #[error("index {name:?} takes no more writes: the server is shutting down")]
-    Closed { name: String },
+    Closed {
+        /// The index's name.
+        name: String,
+    },
 
     /// An invalid chunking setting.
     #[error("invalid chunking parameters: {0}")]
@@ -92,8 +146,10 @@ pub enum IndexError {
     /// Input/output error, with what ibex was doing.
     #[error("{context}: {source}")]
     Io {
+        /// What ibex was doing (the file and operation).
         context: String,
         #[source]
+        /// The system's error.
         source: std::io::Error,
     },
 }

@@ -36,16 +36,30 @@ pub(crate) struct CommitPayload {
     pub ibex_generation: u64,
 }
 
+impl CommitPayload {
+    /// The payload as tantivy stores it: `{"ibex_generation":G}`. Written by hand (it cannot
+    /// fail, and the commit must never carry an empty payload); read back with serde.
+    pub(crate) fn to_json(&self) -> String {
+        format!("{{\"ibex_generation\":{}}}", self.ibex_generation)
+    }
+}
+
 /// A stored document, as returned by lookups and searches.
 #[derive(Debug, Clone, PartialEq)]
 pub struct StoredDocument {
+    /// The document's id.
     pub id: String,
+    /// Its title (may be empty).
     pub title: String,
+    /// Its text.
     pub text: String,
+    /// Its metadata, as given when it was indexed.
     pub metadata: serde_json::Map<String, serde_json::Value>,
     /// Spans of its chunks, in order; chunk `i` has key `chunk_base + i`.
     pub chunks: Vec<ChunkSpan>,
+    /// Key of its first chunk (keys are allocated in order and never reused).
     pub chunk_base: u64,
+    /// SHA-256 of its id, title, text and metadata: an upsert of the same content is skipped.
     pub content_hash: String,
 }
 
@@ -151,9 +165,7 @@ impl Index {
             let mut writer: tantivy::IndexWriter =
                 lexical.writer_with_num_threads(1, 15_000_000)?;
             let mut prepared = writer.prepare_commit()?;
-            prepared.set_payload(
-                &serde_json::to_string(&CommitPayload { ibex_generation: 0 }).unwrap_or_default(),
-            );
+            prepared.set_payload(&CommitPayload { ibex_generation: 0 }.to_json());
             prepared.commit()?;
         }
         drop(lexical);
@@ -477,5 +489,20 @@ impl Index {
     /// Number of vector segments (for statistics).
     pub fn num_segments(&self) -> usize {
         self.segments.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_commit_payload_reads_back() {
+        let json = CommitPayload {
+            ibex_generation: 42,
+        }
+        .to_json();
+        let read: CommitPayload = serde_json::from_str(&json).unwrap();
+        assert_eq!(read.ibex_generation, 42);
     }
 }

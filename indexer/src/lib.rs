@@ -4,10 +4,12 @@
 //! - [`chunk`]: token-aware chunking with character offsets;
 //! - [`Index`]: the index directory (tantivy BM25 and document store, vector segments with
 //!   HNSW graphs, manifest), opened at its last commit;
-//! - [`IndexWriter`]: upserts and deletes, made durable and visible by an atomic commit.
+//! - [`IndexWriter`]: upserts and deletes, made durable and visible by an atomic commit;
+//! - [`bulk`]: whole corpora, validated, embedded in batches and committed every so often.
 //!
 //! The commit protocol and the derivation of tombstones are documented in [`writer`] and [`live`].
 
+pub mod bulk;
 pub mod catalog;
 pub mod chunk;
 pub mod corpus;
@@ -21,9 +23,13 @@ mod schema;
 pub mod vectors;
 pub mod writer;
 
+pub use bulk::{
+    delete_documents, index_corpus, index_corpus_with_embedder, open_index, validate_corpus,
+    CorpusCheck, IndexOptions, IndexProgress, IndexReport,
+};
 pub use catalog::{Catalog, IndexInfo, ModelLoader, SharedIndex, WriteReport};
 pub use chunk::{chunk_document, slice_chars, ChunkSpan, ChunkingParams};
-pub use corpus::{read_corpus, Document, DocumentStream};
+pub use corpus::{read_corpus, read_json_lines, Document, DocumentStream};
 pub use error::{IndexError, Result};
 pub use index::{is_index, Index, StoredDocument};
 pub use manifest::{Manifest, ModelInfo, FORMAT_VERSION};

@@ -14,8 +14,11 @@ use crate::vectors::ChunkSet;
 /// The chunks of one live document.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DocChunks {
+    /// The document's id.
     pub id: String,
+    /// Key of its first chunk.
     pub chunk_base: u64,
+    /// How many chunks it has (keys `chunk_base..chunk_base + chunk_count`).
     pub chunk_count: u32,
 }
 

@@ -23,20 +23,26 @@ pub struct ModelInfo {
     pub id: String,
     /// How to load it again: the default model's name, or the path of a local model folder.
     pub source: String,
+    /// Length of its vectors.
     pub dimension: usize,
 }
 
 /// The description of one committed state of an index.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Manifest {
+    /// Format version of the index ([`crate::FORMAT_VERSION`] when written by this build).
     pub format_version: u32,
+    /// The commit's generation (`manifest-G.json`), one more at each commit.
     pub generation: u64,
+    /// The embedding model every vector comes from.
     pub model: ModelInfo,
+    /// How documents are chunked.
     pub chunking: ChunkingParams,
     /// The next unused chunk key; chunk keys are never reused.
     pub next_chunk_key: u64,
     /// The next unused segment id.
     pub next_segment_id: u64,
+    /// The committed vector segments.
     pub segments: Vec<SegmentMeta>,
 }
 

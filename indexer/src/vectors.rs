@@ -19,6 +19,9 @@ use crate::durable::write_durably;
 use crate::error::{IndexError, Result};
 use crate::hnsw::HnswGraph;
 
+/// The dot product every similarity in ibex uses (AVX-512 / AVX2 chosen at run time).
+pub use ibex_embedder::vector::dot;
+
 const MAGIC: &[u8; 8] = b"IBEXVEC1";
 
 /// Segments with at least this many vectors get an HNSW graph; smaller ones are scanned exactly.
@@ -28,14 +31,19 @@ pub const HNSW_MIN_VECTORS: usize = 10_000;
 
 /// HNSW construction parameters (as in hnswlib's and faiss's usual defaults).
 pub const HNSW_MAX_CONNECTIONS: usize = 16;
+/// Candidates kept while inserting a vector into the graph.
 pub const HNSW_EF_CONSTRUCTION: usize = 200;
 
 /// How a segment is described in the manifest.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SegmentMeta {
+    /// The segment's id (its file is named after it).
     pub id: u64,
+    /// File name of its vectors, in `vectors/`.
     pub file: String,
+    /// Vectors it holds.
     pub rows: usize,
+    /// CRC-32 of the vector file, checked on load.
     pub crc32: u32,
     /// The segment's HNSW graph file, when it has one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -50,7 +58,9 @@ pub struct SegmentMeta {
 /// An HNSW graph file and its checksum.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct GraphFile {
+    /// File name of the graph, in `vectors/`.
     pub file: String,
+    /// CRC-32 of the graph file, checked on load.
     pub crc32: u32,
 }
 
@@ -59,115 +69,6 @@ impl SegmentMeta {
     pub fn has_graph(&self) -> bool {
         self.graph.is_some() || self.hnsw.is_some()
     }
-}
-
-/// Dot product: AVX-512 or AVX2+FMA when the CPU has them (checked at run time, so one binary
-/// serves every x86-64 machine), else eight independent accumulators the compiler vectorizes.
-/// Exact scans and graph walks spend nearly all their time here.
-#[inline]
-pub fn dot(a: &[f32], b: &[f32]) -> f32 {
-    let len = a.len().min(b.len());
-    let (a, b) = (&a[..len], &b[..len]);
-    #[cfg(target_arch = "x86_64")]
-    {
-        if std::arch::is_x86_feature_detected!("avx512f") {
-            // SAFETY: the CPU supports AVX-512F (checked just above).
-            return unsafe { dot_avx512(a, b) };
-        }
-        if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
-        {
-            // SAFETY: the CPU supports AVX2 and FMA (checked just above).
-            return unsafe { dot_avx2(a, b) };
-        }
-    }
-    dot_portable(a, b)
-}
-
-fn dot_portable(a: &[f32], b: &[f32]) -> f32 {
-    let mut acc = [0f32; 8];
-    let chunks_a = a.chunks_exact(8);
-    let chunks_b = b.chunks_exact(8);
-    let (rest_a, rest_b) = (chunks_a.remainder(), chunks_b.remainder());
-    for (x, y) in chunks_a.zip(chunks_b) {
-        for i in 0..8 {
-            acc[i] += x[i] * y[i];
-        }
-    }
-    let mut sum: f32 = acc.iter().sum();
-    for (x, y) in rest_a.iter().zip(rest_b) {
-        sum += x * y;
-    }
-    sum
-}
-
-/// `a` and `b` must have the same length.
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f")]
-unsafe fn dot_avx512(a: &[f32], b: &[f32]) -> f32 {
-    use std::arch::x86_64::*;
-    let n = a.len();
-    let (pa, pb) = (a.as_ptr(), b.as_ptr());
-    let mut acc0 = _mm512_setzero_ps();
-    let mut acc1 = _mm512_setzero_ps();
-    let mut i = 0;
-    while i + 32 <= n {
-        // SAFETY: i + 32 <= n, and both slices hold n values.
-        unsafe {
-            acc0 = _mm512_fmadd_ps(_mm512_loadu_ps(pa.add(i)), _mm512_loadu_ps(pb.add(i)), acc0);
-            acc1 = _mm512_fmadd_ps(
-                _mm512_loadu_ps(pa.add(i + 16)),
-                _mm512_loadu_ps(pb.add(i + 16)),
-                acc1,
-            );
-        }
-        i += 32;
-    }
-    if i + 16 <= n {
-        // SAFETY: i + 16 <= n.
-        unsafe {
-            acc0 = _mm512_fmadd_ps(_mm512_loadu_ps(pa.add(i)), _mm512_loadu_ps(pb.add(i)), acc0);
-        }
-        i += 16;
-    }
-    let mut sum = _mm512_reduce_add_ps(_mm512_add_ps(acc0, acc1));
-    while i < n {
-        sum += a[i] * b[i];
-        i += 1;
-    }
-    sum
-}
-
-/// `a` and `b` must have the same length.
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,fma")]
-unsafe fn dot_avx2(a: &[f32], b: &[f32]) -> f32 {
-    use std::arch::x86_64::*;
-    let n = a.len();
-    let (pa, pb) = (a.as_ptr(), b.as_ptr());
-    let mut acc0 = _mm256_setzero_ps();
-    let mut acc1 = _mm256_setzero_ps();
-    let mut i = 0;
-    while i + 16 <= n {
-        // SAFETY: i + 16 <= n, and both slices hold n values.
-        unsafe {
-            acc0 = _mm256_fmadd_ps(_mm256_loadu_ps(pa.add(i)), _mm256_loadu_ps(pb.add(i)), acc0);
-            acc1 = _mm256_fmadd_ps(
-                _mm256_loadu_ps(pa.add(i + 8)),
-                _mm256_loadu_ps(pb.add(i + 8)),
-                acc1,
-            );
-        }
-        i += 16;
-    }
-    let acc = _mm256_add_ps(acc0, acc1);
-    let halves = _mm_add_ps(_mm256_castps256_ps128(acc), _mm256_extractf128_ps::<1>(acc));
-    let pairs = _mm_add_ps(halves, _mm_movehl_ps(halves, halves));
-    let mut sum = _mm_cvtss_f32(_mm_add_ss(pairs, _mm_shuffle_ps::<1>(pairs, pairs)));
-    while i < n {
-        sum += a[i] * b[i];
-        i += 1;
-    }
-    sum
 }
 
 /// A set of chunk keys, as a bitset (chunk keys are dense, allocated in order).
@@ -213,7 +114,9 @@ impl ChunkSet {
 /// A chunk found by vector search.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ChunkHit {
+    /// The chunk's key.
     pub chunk_key: u64,
+    /// Its dot product with the query.
     pub score: f32,
 }
 
@@ -278,6 +181,7 @@ impl TopK {
 
 /// One immutable vector segment, loaded in memory.
 pub struct VectorSegment {
+    /// How the manifest describes it.
     pub meta: SegmentMeta,
     dimension: usize,
     keys: Vec<u64>,

@@ -49,9 +49,13 @@ pub struct UpsertStats {
 /// What a commit did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct CommitStats {
+    /// The new generation.
     pub generation: u64,
+    /// Live documents after the commit.
     pub documents: usize,
+    /// Live chunks after the commit.
     pub chunks: usize,
+    /// Vector segments after the commit.
     pub segments: usize,
 }
 
@@ -422,10 +426,10 @@ impl IndexWriter<'_> {
         let committed = (|| -> Result<()> {
             manifest.write(&self.index.dir)?;
             let mut prepared = self.lexical.prepare_commit()?;
-            let payload = serde_json::to_string(&CommitPayload {
+            let payload = CommitPayload {
                 ibex_generation: manifest.generation,
-            })
-            .unwrap_or_default();
+            }
+            .to_json();
             prepared.set_payload(&payload);
             prepared.commit()?;
             Ok(())

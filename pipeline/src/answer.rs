@@ -30,6 +30,7 @@ pub struct AnswerOptions {
     pub compress: bool,
     /// Token budget of the compressed context (`None`: the compressor's default).
     pub budget: Option<usize>,
+    /// How the answer is asked for (a sentence with citations, or a short phrase).
     pub style: AnswerStyle,
     /// Upper bound on the answer's tokens.
     pub max_tokens: usize,
@@ -55,10 +56,13 @@ pub struct ContextEntry {
     pub number: usize,
     /// `doc_id:start-end`, stable across calls while the document is unchanged.
     pub passage_id: String,
+    /// The document the passage comes from.
     pub doc_id: String,
+    /// Its document's title.
     pub title: String,
     /// Character offsets into the document of the first and last kept character.
     pub start: usize,
+    /// One past the last kept character, into the document.
     pub end: usize,
     /// The text sent (the kept sentences, joined by spaces).
     pub text: String,
@@ -67,11 +71,17 @@ pub struct ContextEntry {
 /// A citation the answer made, resolved to its passage.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Citation {
+    /// The cited number, as in the answer (`[2]`).
     pub number: usize,
+    /// The passage's id (`doc_id:start-end`).
     pub passage_id: String,
+    /// The cited document.
     pub doc_id: String,
+    /// Its title.
     pub title: String,
+    /// Character offset of the passage in the document.
     pub start: usize,
+    /// One past its last character.
     pub end: usize,
     /// True when the model cited nothing and the citation was attributed by word overlap between
     /// the answer and the passage (small models often omit citation markers).
@@ -94,26 +104,36 @@ pub struct ContextTokens {
 /// Where the time went, in milliseconds.
 #[derive(Debug, Clone, Copy, Default, Serialize)]
 pub struct AnswerTimings {
+    /// Retrieval.
     pub retrieve_ms: f64,
+    /// Compression (0 without it).
     pub compress_ms: f64,
+    /// Generation.
     pub generate_ms: f64,
+    /// The whole answer.
     pub total_ms: f64,
 }
 
 /// An answer with its checked citations and the context behind it.
 #[derive(Debug, Clone, Serialize)]
 pub struct RagAnswer {
+    /// The question asked.
     pub question: String,
     /// The answer, with citations of passages that were not in the context removed.
     pub answer: String,
+    /// The passages the answer cites, resolved and checked.
     pub citations: Vec<Citation>,
     /// Citation numbers the model made up (not in the context): removed from `answer`.
     pub invalid_citations: Vec<usize>,
     /// The numbered passages that were sent.
     pub context: Vec<ContextEntry>,
+    /// Token counts of the context and the answer.
     pub tokens: ContextTokens,
+    /// Where the time went.
     pub timings: AnswerTimings,
+    /// The LLM that answered.
     pub model: String,
+    /// Whether the context was compressed.
     pub compressed: bool,
 }
 

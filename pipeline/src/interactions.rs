@@ -18,15 +18,20 @@ pub const INDEX_FILE: &str = "interactions.tsv";
 /// One interaction.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Interaction {
+    /// The user's id.
     pub user: String,
+    /// The item's id (a document id of the catalog index).
     pub item: String,
+    /// The rating, when the data has one.
     pub rating: Option<f32>,
+    /// When it happened (Unix seconds; 0 when unknown, so order is the file's).
     pub timestamp: i64,
 }
 
 /// A set of interactions.
 #[derive(Debug, Clone, Default)]
 pub struct Interactions {
+    /// Every interaction, in file order.
     pub events: Vec<Interaction>,
 }
 

@@ -22,14 +22,19 @@ pub use recommend::{recommend, ItemCatalog, RecommendOptions, Recommendation, Re
 #[derive(Debug, thiserror::Error)]
 pub enum PipelineError {
     #[error(transparent)]
+    /// Retrieval failed.
     Search(#[from] ibex_search::SearchError),
     #[error(transparent)]
+    /// Reading the index failed.
     Index(#[from] ibex_indexer::IndexError),
     #[error(transparent)]
+    /// The embedding model failed.
     Embedder(#[from] ibex_embedder::EmbedderError),
     #[error(transparent)]
+    /// The compressor failed.
     Compress(#[from] ibex_compressor::CompressError),
     #[error(transparent)]
+    /// The LLM failed.
     Generator(#[from] ibex_generator::GeneratorError),
     /// A request that cannot be served (unknown item, empty question...).
     #[error("{0}")]
@@ -37,13 +42,19 @@ pub enum PipelineError {
     /// An interactions file that cannot be read.
     #[error("{path}:{line}: {reason}")]
     MalformedInteractions {
+        /// The file.
         path: std::path::PathBuf,
+        /// Its 1-based line number.
         line: usize,
+        /// What is wrong with the line.
         reason: String,
     },
     #[error("{context}: {source}")]
+    /// A file could not be read or written.
     Io {
+        /// What was being done.
         context: String,
+        /// The system's error.
         source: std::io::Error,
     },
 }

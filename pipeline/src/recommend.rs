@@ -10,11 +10,13 @@
 use std::collections::{HashMap, HashSet};
 use std::time::Instant;
 
+use ibex_embedder::vector::dot;
 use ibex_embedder::{Embedder, TextKind};
 use ibex_generator::grammar::{parse_item_list, ItemListGrammar, ParsedItemList};
 use ibex_generator::prompt::{recommendation_messages, PromptItem};
 use ibex_generator::{ChatMessage, GenerationRequest, Generator};
 use ibex_indexer::Index;
+use ibex_search::fusion::reciprocal_rank_scores;
 use serde::Serialize;
 
 use crate::interactions::CoOccurrence;
@@ -69,8 +71,11 @@ impl Default for RecommendOptions {
 /// A catalog item with its embedding: what recommendation needs from an index.
 #[derive(Debug, Clone)]
 pub struct CatalogItem {
+    /// The item's id (its document id).
     pub id: String,
+    /// Its title.
     pub title: String,
+    /// Its text.
     pub text: String,
     /// Mean of its chunk vectors, normalized.
     pub vector: Vec<f32>,
@@ -79,6 +84,7 @@ pub struct CatalogItem {
 /// The items of a catalog index, loaded once.
 #[derive(Debug, Clone)]
 pub struct ItemCatalog {
+    /// Every item, in index order.
     pub items: Vec<CatalogItem>,
     index: HashMap<String, usize>,
 }
@@ -105,12 +111,18 @@ impl ItemCatalog {
                 vector,
             });
         }
+        Ok(Self::from_items(items))
+    }
+
+    /// A catalog of `items` an application holds itself (vectors normalized, all of one
+    /// dimension); a later item with the same id shadows an earlier one in lookups.
+    pub fn from_items(items: Vec<CatalogItem>) -> Self {
         let index = items
             .iter()
             .enumerate()
             .map(|(i, item)| (item.id.clone(), i))
             .collect();
-        Ok(ItemCatalog { items, index })
+        ItemCatalog { items, index }
     }
 
     /// The item with id `id`.
@@ -159,10 +171,6 @@ impl ItemCatalog {
     }
 }
 
-fn dot(a: &[f32], b: &[f32]) -> f32 {
-    a.iter().zip(b).map(|(x, y)| x * y).sum()
-}
-
 fn normalize(v: &mut [f32]) {
     let norm = dot(v, v).sqrt();
     if norm > 0.0 {
@@ -173,7 +181,9 @@ fn normalize(v: &mut [f32]) {
 /// A candidate with its rank among the candidates.
 #[derive(Debug, Clone, Serialize)]
 pub struct Candidate {
+    /// The item's id.
     pub id: String,
+    /// Its title.
     pub title: String,
     /// Fused candidate score (reciprocal ranks).
     pub score: f32,
@@ -182,7 +192,9 @@ pub struct Candidate {
 /// A recommended item.
 #[derive(Debug, Clone, Serialize)]
 pub struct RecommendedItem {
+    /// The item's id.
     pub id: String,
+    /// Its title.
     pub title: String,
     /// The LLM's one-sentence reason (absent for items the LLM did not pick).
     pub reason: Option<String>,
@@ -197,6 +209,7 @@ pub struct RecommendedItem {
 pub struct OutputErrors {
     /// Items named that were not among the candidates.
     pub candidate_errors: usize,
+    /// Items named more than once.
     pub duplicates: usize,
     /// Items of the user's history named again.
     pub history_repeats: usize,
@@ -211,6 +224,7 @@ pub struct OutputErrors {
 /// The result of a recommendation.
 #[derive(Debug, Clone, Serialize)]
 pub struct Recommendation {
+    /// The recommended items, best first.
     pub items: Vec<RecommendedItem>,
     /// The candidates the LLM chose from, best first.
     pub candidates: Vec<Candidate>,
@@ -220,8 +234,11 @@ pub struct Recommendation {
     pub errors: OutputErrors,
     /// Whether the LLM decoded under the candidate grammar.
     pub constrained: bool,
+    /// The LLM that ordered the candidates.
     pub model: String,
+    /// Milliseconds spent finding candidates.
     pub candidates_ms: f64,
+    /// Milliseconds spent in the LLM.
     pub generate_ms: f64,
 }
 
@@ -237,25 +254,18 @@ pub fn candidates(
     recency_half_life: Option<f32>,
 ) -> Vec<Candidate> {
     let exclude: HashSet<&str> = history.iter().map(String::as_str).collect();
-    let mut fused: HashMap<usize, f32> = HashMap::new();
-    let mut add_ranking = |ranking: &[(usize, f32)], weight: f32| {
-        for (rank, &(item, _)) in ranking.iter().enumerate().take(count.max(1) * 10) {
-            *fused.entry(item).or_default() += weight / (RRF_K + rank as f32 + 1.0);
-        }
-    };
+    // Each source's ranking, cut at ten times the candidates asked for, with its weight.
+    let mut sources: Vec<(Vec<(usize, f32)>, f32)> = Vec::new();
     let embedding_weight = if co_occurrence.is_some() {
         embedding_weight
     } else {
         1.0
     };
     if let Some(profile) = catalog.profile(history) {
-        add_ranking(
-            &catalog.rank_by_vector(&profile, &exclude),
-            embedding_weight,
-        );
+        sources.push((catalog.rank_by_vector(&profile, &exclude), embedding_weight));
     }
     if let Some(wish) = wish_vector {
-        add_ranking(&catalog.rank_by_vector(wish, &exclude), 1.0);
+        sources.push((catalog.rank_by_vector(wish, &exclude), 1.0));
     }
     if let Some(co) = co_occurrence {
         let scores = match recency_half_life {
@@ -268,8 +278,20 @@ pub fn candidates(
             .filter_map(|(id, s)| catalog.index.get(id).map(|&i| (i, s)))
             .collect();
         scored.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
-        add_ranking(&scored, 1.0);
+        sources.push((scored, 1.0));
     }
+    let depth = count.max(1) * 10;
+    let fused = reciprocal_rank_scores(
+        sources.iter().map(|(ranking, weight)| {
+            let items = ranking
+                .iter()
+                .take(depth)
+                .enumerate()
+                .map(|(i, &(item, _))| (item, i + 1));
+            (items, *weight)
+        }),
+        RRF_K,
+    );
     let mut ranked: Vec<(usize, f32)> = fused.into_iter().collect();
     ranked.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
     ranked
@@ -446,15 +468,21 @@ pub fn fuse(
     llm_weight: f32,
     k: usize,
 ) -> Vec<usize> {
+    let candidate_order = (0..candidates).map(|i| (i, i + 1));
+    let llm_order = llm_ranks
+        .iter()
+        .take(candidates)
+        .enumerate()
+        .filter_map(|(i, rank)| rank.map(|r| (i, r)));
+    let fused = reciprocal_rank_scores(
+        [
+            (candidate_order.collect::<Vec<_>>(), 1.0),
+            (llm_order.collect::<Vec<_>>(), llm_weight),
+        ],
+        RRF_K,
+    );
     let mut scored: Vec<(f32, usize)> = (0..candidates)
-        .map(|i| {
-            let llm = llm_ranks
-                .get(i)
-                .copied()
-                .flatten()
-                .map_or(0.0, |r| llm_weight / (RRF_K + r as f32));
-            (1.0 / (RRF_K + i as f32 + 1.0) + llm, i)
-        })
+        .map(|i| (fused.get(&i).copied().unwrap_or(0.0), i))
         .collect();
     scored.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
     scored.into_iter().take(k).map(|(_, i)| i).collect()
@@ -491,4 +519,104 @@ fn final_ranking(
             }
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn item(id: &str, vector: [f32; 2]) -> CatalogItem {
+        let mut vector = vector.to_vec();
+        normalize(&mut vector);
+        CatalogItem {
+            id: id.into(),
+            title: format!("Title {id}"),
+            text: String::new(),
+            vector,
+        }
+    }
+
+    /// Items on the unit circle: "a" and "b" point one way, "y" and "z" the other.
+    fn catalog() -> ItemCatalog {
+        ItemCatalog::from_items(vec![
+            item("a", [1.0, 0.0]),
+            item("b", [0.9, 0.1]),
+            item("c", [0.6, 0.6]),
+            item("y", [0.1, 0.9]),
+            item("z", [0.0, 1.0]),
+        ])
+    }
+
+    fn ids(candidates: &[Candidate]) -> Vec<&str> {
+        candidates.iter().map(|c| c.id.as_str()).collect()
+    }
+
+    #[test]
+    fn profile_is_the_normalized_mean_of_known_items() {
+        let catalog = catalog();
+        let profile = catalog
+            .profile(&["a".into(), "z".into(), "unknown".into()])
+            .unwrap();
+        let expected = std::f32::consts::FRAC_1_SQRT_2;
+        assert!((profile[0] - expected).abs() < 1e-6 && (profile[1] - expected).abs() < 1e-6);
+        assert!(catalog.profile(&["unknown".into()]).is_none());
+    }
+
+    #[test]
+    fn embedding_candidates_exclude_the_history_and_follow_similarity() {
+        let catalog = catalog();
+        let cands = candidates(&catalog, None, &["a".into()], None, 3, 0.25, None);
+        assert_eq!(ids(&cands), ["b", "c", "y"]);
+        assert!(cands.windows(2).all(|w| w[0].score >= w[1].score));
+        // RRF with weight 1 (no co-occurrence: the embedding list counts fully) at ranks 1, 2, 3.
+        assert!((cands[0].score - 1.0 / 61.0).abs() < 1e-9);
+    }
+
+    #[test]
+    fn co_occurrence_and_a_wish_move_candidates() {
+        let catalog = catalog();
+        // Every user who had "a" also had "z": co-occurrence ranks "z" first of the others.
+        let histories: Vec<Vec<String>> = (0..5)
+            .map(|_| vec!["a".to_string(), "z".to_string()])
+            .collect();
+        let co = CoOccurrence::build(histories.iter().map(Vec::as_slice));
+        let plain = candidates(&catalog, None, &["a".into()], None, 4, 0.25, None);
+        let with_co = candidates(&catalog, Some(&co), &["a".into()], None, 4, 0.25, None);
+        let position = |c: &[Candidate], id: &str| c.iter().position(|x| x.id == id);
+        assert!(
+            position(&with_co, "z") < position(&plain, "z"),
+            "{:?} vs {:?}",
+            ids(&with_co),
+            ids(&plain)
+        );
+        // A wish pointing at "y" lifts it above "c" (embedding alone puts "c" first).
+        let wish = catalog.get("y").unwrap().vector.clone();
+        let wished = candidates(&catalog, None, &["a".into()], Some(&wish), 4, 0.25, None);
+        assert!(
+            position(&wished, "y") < position(&wished, "c"),
+            "{:?}",
+            ids(&wished)
+        );
+        assert!(!ids(&wished).contains(&"a"));
+    }
+
+    #[test]
+    fn fusion_with_the_llm_order() {
+        // Candidates 0..4; the LLM listed candidate 3 first and candidate 1 third (its second
+        // entry was not a candidate, so rank 2 is skipped).
+        let llm = [None, Some(3), None, Some(1)];
+        assert_eq!(
+            fuse(4, &llm, 0.0, 4),
+            [0, 1, 2, 3],
+            "weight 0: candidate order"
+        );
+        assert_eq!(
+            fuse(4, &llm, 100.0, 2),
+            [3, 1],
+            "a large weight: the LLM's order"
+        );
+        // Weight 1: candidates 3 (1/64 + 1/61) and 1 (1/62 + 1/63) both pass candidate 0 (1/61).
+        assert_eq!(fuse(4, &llm, 1.0, 4), [3, 1, 0, 2]);
+        assert!(fuse(0, &[], 1.0, 3).is_empty());
+    }
 }

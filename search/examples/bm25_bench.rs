@@ -63,7 +63,7 @@ fn main() {
         }
         args.drain(..2);
     }
-    if args.is_empty() || args.len() % 3 != 0 {
+    if args.is_empty() || !args.len().is_multiple_of(3) {
         fail("usage: bm25_bench [--rounds N] NAME INDEX QUERIES ...".into());
     }
     for triple in args.chunks(3) {

@@ -1,6 +1,4 @@
-use std::path::PathBuf;
-
-/// Everything that can go wrong while searching or evaluating.
+/// Everything that can go wrong while searching.
 #[derive(Debug, thiserror::Error)]
 pub enum SearchError {
     /// A search mode name ibex does not know.
@@ -19,27 +17,25 @@ pub enum SearchError {
     #[error("{0} search needs the index's embedding model, and none was loaded")]
     NoEmbedder(&'static str),
 
-    /// A malformed evaluation file.
-    #[error("{path}:{line}: {reason}")]
-    MalformedEvalFile {
-        path: PathBuf,
-        line: usize,
-        reason: String,
-    },
-
     #[error(transparent)]
+    /// Reading the index failed.
     Index(#[from] ibex_indexer::IndexError),
 
     #[error(transparent)]
+    /// The embedding model failed (embedding the query).
     Embedder(#[from] ibex_embedder::EmbedderError),
 
     #[error("lexical search failed: {0}")]
+    /// The lexical index (tantivy) failed.
     Tantivy(#[from] tantivy::TantivyError),
 
     #[error("{context}: {source}")]
+    /// A file could not be read or written.
     Io {
+        /// What was being done.
         context: String,
         #[source]
+        /// The system's error.
         source: std::io::Error,
     },
 }

@@ -1,11 +1,14 @@
 //! Fusion of ranked lists: reciprocal rank fusion and normalized weighted fusion.
 
 use std::collections::HashMap;
+use std::hash::Hash;
 
 /// A document and its score in one ranked list.
 #[derive(Debug, Clone, PartialEq)]
 pub struct DocScore {
+    /// The document's id.
     pub id: String,
+    /// Its score in this list.
     pub score: f32,
 }
 
@@ -14,9 +17,15 @@ pub struct DocScore {
 pub enum Fusion {
     /// Reciprocal rank fusion: score = Σ 1 / (k + rank). Needs no score calibration, which is
     /// why it is the default: BM25 scores are unbounded, cosines are not.
-    ReciprocalRank { k: f32 },
+    ReciprocalRank {
+        /// The rank constant (60 by default): larger values flatten the gap between ranks.
+        k: f32,
+    },
     /// alpha × min-max-normalized dense score + (1 − alpha) × min-max-normalized BM25 score.
-    Weighted { alpha: f32 },
+    Weighted {
+        /// Weight of the dense list in [0, 1].
+        alpha: f32,
+    },
 }
 
 impl Default for Fusion {
@@ -34,15 +43,38 @@ fn sorted(mut scores: HashMap<String, f32>) -> Vec<DocScore> {
     out
 }
 
-/// Reciprocal rank fusion of ranked lists (each best first); ranks start at 1.
-pub fn fuse_reciprocal_rank(lists: &[&[DocScore]], k: f32) -> Vec<DocScore> {
-    let mut scores: HashMap<String, f32> = HashMap::new();
-    for list in lists {
-        for (rank, doc) in list.iter().enumerate() {
-            *scores.entry(doc.id.clone()).or_default() += 1.0 / (k + rank as f32 + 1.0);
+/// Reciprocal rank fusion, the one implementation in ibex: each list, given as items with their
+/// 1-based ranks and a weight, adds `weight / (k + rank)` to the score of each of its items.
+/// Hybrid search fuses its BM25 and dense lists with it (weights 1); recommendation fuses its
+/// candidate sources, and the candidate order with the LLM's, with it. Ranks are explicit because
+/// a list may skip ranks (an LLM's list whose invalid entries were dropped keeps its numbering).
+pub fn reciprocal_rank_scores<K, L>(
+    lists: impl IntoIterator<Item = (L, f32)>,
+    k: f32,
+) -> HashMap<K, f32>
+where
+    K: Eq + Hash,
+    L: IntoIterator<Item = (K, usize)>,
+{
+    let mut scores: HashMap<K, f32> = HashMap::new();
+    for (list, weight) in lists {
+        for (item, rank) in list {
+            *scores.entry(item).or_default() += weight / (k + rank as f32);
         }
     }
-    sorted(scores)
+    scores
+}
+
+/// Reciprocal rank fusion of ranked lists (each best first, ranks from 1, all weighing the same).
+pub fn fuse_reciprocal_rank(lists: &[&[DocScore]], k: f32) -> Vec<DocScore> {
+    let ranked = lists.iter().map(|list| {
+        let items = list
+            .iter()
+            .enumerate()
+            .map(|(i, doc)| (doc.id.clone(), i + 1));
+        (items, 1.0)
+    });
+    sorted(reciprocal_rank_scores(ranked, k))
 }
 
 /// Normalized weighted fusion of a dense and a lexical list. A document missing from a list
@@ -95,6 +127,17 @@ mod tests {
         let fused = fuse_reciprocal_rank(&[&list(&["a", "b", "c"]), &list(&["b", "c", "a"])], 60.0);
         assert_eq!(fused[0].id, "b");
         assert!((fused[0].score - (1.0 / 62.0 + 1.0 / 61.0)).abs() < 1e-6);
+    }
+
+    #[test]
+    fn weighted_rrf_keeps_explicit_ranks() {
+        // The second list skips rank 1 (a dropped entry): "y" scores at rank 2.
+        let scores = reciprocal_rank_scores(
+            [(vec![("x", 1), ("y", 2)], 1.0), (vec![("y", 2)], 0.5)],
+            60.0,
+        );
+        assert!((scores["x"] - 1.0 / 61.0).abs() < 1e-9);
+        assert!((scores["y"] - (1.0 / 62.0 + 0.5 / 62.0)).abs() < 1e-9);
     }
 
     #[test]

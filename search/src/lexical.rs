@@ -15,7 +15,9 @@ use crate::error::{Result, SearchError};
 /// An equality filter on a metadata field.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MetadataFilter {
+    /// The metadata field (top level).
     pub key: String,
+    /// The value it must equal (compared as text).
     pub value: String,
 }
 

@@ -1,15 +1,13 @@
 //! ibex's query pipeline: retrieval (BM25, dense, hybrid), fusion, document ranking from chunks,
-//! metadata filters, passages, and IR evaluation.
+//! metadata filters, passages. (Measuring retrieval quality is `ibex-eval`'s job.)
 //!
 //! [`search`] is the one entry point the CLI and the web API call: it prepares the query once
 //! (embedding, filters), runs the [`Retriever`] the mode asks for, and returns documents with
 //! their best passages.
 
 mod error;
-pub mod eval;
 pub mod fusion;
 pub mod lexical;
-pub mod metrics;
 pub mod passages;
 pub mod retriever;
 
@@ -31,8 +29,11 @@ pub use retriever::{
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Mode {
+    /// BM25 over title and text.
     Bm25,
+    /// Nearest chunks by embedding similarity, aggregated per document.
     Dense,
+    /// BM25 and dense lists fused (reciprocal rank fusion by default).
     Hybrid,
 }
 
@@ -64,13 +65,19 @@ pub const MAX_TOP_K: usize = 10_000;
 /// A search request.
 #[derive(Debug, Clone)]
 pub struct SearchRequest {
+    /// The query text.
     pub query: String,
+    /// Which retrieval runs.
     pub mode: Mode,
+    /// Documents to return.
     pub top_k: usize,
     /// Passages to return per document.
     pub passages: usize,
+    /// Metadata equality filters; all must hold.
     pub filters: Vec<MetadataFilter>,
+    /// How hybrid search combines its two lists.
     pub fusion: Fusion,
+    /// How a document's score comes from its chunks' scores.
     pub aggregation: ChunkAggregation,
     /// Depth of each list before hybrid fusion.
     pub candidates: usize,
@@ -99,19 +106,28 @@ impl SearchRequest {
 /// One ranked document.
 #[derive(Debug, Clone, Serialize)]
 pub struct SearchHit {
+    /// The document's id.
     pub id: String,
+    /// Its score under the request's mode.
     pub score: f32,
+    /// Its title.
     pub title: String,
+    /// Its metadata.
     pub metadata: serde_json::Map<String, serde_json::Value>,
+    /// Its best passages for the query, best first.
     pub passages: Vec<Passage>,
 }
 
 /// The answer to a search request.
 #[derive(Debug, Clone, Serialize)]
 pub struct SearchResults {
+    /// The query as asked.
     pub query: String,
+    /// The mode that ran.
     pub mode: Mode,
+    /// The ranked documents, best first.
     pub hits: Vec<SearchHit>,
+    /// Time spent searching, in milliseconds.
     pub took_ms: f64,
 }
 

@@ -14,9 +14,13 @@ use crate::lexical::{analyze, with_analyzer};
 /// A passage of a result: a chunk's text and its character offsets into the document text.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Passage {
+    /// The passage's text.
     pub text: String,
+    /// Character offset of the passage in the document text.
     pub start: usize,
+    /// One past its last character.
     pub end: usize,
+    /// Its score for the query (higher is better).
     pub score: f32,
     /// Words of the passage that match a query term after analysis (so "engines" lights up for
     /// "engine"), as `[start, end)` character offsets into `text`. Clients highlight from these

@@ -23,7 +23,9 @@ pub enum ChunkAggregation {
 
 /// A query prepared once and shared by the retrievers of one search.
 pub struct PreparedQuery<'q> {
+    /// The query text.
     pub text: &'q str,
+    /// Metadata filters every result must pass.
     pub filters: &'q [MetadataFilter],
     /// The query's embedding, for dense retrieval and passage scoring.
     pub vector: Option<Vec<f32>>,
@@ -80,6 +82,7 @@ pub trait Retriever {
 
 /// BM25 over title + text (tantivy).
 pub struct Bm25Retriever {
+    /// Documents to return.
     pub depth: usize,
 }
 
@@ -120,7 +123,9 @@ impl Retriever for Bm25Retriever {
 
 /// Dense retrieval: nearest chunks by cosine, aggregated per document.
 pub struct DenseRetriever {
+    /// Documents to return.
     pub depth: usize,
+    /// How a document's score comes from its chunks'.
     pub aggregation: ChunkAggregation,
 }
 
@@ -177,10 +182,13 @@ impl Retriever for DenseRetriever {
 
 /// Hybrid retrieval: BM25 and dense lists fused.
 pub struct HybridRetriever {
+    /// Documents to return.
     pub depth: usize,
     /// How deep each list is before fusion (fusion needs more than the final depth).
     pub candidates: usize,
+    /// How the two lists are combined.
     pub fusion: Fusion,
+    /// How a document's dense score comes from its chunks'.
     pub aggregation: ChunkAggregation,
 }
 

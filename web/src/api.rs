@@ -139,27 +139,37 @@ pub struct CreateIndexRequest {
     /// Embedding model: a model folder on the server, or the default
     /// `sentence-transformers/all-MiniLM-L6-v2`.
     pub model: Option<String>,
+    /// Chunking of the index's documents (default: 200 tokens, 50 shared).
     pub chunking: Option<ChunkingOptions>,
 }
 
 /// The embedding model of an index.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct ModelResponse {
+    /// The model's id.
     pub id: String,
+    /// How the server loads it: the default model's name or a model folder.
     pub source: String,
+    /// Length of its vectors.
     pub dimension: usize,
 }
 
 /// An index and its statistics.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct IndexResponse {
+    /// The index's name.
     pub name: String,
+    /// Live documents.
     pub documents: usize,
+    /// Live chunks.
     pub chunks: usize,
+    /// The embedding model it was built with.
     pub model: ModelResponse,
+    /// How its documents are chunked.
     pub chunking: ChunkingOptions,
     /// Commit generation the statistics describe.
     pub generation: u64,
+    /// Bytes of its directory on disk.
     pub bytes_on_disk: u64,
 }
 
@@ -187,6 +197,7 @@ impl From<IndexInfo> for IndexResponse {
 /// Every index of the server.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct IndexList {
+    /// The indexes, by name.
     pub indexes: Vec<IndexResponse>,
 }
 
@@ -291,8 +302,11 @@ pub async fn delete_index(
 /// non-empty `text` or `title`.
 #[derive(Debug, Deserialize, Serialize, ToSchema)]
 pub struct DocumentIn {
+    /// The document's id (unique in the index; an existing id is replaced).
     pub id: String,
+    /// Its title (searched with the text).
     pub title: Option<String>,
+    /// Its text.
     pub text: Option<String>,
     /// Free-form; top-level scalar values can be search filters.
     #[schema(value_type = Object)]
@@ -302,16 +316,23 @@ pub struct DocumentIn {
 /// What a committed write did. Once this answer is sent the write is durable and searchable.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct WriteResponse {
+    /// Documents whose ids were new.
     pub added: usize,
+    /// Documents whose ids existed with other content (re-embedded).
     pub replaced: usize,
+    /// Documents whose ids existed with the same content (skipped).
     pub unchanged: usize,
+    /// Documents deleted.
     pub deleted: usize,
+    /// Chunks embedded.
     pub chunks_embedded: usize,
     /// Commit generation that made the write visible.
     pub generation: u64,
     /// Documents and chunks in the index after the write.
     pub documents: usize,
+    /// Live chunks after the write.
     pub chunks: usize,
+    /// Time the write took, in milliseconds.
     pub took_ms: f64,
 }
 
@@ -449,10 +470,14 @@ pub async fn upsert_documents(
 /// A stored document.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct DocumentResponse {
+    /// The document's id.
     pub id: String,
+    /// Its title.
     pub title: String,
+    /// Its text.
     pub text: String,
     #[schema(value_type = Object)]
+    /// Its metadata, as given.
     pub metadata: Map<String, Value>,
     /// Its chunks as `[start, end)` character offsets into `text`.
     pub chunks: Vec<[usize; 2]>,
@@ -515,6 +540,7 @@ pub async fn delete_document(
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct DeleteDocumentsRequest {
+    /// The ids (unknown ids are ignored and not counted).
     pub ids: Vec<String>,
 }
 
@@ -558,9 +584,12 @@ pub async fn delete_documents(
 #[derive(Debug, Clone, Copy, Default, Deserialize, Serialize, ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum SearchMode {
+    /// BM25 over title and text.
     Bm25,
+    /// Nearest chunks by embedding similarity.
     Dense,
     #[default]
+    /// BM25 and dense fused (the default).
     Hybrid,
 }
 
@@ -590,10 +619,13 @@ pub struct SearchBody {
 /// A passage of a result document.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct PassageResponse {
+    /// The passage's text.
     pub text: String,
     /// Character offsets of the passage in the document text.
     pub start: usize,
+    /// One past its last character.
     pub end: usize,
+    /// Its score for the query.
     pub score: f32,
     /// Query-term matches as `[start, end)` character offsets into `text`.
     pub highlights: Vec<[usize; 2]>,
@@ -602,19 +634,27 @@ pub struct PassageResponse {
 /// A result document.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct HitResponse {
+    /// The document's id.
     pub id: String,
+    /// Its score under the request's mode.
     pub score: f32,
+    /// Its title.
     pub title: String,
     #[schema(value_type = Object)]
+    /// Its metadata.
     pub metadata: Map<String, Value>,
+    /// Its best passages, best first.
     pub passages: Vec<PassageResponse>,
 }
 
 /// Search results.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct SearchResponse {
+    /// The query as sent.
     pub query: String,
+    /// The mode that ran.
     pub mode: SearchMode,
+    /// The ranked documents, best first.
     pub hits: Vec<HitResponse>,
     /// Time spent searching, in milliseconds.
     pub took_ms: f64,

@@ -30,6 +30,7 @@ pub struct Scopes {
 #[derive(Clone)]
 pub struct ApiKey {
     digest: [u8; 32],
+    /// What the key may do.
     pub scopes: Scopes,
 }
 

@@ -13,14 +13,18 @@ use utoipa::ToSchema;
 /// An error answer.
 #[derive(Debug, Clone)]
 pub struct ApiError {
+    /// The HTTP status.
     pub status: StatusCode,
+    /// Stable machine-readable code.
     pub code: &'static str,
+    /// A sentence for a person.
     pub message: String,
 }
 
 /// The body of every error answer.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct ErrorBody {
+    /// What went wrong.
     pub error: ErrorDetail,
 }
 
@@ -34,6 +38,7 @@ pub struct ErrorDetail {
 }
 
 impl ApiError {
+    /// An error with `status`, `code` and `message`.
     pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
         ApiError {
             status,
@@ -42,26 +47,32 @@ impl ApiError {
         }
     }
 
+    /// 400: the request cannot be parsed.
     pub fn bad_request(code: &'static str, message: impl Into<String>) -> Self {
         Self::new(StatusCode::BAD_REQUEST, code, message)
     }
 
+    /// 422: the request is well-formed but invalid.
     pub fn invalid(code: &'static str, message: impl Into<String>) -> Self {
         Self::new(StatusCode::UNPROCESSABLE_ENTITY, code, message)
     }
 
+    /// 404: what the request names does not exist.
     pub fn not_found(code: &'static str, message: impl Into<String>) -> Self {
         Self::new(StatusCode::NOT_FOUND, code, message)
     }
 
+    /// 413: the request is too large.
     pub fn too_large(code: &'static str, message: impl Into<String>) -> Self {
         Self::new(StatusCode::PAYLOAD_TOO_LARGE, code, message)
     }
 
+    /// 503: the server cannot serve it now (busy, starting or stopping).
     pub fn unavailable(code: &'static str, message: impl Into<String>) -> Self {
         Self::new(StatusCode::SERVICE_UNAVAILABLE, code, message)
     }
 
+    /// 500: a failure the client cannot fix.
     pub fn internal(message: impl Into<String>) -> Self {
         Self::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", message)
     }

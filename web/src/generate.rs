@@ -90,6 +90,7 @@ fn token_event(text: &str) -> Event {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AnswerBody {
+    /// The question.
     pub question: String,
     /// Documents retrieved (hybrid). Default 5.
     pub top_k: Option<usize>,
@@ -179,9 +180,9 @@ pub async fn answer(
     if body.stream.unwrap_or(false) {
         return Ok(event_stream(move |emit| {
             let answer = run(state, &mut |text| emit(token_event(text)))?;
-            Ok(Event::default()
-                .event("answer")
-                .data(serde_json::to_string(&answer).unwrap_or_default()))
+            let json = serde_json::to_string(&answer)
+                .map_err(|e| ApiError::internal(format!("cannot encode the answer: {e}")))?;
+            Ok(Event::default().event("answer").data(json))
         }));
     }
     let answer = blocking(move || run(state, &mut |_| {})).await?;
@@ -300,6 +301,7 @@ fn co_occurrence(
 pub struct ChatMessageBody {
     /// `system`, `user` or `assistant`.
     pub role: String,
+    /// The message's text.
     pub content: String,
 }
 
@@ -309,12 +311,17 @@ pub struct ChatMessageBody {
 pub struct ChatCompletionBody {
     /// Informational: the server answers with its configured model.
     pub model: Option<String>,
+    /// The conversation, oldest first.
     pub messages: Vec<ChatMessageBody>,
+    /// Most tokens to generate (default 256).
     pub max_tokens: Option<usize>,
+    /// OpenAI's newer name for `max_tokens` (wins when both are given).
     pub max_completion_tokens: Option<usize>,
     /// 0 (default) decodes greedily.
     pub temperature: Option<f64>,
+    /// Seed of sampled decoding.
     pub seed: Option<u64>,
+    /// Whether to answer with server-sent events (OpenAI's chunk format).
     pub stream: Option<bool>,
     /// Completions per request: only 1 is supported.
     pub n: Option<usize>,

@@ -75,15 +75,20 @@ impl Default for Limits {
 pub struct ServerConfig {
     /// Where the indexes live (one directory each).
     pub data_dir: PathBuf,
+    /// Address to listen on (port 0: any free port).
     pub addr: SocketAddr,
     /// With no key, every request is allowed: the server then listens on loopback only, unless
     /// `insecure_listen_any`.
     pub api_keys: Vec<ApiKey>,
+    /// Listen on a non-loopback address even without API keys.
     pub insecure_listen_any: bool,
     /// Model of indexes created without one.
     pub default_model: String,
     /// Whether a create request may name a model folder on the server.
     pub allow_model_paths: bool,
+    /// Where models run; `None` means the device `IBEX_DEVICE` names (default: auto).
+    pub device: Option<ibex_embedder::Device>,
+    /// Bounds on what one request may ask for.
     pub limits: Limits,
 }
 
@@ -97,6 +102,7 @@ impl ServerConfig {
             insecure_listen_any: false,
             default_model: ibex_embedder::DEFAULT_MODEL_ID.to_string(),
             allow_model_paths: false,
+            device: None,
             limits: Limits::default(),
         }
     }
@@ -106,31 +112,41 @@ impl ServerConfig {
 #[derive(Debug, thiserror::Error)]
 pub enum ServerError {
     #[error("refusing to listen on {0} without API keys: anyone who can reach it could read and change every index. Configure keys (--api-key or IBEX_API_KEYS), listen on 127.0.0.1, or pass --insecure-listen-any")]
+    /// Listening beyond loopback without API keys was refused.
     OpenWithoutKeys(SocketAddr),
 
     #[error("cannot listen on {addr}: {source}{hint}")]
+    /// The address could not be bound.
     Bind {
+        /// The address.
         addr: SocketAddr,
+        /// The system's error.
         source: std::io::Error,
+        /// What to do about it (another process holds the port...).
         hint: &'static str,
     },
 
     #[error("cannot open the data directory: {0}")]
+    /// The data directory could not be opened.
     Catalog(#[from] IndexError),
 
     #[error("could not set up metrics: {0}")]
+    /// The metrics registry could not be set up.
     Metrics(#[from] prometheus::Error),
 
     #[error("server error: {0}")]
+    /// Serving failed.
     Io(#[from] std::io::Error),
 }
 
 /// State shared by every request.
 #[derive(Clone)]
 pub struct AppState {
+    /// The server's configuration.
     pub config: Arc<ServerConfig>,
     /// Set once the indexes are open (until then the API answers 503 and /readyz says so).
     pub catalog: Arc<OnceLock<Arc<Catalog>>>,
+    /// Request counters, latencies and the index gauges of /metrics.
     pub metrics: Arc<metrics::Metrics>,
     slots: Arc<Semaphore>,
     /// The LLM, built on first use (see `generate::generator`).
@@ -166,8 +182,12 @@ impl AppState {
     /// [`BatchingEmbedder`] whose batch sizes and queue depth feed the metrics.
     pub fn model_loader(&self) -> ModelLoader {
         let metrics = self.metrics.clone();
+        let device = self.config.device.clone();
         Arc::new(move |spec: &str| {
-            let model = ibex_embedder::load_model(spec)?;
+            let model = match &device {
+                Some(device) => ibex_embedder::load_model_on(spec, device)?,
+                None => ibex_embedder::load_model(spec)?,
+            };
             let batch_size = metrics.batch_size.clone();
             let batching = Arc::new(BatchingEmbedder::new(
                 model,

@@ -31,6 +31,7 @@ pub struct Metrics {
 }
 
 impl Metrics {
+    /// Registers every metric in a fresh registry.
     pub fn new() -> Result<Metrics, prometheus::Error> {
         let registry = Registry::new();
         let requests = IntCounterVec::new(

@@ -1,5 +1,8 @@
 //! Answer matching as in SQuAD and NQ evaluation: lower case, punctuation and the articles
-//! "a", "an", "the" removed, whitespace collapsed.
+//! "a", "an", "the" removed, whitespace collapsed; exact match, token F1, and whether a text
+//! contains an answer (what compression retention and lenient RAG scoring count).
+
+use std::collections::HashMap;
 
 /// Normalizes a text or an answer for matching.
 pub fn normalize_answer(text: &str) -> String {
@@ -31,9 +34,70 @@ pub fn contains_answer(text: &str, answers: &[String]) -> bool {
         .any(|a| haystack.contains(&format!(" {a} ")))
 }
 
+/// Token-level F1 of two normalized answers (SQuAD's definition).
+pub fn token_f1(prediction: &str, gold: &str) -> f64 {
+    let p: Vec<&str> = prediction.split_whitespace().collect();
+    let g: Vec<&str> = gold.split_whitespace().collect();
+    if p.is_empty() || g.is_empty() {
+        return (p.is_empty() && g.is_empty()) as u8 as f64;
+    }
+    let mut counts: HashMap<&str, i32> = HashMap::new();
+    for t in &g {
+        *counts.entry(t).or_default() += 1;
+    }
+    let mut common = 0;
+    for t in &p {
+        if let Some(c) = counts.get_mut(t) {
+            if *c > 0 {
+                *c -= 1;
+                common += 1;
+            }
+        }
+    }
+    if common == 0 {
+        return 0.0;
+    }
+    let precision = common as f64 / p.len() as f64;
+    let recall = common as f64 / g.len() as f64;
+    2.0 * precision * recall / (precision + recall)
+}
+
+/// The answer of a generation without its citation markers and anything after its first line
+/// (models asked for a short answer often add an explanation below it).
+pub fn answer_span(text: &str) -> String {
+    let first = text.lines().find(|l| !l.trim().is_empty()).unwrap_or("");
+    let mut out = String::new();
+    let mut depth = 0;
+    for c in first.chars() {
+        match c {
+            '[' => depth += 1,
+            ']' if depth > 0 => depth -= 1,
+            _ if depth == 0 => out.push(c),
+            _ => {}
+        }
+    }
+    out.trim().to_string()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn answer_span_drops_citations_and_later_lines() {
+        assert_eq!(
+            answer_span("Kingsford, Michigan [2]\nBecause..."),
+            "Kingsford, Michigan"
+        );
+        assert_eq!(answer_span("\n[1] Paris"), "Paris");
+    }
+
+    #[test]
+    fn f1_matches_squad() {
+        assert!((token_f1("kingsford michigan", "kingsford") - 2.0 / 3.0).abs() < 1e-9);
+        assert_eq!(token_f1("paris", "london"), 0.0);
+        assert_eq!(token_f1("a b", "a b"), 1.0);
+    }
 
     #[test]
     fn normalization_matches_squad() {

@@ -21,11 +21,15 @@ pub type Judgments = HashMap<String, i32>;
 #[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
 pub struct Measures {
     #[serde(rename = "ndcg@10")]
+    /// nDCG@10 with graded gains (trec_eval's `ndcg_cut_10`).
     pub ndcg_at_10: f64,
     #[serde(rename = "recall@100")]
+    /// Share of the relevant documents found in the top 100 (`recall_100`).
     pub recall_at_100: f64,
+    /// Mean average precision over the top 1000 (`map`).
     pub map: f64,
     #[serde(rename = "mrr@10")]
+    /// Reciprocal rank of the first relevant document within the top 10, else 0.
     pub mrr_at_10: f64,
 }
 

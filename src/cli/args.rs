@@ -1,0 +1,126 @@
+//! Arguments shared by several commands.
+
+use std::path::PathBuf;
+
+use ibex::search::{ChunkAggregation, Fusion};
+use ibex::{IbexError, Mode, Result, SearchRequest};
+
+/// How documents are cut into chunks (used when an index is created).
+#[derive(clap::Args)]
+pub struct ChunkingArgs {
+    /// Tokens per chunk (new index only).
+    #[arg(long, default_value_t = 200)]
+    pub chunk_tokens: usize,
+    /// Tokens shared by consecutive chunks (new index only).
+    #[arg(long, default_value_t = 50)]
+    pub overlap: usize,
+}
+
+impl ChunkingArgs {
+    /// The chunking parameters these arguments give.
+    pub fn params(&self) -> ibex::ChunkingParams {
+        ibex::ChunkingParams {
+            chunk_tokens: self.chunk_tokens,
+            overlap_tokens: self.overlap,
+        }
+    }
+}
+
+/// How documents are ranked.
+#[derive(clap::Args)]
+pub struct RankingArgs {
+    /// bm25, dense or hybrid.
+    #[arg(long, default_value = "hybrid")]
+    pub mode: String,
+    /// Hybrid only: weighted fusion alpha × dense + (1 − alpha) × BM25 (normalized scores)
+    /// instead of reciprocal rank fusion.
+    #[arg(long)]
+    pub alpha: Option<f32>,
+    /// Score a document by the sum of its best K chunks instead of its best chunk.
+    #[arg(long)]
+    pub chunk_sum: Option<usize>,
+}
+
+impl RankingArgs {
+    /// A request for `query` with these settings.
+    pub fn request(&self, query: String) -> Result<SearchRequest> {
+        let mut request = SearchRequest::new(query);
+        request.mode = self.mode.parse::<Mode>()?;
+        if let Some(alpha) = self.alpha {
+            request.fusion = Fusion::Weighted { alpha };
+        }
+        if let Some(k) = self.chunk_sum {
+            request.aggregation = ChunkAggregation::TopKSum(k);
+        }
+        Ok(request)
+    }
+}
+
+/// Options of the server (`ibex serve`, `ibex quickstart`).
+#[derive(clap::Args)]
+pub struct ServerArgs {
+    /// Directory of the served indexes, one subdirectory each [default: $IBEX_HOME/data].
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+    /// Address to listen on (port 0: any free port).
+    #[arg(long, default_value = "127.0.0.1:7700")]
+    addr: std::net::SocketAddr,
+    /// An API key, `KEY` (read and write), `KEY:read` or `KEY:write`; repeatable. Also read from
+    /// IBEX_API_KEYS (comma-separated). Without keys the server listens on loopback only.
+    #[arg(long = "api-key", value_name = "KEY[:SCOPES]")]
+    api_keys: Vec<String>,
+    /// Listen on a non-loopback address even without API keys.
+    #[arg(long)]
+    insecure_listen_any: bool,
+    /// Let index creation name a model folder on this machine (otherwise only the default model).
+    #[arg(long)]
+    allow_model_paths: bool,
+    /// Largest request body, in MiB.
+    #[arg(long, default_value_t = 32)]
+    max_body_mib: usize,
+    /// Most documents per write request.
+    #[arg(long, default_value_t = 1000)]
+    max_batch: usize,
+    /// Longest query, in characters.
+    #[arg(long, default_value_t = 2000)]
+    max_query_chars: usize,
+    /// Largest top_k.
+    #[arg(long, default_value_t = 1000)]
+    max_top_k: usize,
+    /// Requests served at once (more wait).
+    #[arg(long, default_value_t = 64)]
+    max_concurrent: usize,
+    /// Seconds a read may take, waiting included.
+    #[arg(long, default_value_t = 30)]
+    timeout_secs: u64,
+}
+
+impl ServerArgs {
+    /// The server configuration these arguments (and IBEX_API_KEYS) give, with models on `device`.
+    pub fn config(self, device: &ibex::Device) -> Result<ibex::web::ServerConfig> {
+        let data_dir = self.data_dir.unwrap_or_else(ibex::default_data_dir);
+        let mut config = ibex::web::ServerConfig::new(data_dir);
+        config.addr = self.addr;
+        let mut keys = Vec::new();
+        if let Ok(list) = std::env::var("IBEX_API_KEYS") {
+            keys.extend(ibex::web::parse_keys(&list).map_err(IbexError::Usage)?);
+        }
+        for spec in &self.api_keys {
+            keys.push(spec.parse().map_err(IbexError::Usage)?);
+        }
+        config.api_keys = keys;
+        config.insecure_listen_any = self.insecure_listen_any;
+        config.allow_model_paths = self.allow_model_paths;
+        config.device = Some(device.clone());
+        config.limits = ibex::web::Limits {
+            max_body_bytes: self.max_body_mib.max(1) * 1024 * 1024,
+            max_batch_documents: self.max_batch.max(1),
+            max_query_chars: self.max_query_chars.max(1),
+            max_top_k: self.max_top_k.clamp(1, ibex::search::MAX_TOP_K),
+            max_concurrent_requests: self.max_concurrent.max(1),
+            read_timeout: std::time::Duration::from_secs(self.timeout_secs.max(1)),
+            ..ibex::web::Limits::default()
+        };
+        Ok(config)
+    }
+}

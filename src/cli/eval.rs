@@ -1,0 +1,62 @@
+//! `ibex eval`: retrieval quality on a BEIR collection.
+
+use std::path::PathBuf;
+
+use ibex::{IndexOptions, Result};
+
+use super::args::{ChunkingArgs, RankingArgs};
+use super::{print_json, Context};
+
+/// Arguments of `ibex eval`.
+#[derive(clap::Args)]
+pub struct Args {
+    beir_dir: PathBuf,
+    /// The index directory.
+    #[arg(long)]
+    index: PathBuf,
+    #[arg(long)]
+    model: Option<String>,
+    #[command(flatten)]
+    chunking: ChunkingArgs,
+    #[command(flatten)]
+    ranking: RankingArgs,
+    /// Print the measures as one JSON object.
+    #[arg(long)]
+    json: bool,
+    /// Write a TREC run file (for trec_eval or pytrec_eval).
+    #[arg(long)]
+    run_file: Option<PathBuf>,
+}
+
+/// Indexes the collection unless already there, evaluates, and prints the measures.
+pub fn run(args: Args, context: &Context) -> Result<()> {
+    let request = args.ranking.request(String::new())?;
+    let options = IndexOptions {
+        model: args.model,
+        device: Some(context.device.clone()),
+        chunking: args.chunking.params(),
+        ..IndexOptions::default()
+    };
+    let report = ibex::eval::evaluate_beir(
+        &args.beir_dir,
+        &args.index,
+        &request,
+        &options,
+        args.run_file.as_deref(),
+    )?;
+    if args.json {
+        return print_json(&report);
+    }
+    let m = report.mean;
+    println!(
+        "{} ({}, {} queries): nDCG@10 {:.4}  Recall@100 {:.4}  MAP {:.4}  MRR@10 {:.4}",
+        args.beir_dir.display(),
+        request.mode,
+        report.queries,
+        m.ndcg_at_10,
+        m.recall_at_100,
+        m.map,
+        m.mrr_at_10
+    );
+    Ok(())
+}

@@ -1,0 +1,64 @@
+//! `ibex eval-rag`: RAG answers on NQ-open, with and without compression.
+
+use std::path::PathBuf;
+
+use ibex::Result;
+
+use super::{print_json, progress_line, Context};
+
+/// Arguments of `ibex eval-rag`.
+#[derive(clap::Args)]
+pub struct Args {
+    nq: PathBuf,
+    /// Index of the passage pool (created from the file's passages unless it holds them).
+    #[arg(long)]
+    index: PathBuf,
+    #[arg(long, default_value_t = 4)]
+    distractors: usize,
+    /// Evaluate only the first N questions.
+    #[arg(long)]
+    limit: Option<usize>,
+    #[arg(long)]
+    json: bool,
+}
+
+/// Evaluates and prints EM, F1, containment and tokens for both contexts.
+pub fn run(args: Args, context: &Context) -> Result<()> {
+    let generator = ibex::generator::default_generator()?;
+    let report = ibex::eval::evaluate_rag(
+        &args.nq,
+        &args.index,
+        &context.index_options(),
+        args.distractors,
+        args.limit,
+        generator.as_ref(),
+        progress_line("questions"),
+    )?;
+    if args.json {
+        return print_json(&report);
+    }
+    println!(
+        "{}: {} questions, gold passage + {} distractors",
+        report.model, report.questions, report.distractors
+    );
+    println!(
+        "{:<14} {:>6} {:>6} {:>9} {:>14} {:>15} {:>9}",
+        "context", "EM", "F1", "contains", "prompt tokens", "context tokens", "s/answer"
+    );
+    for (name, f) in [
+        ("compressed", report.compressed),
+        ("uncompressed", report.uncompressed),
+    ] {
+        println!(
+            "{:<14} {:>6.3} {:>6.3} {:>9.3} {:>14.0} {:>15.0} {:>9.2}",
+            name,
+            f.exact_match,
+            f.f1,
+            f.contains_answer,
+            f.prompt_tokens,
+            f.context_tokens,
+            f.seconds_per_answer
+        );
+    }
+    Ok(())
+}
