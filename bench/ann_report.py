@@ -1,6 +1,11 @@
-"""Turns the JSON lines of ann_bench and ann_peers.py into the tables BENCHMARKS.md records."""
+"""Turns the JSON lines of ann_bench and ann_peers.py into the tables BENCHMARKS.md records, and
+writes every (engine, threads, ef) point to bench/results/ann.csv for bench/charts.py."""
 
+import csv
+import datetime
 import json
+import os
+import subprocess
 import sys
 
 data_dir, results = sys.argv[1], sys.argv[2]
@@ -58,3 +63,12 @@ print("| vectors/s per core | scan GB/s | streaming read GB/s | fraction of band
 print("|---|---|---|---|")
 print(f"| {s['vectors_per_second_per_core']:,.0f} | {s['scan_bytes_per_second'] / 1e9:.2f} | "
       f"{s['streaming_read_bytes_per_second'] / 1e9:.2f} | {s['fraction_of_bandwidth']:.2f} |")
+
+here = os.path.dirname(os.path.abspath(__file__))
+cpu_class = subprocess.run(["bash", os.path.join(here, "cpu_class.sh")], capture_output=True, text=True).stdout.strip()
+with open(os.path.join(here, "results", "ann.csv"), "w", newline="") as f:
+    writer = csv.writer(f)
+    writer.writerow(["date", "source", "cpu_class", "threads", "engine", "ef", "recall", "qps"])
+    for r in points:
+        writer.writerow([datetime.date.today().isoformat(), "bench/ann.sh", cpu_class, r["threads"],
+                         r["engine"], r["ef"], f"{r['recall']:.4f}", f"{r['qps']:.1f}"])

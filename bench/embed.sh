@@ -16,7 +16,8 @@ mkdir -p "$dir"
 model="${IBEX_HOME:-$HOME/.cache/ibex}/models/all-MiniLM-L6-v2"
 [ -f "$model/model.safetensors" ] || echo warm-up | ./target/release/ibex embed > /dev/null
 [ -f "$dir/passages.jsonl" ] || "$py" bench/embed_peers.py passages "$model" "$dir/passages.jsonl" >&2
-echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs); $(date -u +%F); threads: $threads"
+cpu_class=$(bash bench/cpu_class.sh)
+echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), CPU class $cpu_class; $(date -u +%F); threads: $threads"
 results="$dir/results.jsonl"
 : > "$results"
 peer() {
@@ -30,8 +31,8 @@ for _ in $(seq "${PASSES:-2}"); do
   peer onnxruntime
 done
 peer sentence-transformers
-"$py" - "$results" <<'PY'
-import json, sys
+"$py" - "$results" "$cpu_class" "$threads" <<'PY'
+import datetime, json, sys
 best = {}
 for line in open(sys.argv[1]):
     if line.startswith("{"):
@@ -47,4 +48,8 @@ print("|---|---|---|---|---|")
 for r in rows:
     cos = f"{r['min_cosine_to_ibex']:.6f}" if "min_cosine_to_ibex" in r else "-"
     print(f"| {r['engine']} | {r['sentences_per_s']:.1f} | {r['tokens_per_s']:,.0f} | {ibex['sentences_per_s'] / r['sentences_per_s']:.2f} | {cos} |")
+# The best pass of each engine, appended to the CSV bench/charts.py draws.
+with open("bench/results/embed.csv", "a") as f:
+    for r in rows:
+        f.write(f"{datetime.date.today().isoformat()},bench/embed.sh,{sys.argv[2]},{sys.argv[3]},{r['engine'].split()[0]},{r['tokens_per_s']:.0f}\n")
 PY

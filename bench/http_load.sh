@@ -71,5 +71,6 @@ PY
       | python3 -c 'import json,sys; d=json.load(sys.stdin); print(d["qps"], d["p50_ms"])')
     ratio=$(python3 -c "print(f'{$qps / $inqps:.2f}')")
     echo "| $mode | $concurrency | $requests | $qps | $p50 | $p99 | $errors | $inqps | $inp50 | $ratio |"
+    echo "$(date -u +%F),bench/http_load.sh,$mode,$concurrency,$qps,$p50,$p99,$errors,$inqps,$inp50" >> bench/results/http_load.csv
   done
 done
