@@ -5,6 +5,31 @@ use std::path::PathBuf;
 use ibex::search::{ChunkAggregation, Fusion};
 use ibex::{IbexError, Mode, Result, SearchRequest};
 
+/// The index a command fills, and the model and chunking it gets when it is new.
+#[derive(clap::Args)]
+pub struct IndexTarget {
+    /// The index directory.
+    #[arg(long)]
+    pub index: PathBuf,
+    /// Embedding model of a new index: a local Hugging Face-format folder, or the default.
+    #[arg(long)]
+    pub model: Option<String>,
+    #[command(flatten)]
+    pub chunking: ChunkingArgs,
+}
+
+impl IndexTarget {
+    /// Indexing options for this target, with models on `device`.
+    pub fn options(&self, device: &ibex::Device) -> ibex::IndexOptions {
+        ibex::IndexOptions {
+            model: self.model.clone(),
+            device: Some(device.clone()),
+            chunking: self.chunking.params(),
+            ..ibex::IndexOptions::default()
+        }
+    }
+}
+
 /// How documents are cut into chunks (used when an index is created).
 #[derive(clap::Args)]
 pub struct ChunkingArgs {

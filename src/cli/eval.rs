@@ -2,22 +2,17 @@
 
 use std::path::PathBuf;
 
-use ibex::{IndexOptions, Result};
+use ibex::Result;
 
-use super::args::{ChunkingArgs, RankingArgs};
+use super::args::{IndexTarget, RankingArgs};
 use super::{print_json, Context};
 
 /// Arguments of `ibex eval`.
 #[derive(clap::Args)]
 pub struct Args {
     beir_dir: PathBuf,
-    /// The index directory.
-    #[arg(long)]
-    index: PathBuf,
-    #[arg(long)]
-    model: Option<String>,
     #[command(flatten)]
-    chunking: ChunkingArgs,
+    target: IndexTarget,
     #[command(flatten)]
     ranking: RankingArgs,
     /// Print the measures as one JSON object.
@@ -31,17 +26,11 @@ pub struct Args {
 /// Indexes the collection unless already there, evaluates, and prints the measures.
 pub fn run(args: Args, context: &Context) -> Result<()> {
     let request = args.ranking.request(String::new())?;
-    let options = IndexOptions {
-        model: args.model,
-        device: Some(context.device.clone()),
-        chunking: args.chunking.params(),
-        ..IndexOptions::default()
-    };
     let report = ibex::eval::evaluate_beir(
         &args.beir_dir,
-        &args.index,
+        &args.target.index,
         &request,
-        &options,
+        &args.target.options(&context.device),
         args.run_file.as_deref(),
     )?;
     if args.json {

@@ -5,21 +5,15 @@ use std::path::PathBuf;
 
 use ibex::{IndexOptions, IndexProgress, IndexReport, Result};
 
-use super::args::ChunkingArgs;
+use super::args::IndexTarget;
 use super::{print_json, Context};
 
 /// Arguments of `ibex index`.
 #[derive(clap::Args)]
 pub struct Args {
     corpus: PathBuf,
-    /// The index directory.
-    #[arg(long)]
-    index: PathBuf,
-    /// Embedding model of a new index: a local Hugging Face-format folder, or the default.
-    #[arg(long)]
-    model: Option<String>,
     #[command(flatten)]
-    chunking: ChunkingArgs,
+    target: IndexTarget,
     /// Documents per commit.
     #[arg(long, default_value_t = 1000)]
     commit_every: usize,
@@ -31,13 +25,11 @@ pub struct Args {
 /// Indexes the corpus, with a progress bar on a terminal, and prints the summary.
 pub fn run(args: Args, context: &Context) -> Result<()> {
     let options = IndexOptions {
-        model: args.model,
-        device: Some(context.device.clone()),
-        chunking: args.chunking.params(),
         commit_every: args.commit_every,
-        ..IndexOptions::default()
+        ..args.target.options(&context.device)
     };
-    let report = ibex::index_corpus(&args.corpus, &args.index, &options, progress_bar())?;
+    let index = &args.target.index;
+    let report = ibex::index_corpus(&args.corpus, index, &options, progress_bar())?;
     warn_skipped(&report);
     if args.json {
         return print_json(&report);
@@ -46,7 +38,7 @@ pub fn run(args: Args, context: &Context) -> Result<()> {
     eprintln!(
         "indexed {} documents into {} in {:.1}s: {} added, {} replaced, {} unchanged; {} chunks embedded ({:.1} docs/s, {:.1} chunks/s); the index holds {} documents, {} chunks",
         report.added + report.replaced + report.unchanged,
-        args.index.display(),
+        index.display(),
         report.seconds,
         report.added,
         report.replaced,
