@@ -207,6 +207,21 @@ pub fn index_corpus_with_embedder(
     )
 }
 
+/// Indexes the corpus at `corpus` into an index the caller holds open (validated first, as
+/// [`index_corpus`] does), embedding with `embedder`, which must be the index's model.
+pub fn index_corpus_into(
+    corpus: &Path,
+    index: &mut Index,
+    embedder: &dyn Embedder,
+    options: &IndexOptions,
+    progress: impl FnMut(IndexProgress),
+) -> Result<IndexReport> {
+    let started = Instant::now();
+    let check = validate_corpus(corpus)?;
+    index.check_embedder(embedder)?;
+    index_checked_corpus(corpus, check, index, embedder, options, started, progress)
+}
+
 fn index_checked_corpus(
     corpus: &Path,
     check: CorpusCheck,

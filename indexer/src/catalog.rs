@@ -15,6 +15,7 @@ use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 
 use ibex_embedder::Embedder;
 
+use crate::bulk::{IndexOptions, IndexProgress, IndexReport};
 use crate::chunk::ChunkingParams;
 use crate::corpus::Document;
 use crate::error::{IndexError, Result};
@@ -119,6 +120,69 @@ enum WriterState {
 }
 
 impl SharedIndex {
+    /// Shares `index` (opened or created by the caller, checked against `embedder`) outside a
+    /// catalog: what an application embedding ibex holds (the Python package's `Index`).
+    pub fn new(name: impl Into<String>, index: Index, embedder: Arc<dyn Embedder>) -> SharedIndex {
+        SharedIndex {
+            name: name.into(),
+            embedder,
+            snapshot: RwLock::new(Arc::new(index.clone())),
+            writer: Mutex::new(WriterState::Open(Box::new(index))),
+        }
+    }
+
+    /// Waits for the write in progress and takes no new ones; searches on snapshots go on.
+    pub fn close(&self) {
+        if let Ok(mut writer) = self.lock_writer() {
+            *writer = WriterState::Closed;
+        }
+    }
+
+    /// Indexes a whole corpus into this index (validated first, committed every
+    /// `options.commit_every` documents, see [`crate::bulk`]); searches see the result when it
+    /// returns. Other writes wait for it.
+    pub fn index_corpus(
+        &self,
+        corpus: &Path,
+        options: &IndexOptions,
+        progress: impl FnMut(IndexProgress),
+    ) -> Result<IndexReport> {
+        let mut guard = self.lock_writer()?;
+        let index = self.open_writer_state(&mut guard)?;
+        let report = crate::bulk::index_corpus_into(
+            corpus,
+            index,
+            self.embedder.as_ref(),
+            options,
+            progress,
+        );
+        self.publish(index);
+        report
+    }
+
+    /// The writer's index, or the error of a dropped or closed one.
+    fn open_writer_state<'g>(&self, guard: &'g mut WriterState) -> Result<&'g mut Index> {
+        match guard {
+            WriterState::Open(index) => Ok(index),
+            WriterState::Dropped => Err(IndexError::UnknownIndex {
+                name: self.name.clone(),
+            }),
+            WriterState::Closed => Err(IndexError::Closed {
+                name: self.name.clone(),
+            }),
+        }
+    }
+
+    /// Makes the writer's view of the last commit the one searches see.
+    fn publish(&self, index: &Index) -> Arc<Index> {
+        let snapshot = Arc::new(Index::clone(index));
+        match self.snapshot.write() {
+            Ok(mut current) => *current = snapshot.clone(),
+            Err(poisoned) => *poisoned.into_inner() = snapshot.clone(),
+        }
+        snapshot
+    }
+
     /// The index's name in its catalog.
     pub fn name(&self) -> &str {
         &self.name
@@ -205,33 +269,17 @@ impl SharedIndex {
         change: impl FnOnce(&mut crate::writer::IndexWriter<'_>) -> Result<WriteReport>,
     ) -> Result<WriteReport> {
         let mut guard = self.lock_writer()?;
-        let index = match &mut *guard {
-            WriterState::Open(index) => index,
-            WriterState::Dropped => {
-                return Err(IndexError::UnknownIndex {
-                    name: self.name.clone(),
-                })
-            }
-            WriterState::Closed => {
-                return Err(IndexError::Closed {
-                    name: self.name.clone(),
-                })
-            }
-        };
+        let index = self.open_writer_state(&mut guard)?;
         let mut writer = index.writer(self.embedder.as_ref())?;
         let mut report = change(&mut writer)?;
         if writer.has_changes() {
             writer.commit()?;
         }
         writer.finish()?;
-        let snapshot = Arc::new(Index::clone(index));
+        let snapshot = self.publish(index);
         report.generation = snapshot.manifest().generation;
         report.documents = snapshot.num_documents();
         report.chunks = snapshot.num_chunks();
-        match self.snapshot.write() {
-            Ok(mut current) => *current = snapshot,
-            Err(poisoned) => *poisoned.into_inner() = snapshot,
-        }
         Ok(report)
     }
 }
@@ -337,12 +385,7 @@ impl Catalog {
         let index = Index::open(&self.data_dir.join(name))?;
         let embedder = self.model(&index.model().source)?;
         index.check_embedder(embedder.as_ref())?;
-        Ok(SharedIndex {
-            name: name.to_string(),
-            embedder,
-            snapshot: RwLock::new(Arc::new(index.clone())),
-            writer: Mutex::new(WriterState::Open(Box::new(index))),
-        })
+        Ok(SharedIndex::new(name, index, embedder))
     }
 
     /// The index called `name`.
@@ -378,12 +421,7 @@ impl Catalog {
         }
         let embedder = self.model(model_spec)?;
         let index = Index::create(&dir, model_info(model_spec, embedder.as_ref()), chunking)?;
-        let shared = Arc::new(SharedIndex {
-            name: name.to_string(),
-            embedder,
-            snapshot: RwLock::new(Arc::new(index.clone())),
-            writer: Mutex::new(WriterState::Open(Box::new(index))),
-        });
+        let shared = Arc::new(SharedIndex::new(name, index, embedder));
         self.write_map().insert(name.to_string(), shared.clone());
         Ok(shared)
     }
@@ -414,9 +452,7 @@ impl Catalog {
     /// Waits for every write in progress and stops accepting new ones (for a clean shutdown).
     pub fn close(&self) {
         for shared in self.list() {
-            if let Ok(mut writer) = shared.lock_writer() {
-                *writer = WriterState::Closed;
-            }
+            shared.close();
         }
     }
 }

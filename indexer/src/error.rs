@@ -125,7 +125,7 @@ pub enum IndexError {
     },
 
     /// The catalog is shutting down and takes no more writes.
-    #[error("index {name:?} takes no more writes: the server is shutting down")]
+    #[error("index {name:?} is closed and takes no more writes (the server is shutting down, or the application closed it)")]
     Closed {
         /// The index's name.
         name: String,

@@ -34,6 +34,35 @@ impl std::str::FromStr for MetadataFilter {
     }
 }
 
+impl MetadataFilter {
+    /// The filters of a JSON object `{"field": value, ...}` (the REST API's and the Python
+    /// package's syntax): strings, numbers and booleans compare as their text; anything else is
+    /// an error naming the field.
+    pub fn from_json_object(
+        object: &serde_json::Map<String, serde_json::Value>,
+    ) -> Result<Vec<MetadataFilter>> {
+        object
+            .iter()
+            .map(|(key, value)| {
+                let value = match value {
+                    serde_json::Value::String(s) => s.clone(),
+                    serde_json::Value::Number(n) => n.to_string(),
+                    serde_json::Value::Bool(b) => b.to_string(),
+                    other => {
+                        return Err(SearchError::InvalidRequest(format!(
+                        "filter {key:?}: values must be strings, numbers or booleans, not {other}"
+                    )))
+                    }
+                };
+                Ok(MetadataFilter {
+                    key: key.clone(),
+                    value,
+                })
+            })
+            .collect()
+    }
+}
+
 /// The query's analyzed terms with their counts, as BM25 sees them.
 pub fn analyze(text: &str) -> BTreeMap<String, u32> {
     with_analyzer(|analyzer| {

@@ -691,23 +691,8 @@ fn search_request(body: SearchBody, limits: &crate::Limits) -> Result<SearchRequ
             format!("passages must be at most {MAX_PASSAGES}, not {passages}"),
         ));
     }
-    let mut filters = Vec::new();
-    for (key, value) in body.filter.unwrap_or_default() {
-        let value = match value {
-            Value::String(s) => s,
-            Value::Number(n) => n.to_string(),
-            Value::Bool(b) => b.to_string(),
-            other => {
-                return Err(ApiError::invalid(
-                    "invalid_field",
-                    format!(
-                        "filter {key:?}: values must be strings, numbers or booleans, not {other}"
-                    ),
-                ))
-            }
-        };
-        filters.push(MetadataFilter { key, value });
-    }
+    let filters = MetadataFilter::from_json_object(&body.filter.unwrap_or_default())
+        .map_err(|e| ApiError::invalid("invalid_field", e.to_string()))?;
     let mut request = SearchRequest::new(body.query);
     request.mode = match body.mode {
         SearchMode::Bm25 => Mode::Bm25,
