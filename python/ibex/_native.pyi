@@ -1,0 +1,63 @@
+# Type stubs of the Rust extension; the public API is the `ibex` package around it.
+from os import PathLike
+from typing import Callable, Optional
+
+class NativeIndex:
+    @staticmethod
+    def create(
+        path: str | PathLike[str],
+        model: Optional[str] = None,
+        chunk_tokens: int = 200,
+        overlap: int = 50,
+        device: str = "auto",
+    ) -> NativeIndex: ...
+    @staticmethod
+    def open(
+        path: str | PathLike[str], model: Optional[str] = None, device: str = "auto"
+    ) -> NativeIndex: ...
+    @property
+    def path(self) -> str: ...
+    @property
+    def closed(self) -> bool: ...
+    def upsert_json(self, documents: str) -> str: ...
+    def delete(self, ids: list[str]) -> str: ...
+    def get_json(self, id: str) -> Optional[str]: ...
+    def __len__(self) -> int: ...
+    def info_json(self) -> str: ...
+    def index_corpus(
+        self,
+        corpus: str | PathLike[str],
+        progress: Optional[Callable[[int, int], object]] = None,
+        commit_every: int = 1000,
+    ) -> str: ...
+    def search(
+        self, request: str
+    ) -> list[
+        tuple[str, float, str, str, list[tuple[str, int, int, float, list[tuple[int, int]]]]]
+    ]: ...
+    def ask_json(self, question: str, options: str) -> str: ...
+    def recommend_json(
+        self,
+        history: list[str],
+        k: int = 10,
+        query: Optional[str] = None,
+        candidates: int = 20,
+        reasons: bool = True,
+    ) -> str: ...
+    def close(self) -> None: ...
+
+class NativeEmbedder:
+    def __init__(self, model: Optional[str] = None, device: str = "auto") -> None: ...
+    @property
+    def model_id(self) -> str: ...
+    @property
+    def dimension(self) -> int: ...
+    def embed(self, texts: list[str], query: bool = False) -> bytearray: ...
+
+def compress_json(
+    question: str,
+    passages: str,
+    budget: Optional[int] = None,
+    model: Optional[str] = None,
+    device: str = "auto",
+) -> str: ...

@@ -1,0 +1,98 @@
+"""The Index API against the engine: writes, reads, search, persistence, and the CLI's results."""
+
+from __future__ import annotations
+
+import json
+import pathlib
+
+import numpy as np
+import pytest
+
+import ibex
+from conftest import CORPUS, QUERIES, run_cli
+
+DOCS = [
+    {"id": "hole", "title": "Black holes", "text": "A black hole forms when a massive star collapses under its own gravity.", "metadata": {"lang": "en", "year": 1970}},
+    {"id": "bread", "title": "Bread", "text": "Yeast ferments the dough and makes it rise before baking.", "metadata": {"lang": "en", "year": 1990}},
+    {"id": "pain", "title": "Pain", "text": "La levure fait lever la pâte avant la cuisson.", "metadata": {"lang": "fr", "year": 1990}},
+]
+
+
+def test_create_upsert_search_delete_and_reopen(tmp_path: pathlib.Path) -> None:
+    path = tmp_path / "idx"
+    with ibex.Index.create(path) as index:
+        report = index.upsert(DOCS)
+        assert (report["added"], report["documents"]) == (3, 3)
+        assert len(index) == 3 and "hole" in index and "nothing" not in index
+        assert index.upsert(DOCS[:1])["unchanged"] == 1
+        hits = index.search("what happens when a star collapses", top_k=2)
+        assert hits[0].id == "hole"
+        assert hits[0].passages[0].text.startswith("A black hole")
+        assert index.search("yeast dough", mode="bm25")[0].id == "bread"
+        only_fr = index.search("yeast dough bread", filter={"lang": "fr"})
+        assert [h.id for h in only_fr] == ["pain"]
+        assert [h.id for h in index.search("baking", filter={"year": 1970})] == ["hole"]
+        document = index["bread"]
+        assert document.metadata == {"lang": "en", "year": 1990}
+        assert document.chunks and document.chunks[0][0] == 0
+        assert index.delete(["bread", "unknown"])["deleted"] == 1
+        assert index.get("bread") is None
+        assert index.info()["documents"] == 2
+    assert index.closed
+    with ibex.Index.open(path) as again:
+        assert len(again) == 2
+        assert again.search("collapsing star")[0].id == "hole"
+
+
+def test_hits_equal_the_command_lines(quickstart_index: ibex.Index) -> None:
+    queries = [json.loads(line)["query"] for line in QUERIES.read_text().splitlines()][:4]
+    for mode in ("bm25", "dense", "hybrid"):
+        for query in queries:
+            ours = quickstart_index.search(query, mode=mode, top_k=10, passages=1)
+            cli = json.loads(
+                run_cli("search", "--index", quickstart_index.path, "--mode", mode, "--top-k", "10",
+                        "--passages", "1", "--json", query)
+            )
+            assert [h.id for h in ours] == [h["id"] for h in cli["hits"]], (mode, query)
+            for hit, expected in zip(ours, cli["hits"]):
+                assert abs(hit.score - expected["score"]) <= 1e-6
+                assert hit.passages[0].start == expected["passages"][0]["start"]
+
+
+def test_the_corpus_indexed_from_python_is_the_clis_index(quickstart_index: ibex.Index) -> None:
+    lines = CORPUS.read_text().splitlines()
+    assert len(quickstart_index) == len(lines)
+    info = json.loads(json.dumps(quickstart_index.info()))
+    assert info["model"]["id"] == "sentence-transformers/all-MiniLM-L6-v2"
+
+
+def test_embeddings_equal_ibex_embed() -> None:
+    texts = ["A black hole forms when a massive star collapses.", "Sourdough needs a starter."]
+    embedder = ibex.Embedder()
+    vectors = embedder.embed(texts)
+    assert vectors.dtype == np.float32 and vectors.shape == (2, embedder.dimension)
+    cli = [json.loads(line) for line in run_cli("embed", stdin="\n".join(texts) + "\n").splitlines()]
+    assert np.allclose(vectors, np.array(cli, dtype=np.float32), atol=1e-6)
+    query = embedder.embed_query("star collapse")
+    assert query.shape == (embedder.dimension,)
+    assert abs(float(np.linalg.norm(query)) - 1.0) < 1e-5
+
+
+def test_search_by_vector_equals_search_by_query(quickstart_index: ibex.Index) -> None:
+    query = "how do scientists find planets orbiting distant stars"
+    vector = ibex.Embedder().embed_query(query)
+    by_text = quickstart_index.search(query, mode="dense", top_k=5)
+    by_vector = quickstart_index.search(mode="dense", top_k=5, vector=vector)
+    assert [h.id for h in by_vector] == [h.id for h in by_text]
+
+
+def test_compress_keeps_what_the_question_needs() -> None:
+    passages = [
+        "The Eiffel Tower was built in 1889 for the World's Fair. Sourdough uses wild yeast.",
+        {"doc_id": "bread", "text": "Long fermentation gives the loaf its tang.", "offset": 10},
+    ]
+    result = ibex.compress("When was the Eiffel Tower built?", passages, budget=20)
+    assert "1889" in result["text"]
+    assert result["kept_tokens"] <= 20 < result["total_tokens"]
+    with pytest.raises(ibex.InvalidInputError, match="no \"text\""):
+        ibex.compress("q", [{"doc_id": "x"}])
