@@ -18,9 +18,7 @@ import json
 import os
 import sys
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable, Mapping, Optional, Sequence, Union
-
-import numpy as np
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Mapping, Optional, Sequence, Union
 
 from . import _native
 from .errors import (
@@ -32,6 +30,12 @@ from .errors import (
     InvalidInputError,
     ModelMismatchError,
 )
+
+if TYPE_CHECKING:
+    import numpy as np
+
+# NumPy is imported where vectors are made, not with the package: its BLAS starts worker
+# threads that a search-only application (BM25) does not need on its cores.
 
 PathLike = Union[str, "os.PathLike[str]"]
 
@@ -264,6 +268,8 @@ class Index:
         if alpha is not None:
             request["alpha"] = float(alpha)
         if vector is not None:
+            import numpy as np
+
             request["vector"] = [float(x) for x in np.asarray(vector, dtype=np.float32).ravel()]
         return [_hit(h) for h in self._native.search(json.dumps(request))]
 
@@ -332,6 +338,8 @@ class Embedder:
     def embed(self, texts: Union[str, Sequence[str]], query: bool = False) -> np.ndarray:
         """Embeds ``texts`` (documents, or queries with ``query=True``) into a ``float32``
         array of shape ``(len(texts), dimension)``."""
+        import numpy as np
+
         texts = [texts] if isinstance(texts, str) else list(texts)
         raw = self._native.embed(texts, query)
         return np.frombuffer(raw, dtype="<f4").reshape(len(texts), self.dimension)

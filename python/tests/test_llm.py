@@ -1,0 +1,74 @@
+"""`Index.ask` and `Index.recommend` through the same LLM configuration as the CLI: here an
+OpenAI-compatible server on loopback (IBEX_LLM_URL), which records the prompts it receives."""
+
+from __future__ import annotations
+
+import json
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Iterator
+
+import pytest
+
+import ibex
+
+
+@pytest.fixture
+def llm_server(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[dict]]:
+    """A chat-completions server answering every request with one fixed answer."""
+    prompts: list[dict] = []
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:  # noqa: N802 (http.server's name)
+            length = int(self.headers.get("content-length", 0))
+            prompts.append(json.loads(self.rfile.read(length)))
+            body = json.dumps({
+                "choices": [{"message": {"role": "assistant", "content": "A black hole [1]."},
+                             "finish_reason": "stop"}],
+                "usage": {"prompt_tokens": 42, "completion_tokens": 5},
+            }).encode()
+            self.send_response(200)
+            self.send_header("content-type", "application/json")
+            self.send_header("content-length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    monkeypatch.setenv("IBEX_LLM_URL", f"http://127.0.0.1:{server.server_address[1]}/v1")
+    monkeypatch.setenv("IBEX_LLM_MODEL", "fake")
+    monkeypatch.setenv("IBEX_LLM_MAX_RETRIES", "0")
+    yield prompts
+    server.shutdown()
+
+
+def test_ask_sends_the_retrieved_context_and_checks_citations(
+    quickstart_index: ibex.Index, llm_server: list[dict]
+) -> None:
+    question = "What forms when a massive star collapses?"
+    answer = quickstart_index.ask(question, top_k=3)
+    assert answer["answer"] == "A black hole [1]."
+    assert answer["model"] == "fake"
+    assert [c["number"] for c in answer["citations"]] == [1]
+    cited = answer["citations"][0]["doc_id"]
+    assert cited == answer["context"][0]["doc_id"]
+    prompt = json.dumps(llm_server[0]["messages"])
+    assert question in prompt and answer["context"][0]["text"][:40] in prompt
+    whole = quickstart_index.ask(question, top_k=3, compress=False)
+    assert whole["tokens"]["after_compression"] == whole["tokens"]["before_compression"]
+
+
+def test_recommend_returns_real_unseen_items(
+    quickstart_index: ibex.Index, llm_server: list[dict]
+) -> None:
+    history = ["astro-exoplanet-transit"]
+    result = quickstart_index.recommend(history, k=3, candidates=6, reasons=False)
+    ids = [item["id"] for item in result["items"]]
+    assert len(ids) == 3 and not set(ids) & set(history)
+    assert all(i in quickstart_index for i in ids)
+    # The fake's answer names no candidate: the candidate ranking stands in, and says so.
+    assert result["errors"]["fell_back"]
