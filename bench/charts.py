@@ -158,10 +158,37 @@ def compression(results, out):
     save(fig, out, "compression_retention.svg")
 
 
+def python_overhead(results, out):
+    data = rows(os.path.join(results, "python_overhead.csv"))
+    if not data:
+        return
+    last = {}
+    for r in data:  # the last run of each measure
+        last[r["measure"]] = r
+    labels = {"search-bm25-1": "BM25 search QPS\n1 thread", "search-hybrid-1": "hybrid search QPS\n1 thread",
+              "embed-tokens-per-s": "embedding tokens/s\n2 threads", "bm25-python-threads-1-2": "BM25 QPS, 2 Python\nthreads / 1 thread"}
+    fig, ax = plt.subplots(figsize=(7, 3.4))
+    names, ratios = [], []
+    for key in ["search-bm25-1", "search-hybrid-1", "embed-tokens-per-s", "bm25-python-threads-1-2"]:
+        if key in last:
+            names.append(labels[key])
+            ratios.append(float(last[key]["python"]) / float(last[key]["rust"]))
+    bars = ax.bar(range(len(names)), ratios, color=["#c0392b"] * 3 + ["#2c7fb8"])
+    ax.bar_label(bars, labels=[f"{r:.2f}" for r in ratios], fontsize=8)
+    ax.axhline(1.0, color="#999999", linewidth=1)
+    ax.axhline(0.9, color="#999999", linestyle=":", linewidth=1, label="goal for search: >= 0.90")
+    ax.legend(fontsize=7, loc="upper left")
+    ax.set_xticks(range(len(names)), names, fontsize=8)
+    ax.set_ylabel("Python / Rust (red), 2 threads / 1 (blue)")
+    ax.set_title("The Python package against the Rust library, same run (higher is better)")
+    ax.grid(True, axis="y", alpha=0.3)
+    save(fig, out, "python_overhead.svg")
+
+
 def main():
     results, out = sys.argv[1], sys.argv[2]
     os.makedirs(out, exist_ok=True)
-    for chart in (ann, embed, http, compression):
+    for chart in (ann, embed, http, compression, python_overhead):
         chart(results, out)
 
 
