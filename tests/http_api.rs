@@ -5,7 +5,6 @@ mod server;
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
 
 use serde_json::{json, Value};
 use server::{error_code, Server};
@@ -679,7 +678,7 @@ fn searches_during_upserts_see_only_committed_states() {
         let seen = searches.load(Ordering::SeqCst);
         while searches.load(Ordering::SeqCst) < seen + 3 && !readers.iter().any(|r| r.is_finished())
         {
-            std::thread::sleep(Duration::from_millis(1));
+            std::thread::yield_now();
         }
     }
     done.store(true, Ordering::Relaxed);
