@@ -6,6 +6,7 @@
 //! content hash), with a durable commit every [`IndexOptions::commit_every`] documents so that a
 //! crash loses at most that much work and memory stays bounded.
 
+use std::collections::HashMap;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Instant;
@@ -13,7 +14,9 @@ use std::time::Instant;
 use ibex_embedder::{Device, Embedder, DEFAULT_MODEL_ID};
 use serde::Serialize;
 
-use crate::chunk::ChunkingParams;
+use crate::catalog::WriteReport;
+use crate::chunk::{ChunkingParams, EmbeddedChunks};
+use crate::corpus::Document;
 use crate::error::{IndexError, Result};
 use crate::index::{is_index, Index};
 
@@ -295,4 +298,41 @@ pub fn delete_documents(dir: &Path, ids: &[&str]) -> Result<usize> {
     }
     writer.finish()?;
     Ok(deleted)
+}
+
+/// Writes documents embedded elsewhere (see [`crate::embed_chunks`]) into `index` and commits:
+/// what the shard writers of a distributed build do with the workers' output. The last of
+/// several documents with one id wins; unchanged documents are skipped, so writing a batch twice
+/// (a retried task) changes nothing the second time. Durable when it returns.
+pub fn write_embedded(
+    index: &mut Index,
+    model_id: &str,
+    docs: Vec<(Document, EmbeddedChunks)>,
+) -> Result<WriteReport> {
+    let mut last: HashMap<String, usize> = HashMap::with_capacity(docs.len());
+    for (i, (doc, _)) in docs.iter().enumerate() {
+        last.insert(doc.id.clone(), i);
+    }
+    let docs: Vec<(Document, EmbeddedChunks)> = docs
+        .into_iter()
+        .enumerate()
+        .filter(|(i, (doc, _))| last.get(&doc.id) == Some(i))
+        .map(|(_, pair)| pair)
+        .collect();
+    let mut writer = index.embedded_writer()?;
+    let stats = writer.upsert_embedded(model_id, &docs)?;
+    if writer.has_changes() {
+        writer.commit()?;
+    }
+    writer.finish()?;
+    Ok(WriteReport {
+        added: stats.added,
+        replaced: stats.replaced,
+        unchanged: stats.unchanged,
+        chunks_embedded: stats.chunks,
+        generation: index.manifest().generation,
+        documents: index.num_documents(),
+        chunks: index.num_chunks(),
+        ..WriteReport::default()
+    })
 }

@@ -81,7 +81,7 @@ pub struct IndexInfo {
 }
 
 /// What a committed write did.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize)]
 pub struct WriteReport {
     /// Documents whose ids were new.
     pub added: usize,
@@ -252,6 +252,20 @@ impl SharedIndex {
                 ..WriteReport::default()
             })
         })
+    }
+
+    /// Catches up with commits that another process made to this index directory since this
+    /// view was opened (another replica of a served shard wrote to it), if the last commit seen
+    /// is older than `generation`. Returns the generation searches now see.
+    pub fn refresh_to(&self, generation: u64) -> Result<u64> {
+        let seen = self.snapshot().manifest().generation;
+        if seen >= generation {
+            return Ok(seen);
+        }
+        let mut guard = self.lock_writer()?;
+        let index = self.open_writer_state(&mut guard)?;
+        index.refresh()?;
+        Ok(self.publish(index).manifest().generation)
     }
 
     /// Deletes documents by id and commits; the report counts those that existed.

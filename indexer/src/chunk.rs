@@ -4,9 +4,10 @@
 //! documents are cut into overlapping windows of the embedding model's own tokens. Each chunk keeps
 //! its character offsets into the document text, so results can point at the exact passage.
 
-use ibex_embedder::{Embedder, Result as EmbedResult};
+use ibex_embedder::{Embedder, Result as EmbedResult, TextKind};
 use serde::{Deserialize, Serialize};
 
+use crate::corpus::Document;
 use crate::error::{IndexError, Result};
 
 /// How documents are cut into chunks.
@@ -115,6 +116,97 @@ pub fn embedded_text(title: &str, chunk: &str) -> String {
     } else {
         format!("{title} {chunk}")
     }
+}
+
+/// A document's chunks and their vectors: what embedding a document produces, whether here or in
+/// another process (the workers of a distributed build send these to the shard writers).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EmbeddedChunks {
+    /// The chunks' spans in the document text, in order.
+    pub spans: Vec<ChunkSpan>,
+    /// Their vectors, one row per chunk, concatenated.
+    pub vectors: Vec<f32>,
+}
+
+impl EmbeddedChunks {
+    /// Length of one vector.
+    pub fn dimension(&self) -> usize {
+        self.vectors.len() / self.spans.len().max(1)
+    }
+
+    /// Checks that these chunks fit `doc` and an index of `dimension`: at least one chunk, each
+    /// inside the text, one finite vector of that dimension per chunk.
+    pub fn check(&self, doc: &Document, dimension: usize) -> Result<()> {
+        let invalid = |reason: String| IndexError::InvalidEmbedding {
+            id: doc.id.clone(),
+            reason,
+        };
+        if self.spans.is_empty() {
+            return Err(invalid("it has no chunks".into()));
+        }
+        let chars = doc.text.chars().count();
+        if let Some(span) = self.spans.iter().find(|s| s.start > s.end || s.end > chars) {
+            return Err(invalid(format!(
+                "chunk {}..{} lies outside its text of {chars} characters",
+                span.start, span.end
+            )));
+        }
+        if self.vectors.len() != self.spans.len() * dimension {
+            return Err(invalid(format!(
+                "{} vector values for {} chunks: this index holds {dimension}-dimensional vectors",
+                self.vectors.len(),
+                self.spans.len()
+            )));
+        }
+        if self.vectors.iter().any(|x| !x.is_finite()) {
+            return Err(invalid(
+                "a chunk vector holds a value that is not a finite number".into(),
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// Cuts each document into chunks and embeds them in one batch (the model batches by length).
+/// The vectors of a document are those [`crate::IndexWriter::upsert`] would store.
+pub fn embed_chunks<'d>(
+    embedder: &dyn Embedder,
+    docs: impl IntoIterator<Item = &'d Document>,
+    params: ChunkingParams,
+) -> Result<Vec<EmbeddedChunks>> {
+    let mut spans = Vec::new();
+    let mut texts = Vec::new();
+    for doc in docs {
+        let doc_spans = chunk_document(&doc.text, embedder, params)?;
+        texts.extend(
+            doc_spans
+                .iter()
+                .map(|s| embedded_text(&doc.title, slice_chars(&doc.text, s.start, s.end))),
+        );
+        spans.push(doc_spans);
+    }
+    let text_refs: Vec<&str> = texts.iter().map(String::as_str).collect();
+    let dimension = embedder.dimension();
+    let mut vectors = embedder.embed(&text_refs, TextKind::Document)?.into_iter();
+    let mut out = Vec::with_capacity(spans.len());
+    for doc_spans in spans {
+        let mut flat = Vec::with_capacity(doc_spans.len() * dimension);
+        for _ in &doc_spans {
+            let vector = vectors.next().unwrap_or_default();
+            if vector.len() != dimension {
+                return Err(IndexError::WrongDimension {
+                    expected: dimension,
+                    got: vector.len(),
+                });
+            }
+            flat.extend(vector);
+        }
+        out.push(EmbeddedChunks {
+            spans: doc_spans,
+            vectors: flat,
+        });
+    }
+    Ok(out)
 }
 
 #[cfg(test)]

@@ -48,6 +48,15 @@ pub enum IndexError {
         reason: String,
     },
 
+    /// A document embedded elsewhere whose chunks or vectors do not fit it or the index.
+    #[error("document {id:?}: {reason}")]
+    InvalidEmbedding {
+        /// The document's id.
+        id: String,
+        /// What is wrong.
+        reason: String,
+    },
+
     /// An index directory already exists where a new one should be created.
     #[error("cannot create an index at {path}: the directory exists and is not empty")]
     AlreadyExists {

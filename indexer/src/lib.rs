@@ -28,7 +28,9 @@ pub use bulk::{
     CorpusCheck, IndexOptions, IndexProgress, IndexReport,
 };
 pub use catalog::{Catalog, IndexInfo, ModelLoader, SharedIndex, WriteReport};
-pub use chunk::{chunk_document, slice_chars, ChunkSpan, ChunkingParams};
+pub use chunk::{
+    chunk_document, embed_chunks, slice_chars, ChunkSpan, ChunkingParams, EmbeddedChunks,
+};
 pub use corpus::{read_corpus, read_json_lines, Document, DocumentStream};
 pub use error::{IndexError, Result};
 pub use index::{is_index, Index, StoredDocument};

@@ -14,12 +14,12 @@
 
 use std::collections::HashMap;
 
-use ibex_embedder::{Embedder, TextKind};
+use ibex_embedder::Embedder;
 use sha2::{Digest, Sha256};
 use tantivy::merge_policy::LogMergePolicy;
 use tantivy::{TantivyDocument, TantivyError, Term};
 
-use crate::chunk::{chunk_document, embedded_text, slice_chars};
+use crate::chunk::{embed_chunks, EmbeddedChunks};
 use crate::corpus::Document;
 use crate::error::{IndexError, Result};
 use crate::index::{CommitPayload, Index, VECTORS_DIR};
@@ -74,7 +74,8 @@ enum Change {
 /// discards them.
 pub struct IndexWriter<'a> {
     index: &'a mut Index,
-    embedder: &'a dyn Embedder,
+    /// `None` for a writer of documents embedded elsewhere.
+    embedder: Option<&'a dyn Embedder>,
     lexical: tantivy::IndexWriter,
     pending_keys: Vec<u64>,
     pending_vectors: Vec<f32>,
@@ -106,6 +107,20 @@ impl Index {
     /// be the model the index was built with.
     pub fn writer<'a>(&'a mut self, embedder: &'a dyn Embedder) -> Result<IndexWriter<'a>> {
         self.check_embedder(embedder)?;
+        self.open_writer(Some(embedder))
+    }
+
+    /// Takes the index's write lock and returns a writer for documents embedded elsewhere
+    /// ([`IndexWriter::upsert_embedded`]), for example by the workers of a distributed build: no
+    /// model is loaded here.
+    pub fn embedded_writer(&mut self) -> Result<IndexWriter<'_>> {
+        self.open_writer(None)
+    }
+
+    fn open_writer<'a>(
+        &'a mut self,
+        embedder: Option<&'a dyn Embedder>,
+    ) -> Result<IndexWriter<'a>> {
         let lexical = self
             .lexical
             .writer_with_num_threads(1, 50_000_000)
@@ -191,11 +206,12 @@ impl IndexWriter<'_> {
         }
     }
 
-    /// Adds documents, replacing those whose id exists. Documents whose content did not change
-    /// are skipped. Visible after [`IndexWriter::commit`].
-    pub fn upsert(&mut self, docs: &[Document]) -> Result<UpsertStats> {
+    /// Which of `docs` are new or changed (with their content hashes), and the counts.
+    fn changed<'d>(
+        &self,
+        docs: impl IntoIterator<Item = &'d Document>,
+    ) -> Result<(UpsertStats, Vec<(&'d Document, String)>)> {
         let mut stats = UpsertStats::default();
-        let params = self.index.manifest.chunking;
         let mut todo = Vec::new();
         for doc in docs {
             let hash = content_hash(doc);
@@ -211,37 +227,79 @@ impl IndexWriter<'_> {
                 }
             }
         }
-        let mut spans = Vec::with_capacity(todo.len());
-        let mut texts = Vec::new();
-        for (doc, _) in &todo {
-            let doc_spans = chunk_document(&doc.text, self.embedder, params)?;
-            texts.extend(
-                doc_spans
-                    .iter()
-                    .map(|s| embedded_text(&doc.title, slice_chars(&doc.text, s.start, s.end))),
-            );
-            spans.push(doc_spans);
-        }
-        let text_refs: Vec<&str> = texts.iter().map(String::as_str).collect();
-        let vectors = self.embedder.embed(&text_refs, TextKind::Document)?;
+        Ok((stats, todo))
+    }
+
+    /// Adds documents, replacing those whose id exists. Documents whose content did not change
+    /// are skipped. Visible after [`IndexWriter::commit`].
+    pub fn upsert(&mut self, docs: &[Document]) -> Result<UpsertStats> {
+        let embedder = self.embedder.ok_or_else(|| IndexError::InvalidEmbedding {
+            id: docs.first().map(|d| d.id.clone()).unwrap_or_default(),
+            reason: "this writer takes documents embedded elsewhere (upsert_embedded): open one with Index::writer to embed here".into(),
+        })?;
+        let (mut stats, todo) = self.changed(docs)?;
+        let params = self.index.manifest.chunking;
+        let embedded = embed_chunks(embedder, todo.iter().map(|(doc, _)| *doc), params)?;
         let dimension = self.index.manifest.model.dimension;
-        if let Some(bad) = vectors.iter().find(|v| v.len() != dimension) {
-            return Err(IndexError::WrongDimension {
-                expected: dimension,
-                got: bad.len(),
+        for ((doc, hash), chunks) in todo.into_iter().zip(embedded) {
+            chunks.check(doc, dimension)?;
+            stats.chunks += chunks.spans.len();
+            self.write_document(doc, hash, &chunks)?;
+        }
+        Ok(stats)
+    }
+
+    /// Adds documents whose chunks were cut and embedded elsewhere with this index's model and
+    /// chunking (by [`embed_chunks`] in another process), replacing those whose id exists;
+    /// unchanged documents are skipped, as in [`IndexWriter::upsert`]. `model_id` names the
+    /// model that made the vectors: another model than the index's is refused, as are chunks
+    /// outside their text and vectors of another dimension or not finite.
+    pub fn upsert_embedded(
+        &mut self,
+        model_id: &str,
+        docs: &[(Document, EmbeddedChunks)],
+    ) -> Result<UpsertStats> {
+        let model = &self.index.manifest.model;
+        if model_id != model.id {
+            return Err(IndexError::ModelMismatch {
+                path: self.index.dir.clone(),
+                index_model: model.id.clone(),
+                index_dimension: model.dimension,
+                embedder_model: model_id.to_string(),
+                embedder_dimension: docs.first().map_or(model.dimension, |(_, c)| c.dimension()),
             });
         }
-        let mut vectors = vectors.into_iter();
+        let dimension = model.dimension;
+        for (doc, chunks) in docs {
+            chunks.check(doc, dimension)?;
+        }
+        let by_id: HashMap<&str, &EmbeddedChunks> =
+            docs.iter().map(|(d, c)| (d.id.as_str(), c)).collect();
+        let (mut stats, todo) = self.changed(docs.iter().map(|(doc, _)| doc))?;
+        for (doc, hash) in todo {
+            let chunks = by_id[doc.id.as_str()];
+            stats.chunks += chunks.spans.len();
+            self.write_document(doc, hash, chunks)?;
+        }
+        Ok(stats)
+    }
+
+    /// Stages one document's entry and chunk vectors (checked by the caller).
+    fn write_document(
+        &mut self,
+        doc: &Document,
+        hash: String,
+        chunks: &EmbeddedChunks,
+    ) -> Result<()> {
         let f = self.index.fields;
-        for ((doc, hash), doc_spans) in todo.into_iter().zip(spans) {
+        let doc_spans = &chunks.spans;
+        {
             let chunk_base = self.next_chunk_key;
             let chunk_count = doc_spans.len() as u32;
             self.next_chunk_key += chunk_count as u64;
-            for key in chunk_base..chunk_base + chunk_count as u64 {
-                self.pending_keys.push(key);
-                self.pending_vectors
-                    .extend(vectors.next().unwrap_or_default());
-            }
+            self.pending_keys
+                .extend(chunk_base..chunk_base + chunk_count as u64);
+            self.pending_vectors.extend_from_slice(&chunks.vectors);
             let mut entry = TantivyDocument::new();
             entry.add_text(f.id, &doc.id);
             entry.add_text(f.title, &doc.title);
@@ -266,7 +324,6 @@ impl IndexWriter<'_> {
             self.lexical
                 .delete_term(Term::from_field_text(f.id, &doc.id));
             self.lexical.add_document(entry)?;
-            stats.chunks += chunk_count as usize;
             self.changes.insert(
                 doc.id.clone(),
                 Change::Upserted {
@@ -276,7 +333,7 @@ impl IndexWriter<'_> {
                 },
             );
         }
-        Ok(stats)
+        Ok(())
     }
 
     /// Deletes documents by id; returns how many existed. Visible after [`IndexWriter::commit`].

@@ -92,6 +92,19 @@ impl NativeEmbedder {
             .map_err(to_py)?;
         Ok(PyByteArray::new(py, &bytes))
     }
+
+    /// Cuts documents (a JSON array) into chunks of `chunk_tokens` tokens sharing `overlap` and
+    /// embeds them, as an index would: returns, per document, its spans as JSON and its chunk
+    /// vectors as little-endian `float32` bytes (what a shard writer takes).
+    fn embed_documents(
+        &self,
+        py: Python<'_>,
+        documents: &str,
+        chunk_tokens: usize,
+        overlap: usize,
+    ) -> PyResult<Vec<(String, Py<pyo3::types::PyBytes>)>> {
+        crate::shard::embed_documents(py, self.model.clone(), documents, chunk_tokens, overlap)
+    }
 }
 
 /// Compresses `passages` (a JSON array of `{"doc_id", "text", "offset"}`) for `question` with the

@@ -25,6 +25,7 @@ fn class_name(error: &IbexError) -> &'static str {
             | IndexError::UnsupportedCorpus { .. }
             | IndexError::AlreadyExists { .. }
             | IndexError::WrongDimension { .. }
+            | IndexError::InvalidEmbedding { .. }
             | IndexError::InvalidChunking(_)
             | IndexError::InvalidName(_) => "InvalidInputError",
             IndexError::Closed { .. } => "IndexClosedError",

@@ -59,7 +59,7 @@ fn json_error(what: &str, e: serde_json::Error) -> PyErr {
     invalid(format!("{what}: {e}"))
 }
 
-fn to_json(value: &impl serde::Serialize) -> PyResult<String> {
+pub(crate) fn to_json(value: &impl serde::Serialize) -> PyResult<String> {
     serde_json::to_string(value).map_err(|e| to_py(ibex::IbexError::Output(e.to_string())))
 }
 
@@ -126,7 +126,7 @@ impl NativeIndex {
         }
         let shared = self.shared()?;
         let report = py.detach(move || shared.upsert(docs)).map_err(to_py)?;
-        to_json(&write_report(&report))
+        to_json(&report)
     }
 
     /// Deletes documents by id; returns the write report as JSON.
@@ -138,7 +138,7 @@ impl NativeIndex {
                 shared.delete(&ids)
             })
             .map_err(to_py)?;
-        to_json(&write_report(&report))
+        to_json(&report)
     }
 
     /// The stored document as JSON, or `None`.
@@ -224,26 +224,7 @@ impl NativeIndex {
                 ibex::search::search(&snapshot, embedder.as_deref(), &request)
             })
             .map_err(to_py)?;
-        results
-            .hits
-            .into_iter()
-            .map(|hit| {
-                let metadata = if hit.metadata.is_empty() {
-                    String::new()
-                } else {
-                    to_json(&hit.metadata)?
-                };
-                let passages = hit
-                    .passages
-                    .into_iter()
-                    .map(|p| {
-                        let highlights = p.highlights.iter().map(|[a, b]| (*a, *b)).collect();
-                        (p.text, p.start, p.end, p.score, highlights)
-                    })
-                    .collect();
-                Ok((hit.id, hit.score, hit.title, metadata, passages))
-            })
-            .collect()
+        hit_tuples(results.hits)
     }
 
     /// Answers a question from the index with the configured LLM (as `ibex ask`); `options` is
@@ -330,6 +311,137 @@ impl NativeIndex {
         to_json(&result)
     }
 
+    /// The commit generation searches see.
+    #[getter]
+    fn generation(&self) -> PyResult<u64> {
+        Ok(self.shared()?.snapshot().manifest().generation)
+    }
+
+    /// Catches up with commits another process (another replica of a served shard) made, when
+    /// the generation searches see is older than `generation`; returns the generation now seen.
+    fn refresh_to(&self, py: Python<'_>, generation: u64) -> PyResult<u64> {
+        let shared = self.shared()?;
+        py.detach(move || shared.refresh_to(generation))
+            .map_err(to_py)
+    }
+
+    /// The BM25 statistics of `query`'s terms in this index, as JSON: what a sharded index's
+    /// router gathers from every shard before it searches them.
+    fn term_statistics(&self, py: Python<'_>, query: String) -> PyResult<String> {
+        let shared = self.shared()?;
+        let statistics = py
+            .detach(move || ibex::search::TermStatistics::of_query(&shared.snapshot(), &query))
+            .map_err(to_py)?;
+        to_json(&statistics)
+    }
+
+    /// This index's ranked lists for a search request (JSON, as `search` takes, optionally
+    /// with the collection's `statistics`), before they are cut and fused: one shard's part of
+    /// a sharded search. Returns `{"bm25": [{"id", "score"}...], "dense": [...]}`.
+    fn ranked_lists(&self, py: Python<'_>, request: &str) -> PyResult<String> {
+        let body: SearchBody =
+            serde_json::from_str(request).map_err(|e| json_error("search request", e))?;
+        let request = body.into_request()?;
+        let shared = self.shared()?;
+        let lists = py
+            .detach(move || {
+                let embedder = (request.mode != Mode::Bm25 && request.vector.is_none())
+                    .then(|| shared.embedder().clone());
+                ibex::search::ranked_lists(&shared.snapshot(), embedder.as_deref(), &request)
+            })
+            .map_err(to_py)?;
+        to_json(&lists)
+    }
+
+    /// The hits, with passages, for documents of this index ranked by a sharded search (`(id,
+    /// score)` best first), as `search` returns them.
+    fn hits(
+        &self,
+        py: Python<'_>,
+        request: &str,
+        ranked: Vec<(String, f32)>,
+    ) -> PyResult<Vec<HitTuple>> {
+        let body: SearchBody =
+            serde_json::from_str(request).map_err(|e| json_error("search request", e))?;
+        let request = body.into_request()?;
+        let shared = self.shared()?;
+        let hits = py
+            .detach(move || {
+                let embedder = (request.mode != Mode::Bm25 && request.vector.is_none())
+                    .then(|| shared.embedder().clone());
+                let ranked = ranked
+                    .into_iter()
+                    .map(|(id, score)| ibex::search::DocScore { id, score })
+                    .collect();
+                ibex::search::hits(&shared.snapshot(), embedder.as_deref(), &request, ranked)
+            })
+            .map_err(to_py)?;
+        hit_tuples(hits)
+    }
+
+    /// The stored documents with `ids` and their chunks' spans (JSON array, unknown ids left
+    /// out), with each one's chunk vectors as bytes: what a shard writer takes, so an index can
+    /// be re-sharded (or shards joined) without embedding again.
+    fn embedded_documents<'py>(
+        &self,
+        py: Python<'py>,
+        ids: Vec<String>,
+    ) -> PyResult<(String, Vec<Bound<'py, pyo3::types::PyBytes>>)> {
+        let shared = self.shared()?;
+        let found = py
+            .detach(move || -> ibex::Result<Vec<(serde_json::Value, Vec<u8>)>> {
+                let snapshot = shared.snapshot();
+                let mut out = Vec::with_capacity(ids.len());
+                for id in &ids {
+                    let (Some(doc), Some(chunks)) =
+                        (snapshot.get_document(id)?, snapshot.doc_chunks(id))
+                    else {
+                        continue;
+                    };
+                    let mut bytes = Vec::new();
+                    for key in chunks.chunk_base..chunks.chunk_base + chunks.chunk_count as u64 {
+                        let vector = snapshot.chunk_vector(key).ok_or_else(|| {
+                            ibex::IbexError::Output(format!(
+                                "chunk {key} of document {id:?} has no vector in the index"
+                            ))
+                        })?;
+                        bytes.extend(vector.iter().flat_map(|x| x.to_le_bytes()));
+                    }
+                    let spans: Vec<[usize; 2]> =
+                        doc.chunks.iter().map(|c| [c.start, c.end]).collect();
+                    out.push((
+                        serde_json::json!({
+                            "id": doc.id,
+                            "title": doc.title,
+                            "text": doc.text,
+                            "metadata": doc.metadata,
+                            "spans": spans,
+                        }),
+                        bytes,
+                    ));
+                }
+                Ok(out)
+            })
+            .map_err(to_py)?;
+        let (docs, vectors): (Vec<_>, Vec<_>) = found.into_iter().unzip();
+        let vectors = vectors
+            .iter()
+            .map(|b| pyo3::types::PyBytes::new(py, b))
+            .collect();
+        Ok((to_json(&docs)?, vectors))
+    }
+
+    /// The ids of the live documents.
+    fn ids(&self) -> PyResult<Vec<String>> {
+        Ok(self
+            .shared()?
+            .snapshot()
+            .live_docs()
+            .iter()
+            .map(|d| d.id.clone())
+            .collect())
+    }
+
     /// Waits for the write in progress, then closes the index (later calls raise
     /// `IndexClosedError`). Closing twice is allowed.
     fn close(&self, py: Python<'_>) {
@@ -352,8 +464,30 @@ impl NativeIndex {
     }
 }
 
+/// Hits as the tuples Python builds its `Hit`s from.
+fn hit_tuples(hits: Vec<ibex::search::SearchHit>) -> PyResult<Vec<HitTuple>> {
+    hits.into_iter()
+        .map(|hit| {
+            let metadata = if hit.metadata.is_empty() {
+                String::new()
+            } else {
+                to_json(&hit.metadata)?
+            };
+            let passages = hit
+                .passages
+                .into_iter()
+                .map(|p| {
+                    let highlights = p.highlights.iter().map(|[a, b]| (*a, *b)).collect();
+                    (p.text, p.start, p.end, p.score, highlights)
+                })
+                .collect();
+            Ok((hit.id, hit.score, hit.title, metadata, passages))
+        })
+        .collect()
+}
+
 /// A document problem as a sentence.
-fn problem_text(problem: ibex::indexer::corpus::DocumentProblem) -> String {
+pub(crate) fn problem_text(problem: ibex::indexer::corpus::DocumentProblem) -> String {
     use ibex::indexer::corpus::DocumentProblem;
     match problem {
         DocumentProblem::Malformed(why) => why,
@@ -363,23 +497,11 @@ fn problem_text(problem: ibex::indexer::corpus::DocumentProblem) -> String {
     }
 }
 
-fn write_report(report: &ibex::indexer::WriteReport) -> serde_json::Value {
-    serde_json::json!({
-        "added": report.added,
-        "replaced": report.replaced,
-        "unchanged": report.unchanged,
-        "deleted": report.deleted,
-        "chunks_embedded": report.chunks_embedded,
-        "generation": report.generation,
-        "documents": report.documents,
-        "chunks": report.chunks,
-    })
-}
-
-/// The search fields the Python `Index.search` sends (the REST API's names).
+/// The search fields the Python `Index.search` sends (the REST API's names), and those a
+/// sharded index's router adds for its shards.
 #[derive(serde::Deserialize)]
 #[serde(deny_unknown_fields)]
-struct SearchBody {
+pub(crate) struct SearchBody {
     #[serde(default)]
     query: String,
     mode: String,
@@ -391,10 +513,13 @@ struct SearchBody {
     alpha: Option<f32>,
     #[serde(default)]
     vector: Option<Vec<f32>>,
+    /// The collection's BM25 statistics (a sharded index's router sends them to its shards).
+    #[serde(default)]
+    statistics: Option<ibex::search::TermStatistics>,
 }
 
 impl SearchBody {
-    fn into_request(self) -> PyResult<SearchRequest> {
+    pub(crate) fn into_request(self) -> PyResult<SearchRequest> {
         if self.top_k == 0 || self.top_k > ibex::search::MAX_TOP_K {
             return Err(invalid(format!(
                 "top_k must be between 1 and {}, not {}",
@@ -420,6 +545,7 @@ impl SearchBody {
         request.aggregation = ChunkAggregation::Max;
         request.candidates = request.candidates.max(self.top_k);
         request.vector = self.vector;
+        request.statistics = self.statistics.map(std::sync::Arc::new);
         Ok(request)
     }
 }

@@ -13,6 +13,7 @@
 mod embed;
 mod errors;
 mod index;
+mod shard;
 
 use pyo3::prelude::*;
 
@@ -34,4 +35,6 @@ mod _native {
     use super::embed::{compress_json, NativeEmbedder};
     #[pymodule_export]
     use super::index::NativeIndex;
+    #[pymodule_export]
+    use super::shard::{merge_term_statistics, rank_shard_lists, NativeShardWriter};
 }

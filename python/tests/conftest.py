@@ -70,3 +70,28 @@ def model_copy(tmp_path: pathlib.Path) -> str:
     copy = tmp_path / "another-minilm"
     shutil.copytree(default_model_dir(), copy)
     return str(copy)
+
+
+def assert_same_ranking(got: list, deeper: list, mode: str = "") -> None:
+    """``got`` (``(id, score)``, best first) ranks as ``deeper``, the expected ranking fetched
+    deeper than ``got``: scores equal rank by rank (1e-5 relative), and documents equal except
+    within runs of equal scores (equal within 1e-5: the order of a float sum may move the last
+    bit), which are compared as sets; a run cut by the end of ``got`` must hold the documents
+    that made the cut."""
+    expected = deeper[: len(got)]
+    assert len(got) == len(expected), (mode, got, expected)
+    for (gid, gscore), (eid, escore) in zip(got, expected):
+        assert gscore == pytest.approx(escore, rel=1e-5), (mode, gid, eid)
+    start = 0
+    for end in range(1, len(deeper) + 1):
+        if end < len(deeper) and deeper[end][1] == pytest.approx(deeper[start][1], rel=1e-5):
+            continue
+        if start >= len(got):
+            break
+        got_ids = {id for id, _ in got[start:end]}
+        run_ids = {id for id, _ in deeper[start:end]}
+        if end <= len(got):
+            assert got_ids == run_ids, (mode, start, got_ids, run_ids)
+        else:
+            assert got_ids <= run_ids, (mode, start, got_ids, run_ids)
+        start = end

@@ -10,20 +10,23 @@ pub mod fusion;
 pub mod lexical;
 pub mod passages;
 pub mod retriever;
+pub mod statistics;
 
 use std::time::Instant;
 
 use ibex_embedder::Embedder;
 use ibex_indexer::Index;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 pub use error::{Result, SearchError};
 pub use fusion::{DocScore, Fusion};
 pub use lexical::MetadataFilter;
 pub use passages::Passage;
 pub use retriever::{
-    Bm25Retriever, ChunkAggregation, DenseRetriever, HybridRetriever, PreparedQuery, Retriever,
+    fuse_hybrid, Bm25Retriever, ChunkAggregation, DenseRetriever, HybridRetriever, PreparedQuery,
+    Retriever,
 };
+pub use statistics::TermStatistics;
 
 /// Retrieval mode.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -84,6 +87,9 @@ pub struct SearchRequest {
     /// A query vector supplied by the caller (for example from their own copy of the model),
     /// used instead of embedding `query`. Its length must be the index's dimension.
     pub vector: Option<Vec<f32>>,
+    /// BM25 statistics of the whole collection when this index is one shard of several (see
+    /// [`statistics`]); `None` scores with the index's own.
+    pub statistics: Option<std::sync::Arc<TermStatistics>>,
 }
 
 impl SearchRequest {
@@ -99,6 +105,7 @@ impl SearchRequest {
             aggregation: ChunkAggregation::Max,
             candidates: 100,
             vector: None,
+            statistics: None,
         }
     }
 }
@@ -160,9 +167,11 @@ fn prepare<'q>(
         }
         let mut vector = vector.clone();
         // Scores are dot products with unit vectors: a unit query makes them cosines, on the
-        // same scale as embedded queries (fusion weights depend on it).
+        // same scale as embedded queries (fusion weights depend on it). A vector already of unit
+        // length (the model's own query embedding, sent by a sharded index's router) is left as
+        // it is, so that it scores bit for bit as the embedded query would.
         let norm = vector.iter().map(|x| x * x).sum::<f32>().sqrt();
-        if norm > 0.0 {
+        if norm > 0.0 && (norm - 1.0).abs() > 1e-5 {
             vector.iter_mut().for_each(|x| *x /= norm);
         }
         return PreparedQuery::with_vector(index, &request.query, &request.filters, vector);
@@ -226,24 +235,141 @@ fn retrieve(
     request: &SearchRequest,
     prepared: &PreparedQuery,
 ) -> Result<Vec<DocScore>> {
+    Ok(rank(request, &lists(index, request, prepared)?))
+}
+
+/// The ranked lists a search ranks documents from, before they are cut and fused: BM25 (modes
+/// bm25 and hybrid) and dense (dense and hybrid), each best first with ties in id order. One
+/// shard of a sharded index answers these; [`merge_lists`] and [`rank`] then rank the
+/// collection exactly as one index holding every document would.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct RankedLists {
+    /// The BM25 list (empty in dense mode).
+    #[serde(default)]
+    pub bm25: Vec<DocScore>,
+    /// The dense list (empty in bm25 mode).
+    #[serde(default)]
+    pub dense: Vec<DocScore>,
+}
+
+/// How deep each list goes: the final depth, or the fusion's candidates in hybrid mode.
+fn list_depth(request: &SearchRequest) -> usize {
     match request.mode {
-        Mode::Bm25 => Bm25Retriever {
-            depth: request.top_k,
-        }
-        .retrieve(index, prepared),
-        Mode::Dense => DenseRetriever {
-            depth: request.top_k,
-            aggregation: request.aggregation,
-        }
-        .retrieve(index, prepared),
-        Mode::Hybrid => HybridRetriever {
-            depth: request.top_k,
-            candidates: request.candidates,
-            fusion: request.fusion,
-            aggregation: request.aggregation,
-        }
-        .retrieve(index, prepared),
+        Mode::Hybrid => request.candidates.max(request.top_k),
+        Mode::Bm25 | Mode::Dense => request.top_k,
     }
+}
+
+fn lists(index: &Index, request: &SearchRequest, prepared: &PreparedQuery) -> Result<RankedLists> {
+    let depth = list_depth(request);
+    let bm25 = if request.mode == Mode::Dense {
+        Vec::new()
+    } else {
+        Bm25Retriever {
+            depth,
+            statistics: request.statistics.as_deref(),
+        }
+        .retrieve(index, prepared)?
+    };
+    let dense = if request.mode == Mode::Bm25 {
+        Vec::new()
+    } else {
+        DenseRetriever {
+            depth,
+            aggregation: request.aggregation,
+        }
+        .retrieve(index, prepared)?
+    };
+    Ok(RankedLists { bm25, dense })
+}
+
+/// This index's ranked lists for `request` (one shard's part of a sharded search).
+pub fn ranked_lists(
+    index: &Index,
+    embedder: Option<&dyn Embedder>,
+    request: &SearchRequest,
+) -> Result<RankedLists> {
+    let prepared = prepare(index, embedder, request)?;
+    lists(index, request, &prepared)
+}
+
+/// The lists of disjoint indexes (shards) merged into the lists one index holding all their
+/// documents returns: each by score, ties in id order, cut at the request's depth.
+pub fn merge_lists(request: &SearchRequest, parts: Vec<RankedLists>) -> RankedLists {
+    let depth = list_depth(request);
+    let merge = |lists: Vec<Vec<DocScore>>| {
+        let mut all: Vec<DocScore> = lists.into_iter().flatten().collect();
+        all.sort_by(|a, b| b.score.total_cmp(&a.score).then_with(|| a.id.cmp(&b.id)));
+        all.truncate(depth);
+        all
+    };
+    let (bm25, dense): (Vec<_>, Vec<_>) = parts.into_iter().map(|p| (p.bm25, p.dense)).unzip();
+    RankedLists {
+        bm25: merge(bm25),
+        dense: merge(dense),
+    }
+}
+
+/// The documents a search returns from its lists: the top `top_k` of the mode's list, or of the
+/// fused lists in hybrid mode.
+pub fn rank(request: &SearchRequest, lists: &RankedLists) -> Vec<DocScore> {
+    let top = |list: &[DocScore]| list.iter().take(request.top_k).cloned().collect();
+    match request.mode {
+        Mode::Bm25 => top(&lists.bm25),
+        Mode::Dense => top(&lists.dense),
+        Mode::Hybrid => fuse_hybrid(request.fusion, &lists.bm25, &lists.dense, request.top_k),
+    }
+}
+
+/// The hits for ranked documents of this index, with their best passages for the query: the
+/// last step of a search (and what the shard owning each document answers in a sharded one).
+/// Documents no longer in the index are left out.
+pub fn hits(
+    index: &Index,
+    embedder: Option<&dyn Embedder>,
+    request: &SearchRequest,
+    ranked: Vec<DocScore>,
+) -> Result<Vec<SearchHit>> {
+    // Passages need the query vector only outside bm25 mode.
+    let prepared = if request.mode == Mode::Bm25 {
+        None
+    } else {
+        Some(prepare(index, embedder, request)?)
+    };
+    let vector = prepared.as_ref().and_then(|p| p.vector.as_deref());
+    hits_with(index, request, vector, ranked)
+}
+
+fn hits_with(
+    index: &Index,
+    request: &SearchRequest,
+    vector: Option<&[f32]>,
+    ranked: Vec<DocScore>,
+) -> Result<Vec<SearchHit>> {
+    let mut hits = Vec::with_capacity(ranked.len());
+    for DocScore { id, score } in ranked {
+        let Some(doc) = index.get_document(&id)? else {
+            continue;
+        };
+        let lexical = request.mode != Mode::Dense;
+        let passages = passages::best_passages(
+            index,
+            &doc,
+            &request.query,
+            vector,
+            lexical,
+            request.passages,
+            request.statistics.as_deref(),
+        );
+        hits.push(SearchHit {
+            id,
+            score,
+            title: doc.title,
+            metadata: doc.metadata,
+            passages,
+        });
+    }
+    Ok(hits)
 }
 
 /// Runs a search: ranked documents with their best passages.
@@ -255,28 +381,7 @@ pub fn search(
     let started = Instant::now();
     let prepared = prepare(index, embedder, request)?;
     let ranked = retrieve(index, request, &prepared)?;
-    let mut hits = Vec::with_capacity(ranked.len());
-    for DocScore { id, score } in ranked {
-        let Some(doc) = index.get_document(&id)? else {
-            continue;
-        };
-        let lexical = request.mode != Mode::Dense;
-        let passages = passages::best_passages(
-            index,
-            &doc,
-            &request.query,
-            prepared.vector.as_deref(),
-            lexical,
-            request.passages,
-        );
-        hits.push(SearchHit {
-            id,
-            score,
-            title: doc.title,
-            metadata: doc.metadata,
-            passages,
-        });
-    }
+    let hits = hits_with(index, request, prepared.vector.as_deref(), ranked)?;
     Ok(SearchResults {
         query: request.query.clone(),
         mode: request.mode,

@@ -10,6 +10,7 @@ use ibex_indexer::{english_stemmer, english_words_analyzer};
 use tantivy::tokenizer::TextAnalyzer;
 
 use crate::lexical::{analyze, with_analyzer};
+use crate::statistics::TermStatistics;
 
 /// A passage of a result: a chunk's text and its character offsets into the document text.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -125,22 +126,35 @@ fn byte_offsets(text: &str, positions: &[usize]) -> Vec<usize> {
     out
 }
 
-/// BM25 (k1 = 1.2, b = 0.75) of each chunk against the query terms, with the collection's idf,
-/// so lexical results point at the chunks where the query's rare words occur. The document is
-/// analyzed once; each chunk (chunks overlap) counts the tokens inside its range.
-fn lexical_chunk_scores(index: &Index, doc: &StoredDocument, query: &str) -> Vec<f32> {
+/// BM25 (k1 = 1.2, b = 0.75) of each chunk against the query terms, with the collection's idf
+/// (from `statistics` when the index is one shard of several), so lexical results point at the
+/// chunks where the query's rare words occur. The document is analyzed once; each chunk (chunks
+/// overlap) counts the tokens inside its range.
+fn lexical_chunk_scores(
+    index: &Index,
+    doc: &StoredDocument,
+    query: &str,
+    statistics: Option<&TermStatistics>,
+) -> Vec<f32> {
     let terms: Vec<String> = analyze(query).into_keys().collect();
     if terms.is_empty() {
         return vec![0.0; doc.chunks.len()];
     }
     let searcher = index.searcher();
-    let total = searcher.num_docs().max(1) as f32;
+    let total = match statistics {
+        Some(s) => s.live_documents,
+        None => searcher.num_docs(),
+    }
+    .max(1) as f32;
     let idf: Vec<f32> = terms
         .iter()
         .map(|t| {
-            let df = searcher
-                .doc_freq(&tantivy::Term::from_field_text(index.fields().contents, t))
-                .unwrap_or(0) as f32;
+            let df = match statistics {
+                Some(s) => s.doc_freq.get(t).copied().unwrap_or(0),
+                None => searcher
+                    .doc_freq(&tantivy::Term::from_field_text(index.fields().contents, t))
+                    .unwrap_or(0),
+            } as f32;
             (1.0 + (total - df + 0.5) / (df + 0.5)).ln()
         })
         .collect();
@@ -194,7 +208,8 @@ fn ranks(scores: &[f32]) -> Vec<usize> {
 }
 
 /// The `count` best passages of `doc`, best first. With a query vector, chunks are scored by
-/// cosine; with lexical scoring too, both rankings are fused by reciprocal rank.
+/// cosine; with lexical scoring too, both rankings are fused by reciprocal rank. `statistics`
+/// are the collection's when the index is one shard of several.
 pub fn best_passages(
     index: &Index,
     doc: &StoredDocument,
@@ -202,6 +217,7 @@ pub fn best_passages(
     vector: Option<&[f32]>,
     lexical: bool,
     count: usize,
+    statistics: Option<&TermStatistics>,
 ) -> Vec<Passage> {
     if count == 0 || doc.chunks.is_empty() {
         return Vec::new();
@@ -215,7 +231,7 @@ pub fn best_passages(
             })
             .collect()
     });
-    let lexical_scores = lexical.then(|| lexical_chunk_scores(index, doc, query));
+    let lexical_scores = lexical.then(|| lexical_chunk_scores(index, doc, query, statistics));
     let scores: Vec<f32> = match (dense, lexical_scores) {
         (Some(d), Some(l)) => {
             let (rd, rl) = (ranks(&d), ranks(&l));

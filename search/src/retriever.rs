@@ -10,6 +10,7 @@ use tantivy::query::{BooleanQuery, Occur};
 use crate::error::{Result, SearchError};
 use crate::fusion::{fuse_reciprocal_rank, fuse_weighted, DocScore, Fusion};
 use crate::lexical::{allowed_chunks, bag_of_words_query, filter_query, MetadataFilter};
+use crate::statistics::{CollectionStatistics, TermStatistics};
 
 /// How a document's score is computed from its chunks' scores.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -81,14 +82,20 @@ pub trait Retriever {
 }
 
 /// BM25 over title + text (tantivy).
-pub struct Bm25Retriever {
+pub struct Bm25Retriever<'s> {
     /// Documents to return.
     pub depth: usize,
+    /// The collection's statistics when this index is one shard of several (`None`: the
+    /// index's own).
+    pub statistics: Option<&'s TermStatistics>,
 }
 
-impl Retriever for Bm25Retriever {
+impl Retriever for Bm25Retriever<'_> {
     fn retrieve(&self, index: &Index, query: &PreparedQuery) -> Result<Vec<DocScore>> {
         let fields = index.fields();
+        if let Some(statistics) = self.statistics {
+            statistics.check_covers(query.text)?;
+        }
         let Some(terms) = bag_of_words_query(fields, query.text) else {
             return Ok(Vec::new());
         };
@@ -100,10 +107,18 @@ impl Retriever for Bm25Retriever {
             None => terms,
         };
         let searcher = index.searcher();
-        let hits = searcher.search(
-            &*query,
-            &TopDocs::with_limit(self.depth.max(1)).order_by_score(),
-        )?;
+        let collector = TopDocs::with_limit(self.depth.max(1)).order_by_score();
+        let hits = match self.statistics {
+            Some(statistics) => searcher.search_with_statistics_provider(
+                &*query,
+                &collector,
+                &CollectionStatistics {
+                    statistics,
+                    contents: fields.contents,
+                },
+            )?,
+            None => searcher.search(&*query, &collector)?,
+        };
         // Ids come from the index's live-document table (by tantivy address): loading stored
         // documents would decompress whole documents (long ones are most of the store) just to
         // read their ids.
@@ -117,6 +132,9 @@ impl Retriever for Bm25Retriever {
                 });
             }
         }
+        // Equal scores in document-id order, as the merged lists of a sharded index are: the
+        // rank of a tie then does not depend on where the documents happen to lie.
+        out.sort_by(|a, b| b.score.total_cmp(&a.score).then_with(|| a.id.cmp(&b.id)));
         Ok(out)
     }
 }
@@ -195,17 +213,32 @@ pub struct HybridRetriever {
 impl Retriever for HybridRetriever {
     fn retrieve(&self, index: &Index, query: &PreparedQuery) -> Result<Vec<DocScore>> {
         let depth = self.candidates.max(self.depth);
-        let lexical = Bm25Retriever { depth }.retrieve(index, query)?;
+        let lexical = Bm25Retriever {
+            depth,
+            statistics: None,
+        }
+        .retrieve(index, query)?;
         let dense = DenseRetriever {
             depth,
             aggregation: self.aggregation,
         }
         .retrieve(index, query)?;
-        let mut fused = match self.fusion {
-            Fusion::ReciprocalRank { k } => fuse_reciprocal_rank(&[&lexical, &dense], k),
-            Fusion::Weighted { alpha } => fuse_weighted(&dense, &lexical, alpha),
-        };
-        fused.truncate(self.depth);
-        Ok(fused)
+        Ok(fuse_hybrid(self.fusion, &lexical, &dense, self.depth))
     }
+}
+
+/// The fused ranking of a BM25 and a dense list, cut at `depth`: what hybrid search returns,
+/// whether the lists come from one index or are merged from shards.
+pub fn fuse_hybrid(
+    fusion: Fusion,
+    lexical: &[DocScore],
+    dense: &[DocScore],
+    depth: usize,
+) -> Vec<DocScore> {
+    let mut fused = match fusion {
+        Fusion::ReciprocalRank { k } => fuse_reciprocal_rank(&[lexical, dense], k),
+        Fusion::Weighted { alpha } => fuse_weighted(dense, lexical, alpha),
+    };
+    fused.truncate(depth);
+    fused
 }
