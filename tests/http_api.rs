@@ -766,7 +766,8 @@ fn a_server_killed_during_an_upsert_restarts_at_its_last_commit() {
 fn sigterm_finishes_the_write_in_flight_then_exits_cleanly() {
     let temp = tempfile::tempdir().unwrap();
     let data = temp.path().join("data");
-    let mut server = Server::start(&data, &[]);
+    // A grace period longer than any machine takes to embed the batch: the write finishes.
+    let mut server = Server::start(&data, &["--shutdown-grace-secs", "600"]);
     assert_eq!(server.put("/v1/indexes/grace", &json!({})).0, 201);
     let batch: Vec<Value> = (0..150)
         .map(|i| json!({"id": format!("g{i}"), "text": format!("Graceful document {i}. ").repeat(30)}))

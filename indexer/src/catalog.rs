@@ -11,7 +11,8 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, MutexGuard, RwLock};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock, TryLockError};
 
 use ibex_embedder::Embedder;
 
@@ -62,7 +63,7 @@ pub fn model_info(spec: &str, embedder: &dyn Embedder) -> ModelInfo {
 }
 
 /// Statistics of one index.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct IndexInfo {
     /// The index's name (its directory's name in the data directory).
     pub name: String,
@@ -78,6 +79,34 @@ pub struct IndexInfo {
     pub generation: u64,
     /// Bytes of its directory on disk (segments not yet merged away included).
     pub bytes_on_disk: u64,
+    /// Its on-disk format version.
+    pub format_version: u32,
+    /// Segments of its lexical (tantivy) index: each costs every BM25 query a term lookup.
+    pub lexical_segments: usize,
+    /// Segments of its vectors.
+    pub vector_segments: usize,
+    /// Vector segments searched through an HNSW graph (the others are scanned exactly).
+    pub graph_segments: usize,
+}
+
+impl IndexInfo {
+    /// Statistics of `index`'s commit, under the name `name`.
+    pub fn of(name: &str, index: &Index) -> IndexInfo {
+        let manifest = index.manifest();
+        IndexInfo {
+            name: name.to_string(),
+            documents: index.num_documents(),
+            chunks: index.num_chunks(),
+            model: index.model().clone(),
+            chunking: manifest.chunking,
+            generation: manifest.generation,
+            bytes_on_disk: dir_size(index.dir()),
+            format_version: manifest.format_version,
+            lexical_segments: index.searcher().segment_readers().len(),
+            vector_segments: index.num_segments(),
+            graph_segments: manifest.segments.iter().filter(|s| s.has_graph()).count(),
+        }
+    }
 }
 
 /// What a committed write did.
@@ -109,7 +138,15 @@ pub struct SharedIndex {
     snapshot: RwLock<Arc<Index>>,
     /// The writer's own view; holding this lock is what serializes writes.
     writer: Mutex<WriterState>,
+    /// Set when the process must stop: a write in progress stops at its next check, before
+    /// its commit, so that nothing of it is committed.
+    abandon: AtomicBool,
 }
+
+/// Documents embedded between two checks of the abandon flag, which bounds how long an
+/// abandoned write keeps running: about two seconds of Cranfield abstracts with the default
+/// model on 2 cores. Smaller calls would cost embedding throughput (batches fill less).
+const DOCUMENTS_PER_ABANDON_CHECK: usize = 16;
 
 enum WriterState {
     Open(Box<Index>),
@@ -128,7 +165,45 @@ impl SharedIndex {
             embedder,
             snapshot: RwLock::new(Arc::new(index.clone())),
             writer: Mutex::new(WriterState::Open(Box::new(index))),
+            abandon: AtomicBool::new(false),
         }
+    }
+
+    /// Makes writes in progress stop before they commit (they return
+    /// [`IndexError::WriteAbandoned`]), and new ones fail the same way. For a process that must
+    /// stop now: what was not committed is not half-committed, it is not committed at all.
+    pub fn abandon_writes(&self) {
+        self.abandon.store(true, Ordering::SeqCst);
+    }
+
+    fn check_not_abandoned(&self) -> Result<()> {
+        if self.abandon.load(Ordering::SeqCst) {
+            return Err(IndexError::WriteAbandoned {
+                name: self.name.clone(),
+            });
+        }
+        Ok(())
+    }
+
+    /// Moves searches to a commit another process (`ibex index`, `ibex delete`) made to this
+    /// index's directory, if there is a newer one. Returns the generation now seen, or `None`
+    /// when nothing changed or a write of this process is in progress (its commit will publish
+    /// the newer state anyway, since a writer catches up under the lock first).
+    pub fn catch_up_with_disk(&self) -> Result<Option<u64>> {
+        let snapshot = self.snapshot();
+        if snapshot.committed_generation()? <= snapshot.manifest().generation {
+            return Ok(None);
+        }
+        let mut guard = match self.writer.try_lock() {
+            Ok(guard) => guard,
+            Err(TryLockError::Poisoned(poisoned)) => poisoned.into_inner(),
+            Err(TryLockError::WouldBlock) => return Ok(None),
+        };
+        let WriterState::Open(index) = &mut *guard else {
+            return Ok(None);
+        };
+        index.refresh()?;
+        Ok(Some(self.publish(index).manifest().generation))
     }
 
     /// Waits for the write in progress and takes no new ones; searches on snapshots go on.
@@ -208,16 +283,7 @@ impl SharedIndex {
 
     /// Statistics of the last commit.
     pub fn info(&self) -> IndexInfo {
-        let snapshot = self.snapshot();
-        IndexInfo {
-            name: self.name.clone(),
-            documents: snapshot.num_documents(),
-            chunks: snapshot.num_chunks(),
-            model: snapshot.model().clone(),
-            chunking: snapshot.manifest().chunking,
-            generation: snapshot.manifest().generation,
-            bytes_on_disk: dir_size(snapshot.dir()),
-        }
+        IndexInfo::of(&self.name, &self.snapshot())
     }
 
     fn lock_writer(&self) -> Result<MutexGuard<'_, WriterState>> {
@@ -243,14 +309,16 @@ impl SharedIndex {
             .map(|(_, doc)| doc)
             .collect();
         self.write(|writer| {
-            let stats: UpsertStats = writer.upsert(&docs)?;
-            Ok(WriteReport {
-                added: stats.added,
-                replaced: stats.replaced,
-                unchanged: stats.unchanged,
-                chunks_embedded: stats.chunks,
-                ..WriteReport::default()
-            })
+            let mut report = WriteReport::default();
+            for batch in docs.chunks(DOCUMENTS_PER_ABANDON_CHECK) {
+                self.check_not_abandoned()?;
+                let stats: UpsertStats = writer.upsert(batch)?;
+                report.added += stats.added;
+                report.replaced += stats.replaced;
+                report.unchanged += stats.unchanged;
+                report.chunks_embedded += stats.chunks;
+            }
+            Ok(report)
         })
     }
 
@@ -285,7 +353,10 @@ impl SharedIndex {
         let mut guard = self.lock_writer()?;
         let index = self.open_writer_state(&mut guard)?;
         let mut writer = index.writer(self.embedder.as_ref())?;
+        self.check_not_abandoned()?;
         let mut report = change(&mut writer)?;
+        // The last moment a write can be abandoned: past here it commits whole or not at all.
+        self.check_not_abandoned()?;
         if writer.has_changes() {
             writer.commit()?;
         }
@@ -461,6 +532,29 @@ impl Catalog {
         std::fs::remove_dir_all(&trash)
             .map_err(|e| IndexError::io(format!("removing {}", trash.display()), e))?;
         Ok(())
+    }
+
+    /// Moves each index's searches to commits other processes made to it (see
+    /// [`SharedIndex::catch_up_with_disk`]); returns the indexes that moved, with the errors of
+    /// those that could not be read (they keep serving their last good snapshot).
+    pub fn catch_up_with_disk(&self) -> Vec<(String, Result<u64>)> {
+        let mut moved = Vec::new();
+        for shared in self.list() {
+            match shared.catch_up_with_disk() {
+                Ok(None) => {}
+                Ok(Some(generation)) => moved.push((shared.name.clone(), Ok(generation))),
+                Err(e) => moved.push((shared.name.clone(), Err(e))),
+            }
+        }
+        moved
+    }
+
+    /// Makes every write in progress stop before its commit (see
+    /// [`SharedIndex::abandon_writes`]).
+    pub fn abandon_writes(&self) {
+        for shared in self.list() {
+            shared.abandon_writes();
+        }
     }
 
     /// Waits for every write in progress and stops accepting new ones (for a clean shutdown).

@@ -26,10 +26,103 @@ pub struct Document {
     pub metadata: Map<String, Value>,
 }
 
+/// Bounds on the parts of a document other than its text, so one document cannot make every
+/// lookup, stored-field read and API response of an index expensive. The text is bounded by the
+/// request size where documents arrive over HTTP; long texts are what ibex's chunking is for.
+///
+/// The defaults follow the trusted engines: Elasticsearch refuses ids over 512 bytes, Qdrant and
+/// Weaviate cap payload sizes, and 256 keys is generous for metadata meant for filtering.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DocumentLimits {
+    /// Longest id, in bytes of UTF-8.
+    pub max_id_bytes: usize,
+    /// Longest title, in bytes of UTF-8.
+    pub max_title_bytes: usize,
+    /// Largest metadata object, in bytes of its compact JSON.
+    pub max_metadata_bytes: usize,
+    /// Most keys at the top level of the metadata object.
+    pub max_metadata_keys: usize,
+}
+
+impl Default for DocumentLimits {
+    fn default() -> Self {
+        DocumentLimits {
+            max_id_bytes: 512,
+            max_title_bytes: 64 * 1024,
+            max_metadata_bytes: 64 * 1024,
+            max_metadata_keys: 256,
+        }
+    }
+}
+
+impl DocumentLimits {
+    /// Bounds that accept any document (for tests and for callers that check elsewhere).
+    pub fn unlimited() -> Self {
+        DocumentLimits {
+            max_id_bytes: usize::MAX,
+            max_title_bytes: usize::MAX,
+            max_metadata_bytes: usize::MAX,
+            max_metadata_keys: usize::MAX,
+        }
+    }
+
+    /// Why `doc` is outside these bounds, as a sentence naming the document and the limit.
+    pub fn check(&self, doc: &Document) -> std::result::Result<(), DocumentProblem> {
+        let id_shown = || {
+            let prefix: String = doc.id.chars().take(40).collect();
+            format!("{prefix:?}...")
+        };
+        if doc.id.len() > self.max_id_bytes {
+            return Err(DocumentProblem::Malformed(format!(
+                "the document id {} is {} bytes long; ids may be at most {} bytes (use a shorter id and keep the long one in metadata)",
+                id_shown(),
+                doc.id.len(),
+                self.max_id_bytes
+            )));
+        }
+        if doc.title.len() > self.max_title_bytes {
+            return Err(DocumentProblem::Malformed(format!(
+                "document {:?}: the title is {} bytes long; titles may be at most {} bytes (put long text in \"text\", where it is chunked)",
+                doc.id,
+                doc.title.len(),
+                self.max_title_bytes
+            )));
+        }
+        if doc.metadata.len() > self.max_metadata_keys {
+            return Err(DocumentProblem::Malformed(format!(
+                "document {:?}: the metadata has {} keys; at most {} are allowed",
+                doc.id,
+                doc.metadata.len(),
+                self.max_metadata_keys
+            )));
+        }
+        if self.max_metadata_bytes != usize::MAX {
+            // Serialized only when a bound applies; a Map always serializes.
+            let bytes = serde_json::to_vec(&doc.metadata).map_or(usize::MAX, |v| v.len());
+            if bytes > self.max_metadata_bytes {
+                return Err(DocumentProblem::Malformed(format!(
+                    "document {:?}: the metadata is {} bytes of JSON; at most {} are allowed (keep large values in \"text\" or outside the index)",
+                    doc.id, bytes, self.max_metadata_bytes
+                )));
+            }
+        }
+        Ok(())
+    }
+}
+
 impl Document {
-    /// Parses one JSON object of the form `{"_id" or "id", "title"?, "text", "metadata"?}`.
+    /// Parses one JSON object of the form `{"_id" or "id", "title"?, "text", "metadata"?}`,
+    /// within the default [`DocumentLimits`].
     /// The error is a sentence without location; callers add the file and line.
     pub fn from_json(value: Value) -> std::result::Result<Document, DocumentProblem> {
+        Document::from_json_within(value, &DocumentLimits::default())
+    }
+
+    /// [`Document::from_json`] within `limits`.
+    pub fn from_json_within(
+        value: Value,
+        limits: &DocumentLimits,
+    ) -> std::result::Result<Document, DocumentProblem> {
         let Value::Object(mut object) = value else {
             return Err(DocumentProblem::Malformed("expected a JSON object".into()));
         };
@@ -84,12 +177,14 @@ impl Document {
         if text.trim().is_empty() && title.trim().is_empty() {
             return Err(DocumentProblem::MissingText(id));
         }
-        Ok(Document {
+        let document = Document {
             id,
             title,
             text,
             metadata,
-        })
+        };
+        limits.check(&document)?;
+        Ok(document)
     }
 }
 
@@ -257,12 +352,22 @@ fn read_text_folder(root: &Path) -> Result<DocumentStream> {
         } else {
             String::new()
         };
-        Ok(Document {
+        let document = Document {
             id,
             title,
             text,
             metadata: Map::new(),
-        })
+        };
+        match DocumentLimits::default().check(&document) {
+            Ok(()) => Ok(document),
+            Err(DocumentProblem::Malformed(reason)) | Err(DocumentProblem::MissingText(reason)) => {
+                Err(IndexError::MalformedLine {
+                    path: path.clone(),
+                    line: 1,
+                    reason,
+                })
+            }
+        }
     });
     Ok(Box::new(iter))
 }

@@ -109,10 +109,13 @@ pub enum IndexError {
     },
 
     /// Another process is writing to the index.
-    #[error("index at {path} is being written by another process (its tantivy writer lock is held): wait for it to finish")]
+    #[error("index at {path} is being written by another process{holder} (it holds the index's writer lock): wait for it to finish, or send the documents to that process (an index served by `ibex serve` takes writes at POST /v1/indexes/NAME/documents)")]
     Locked {
         /// The index directory.
         path: PathBuf,
+        /// Which process holds the lock, as it recorded itself (` (pid 12, ibex serve)`), or
+        /// empty when unknown.
+        holder: String,
     },
 
     /// A name that cannot name an index of a catalog.
@@ -130,6 +133,13 @@ pub enum IndexError {
     #[error("an index named {name:?} already exists: delete it first, or choose another name")]
     IndexExists {
         /// The name.
+        name: String,
+    },
+
+    /// A write stopped before its commit because the process is shutting down.
+    #[error("the write to index {name:?} was abandoned before it committed because the server is shutting down: nothing of it was committed; send it again once the server is back")]
+    WriteAbandoned {
+        /// The index's name.
         name: String,
     },
 

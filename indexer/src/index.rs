@@ -241,6 +241,12 @@ impl Index {
         Ok(index)
     }
 
+    /// Generation of the index's latest commit on disk, which is newer than this view's when
+    /// another process committed since it was opened (a cheap read of the commit point).
+    pub fn committed_generation(&self) -> Result<u64> {
+        committed_generation(&self.dir, &self.lexical)
+    }
+
     /// Moves this view to the index's latest commit (for example after another process wrote).
     pub fn refresh(&mut self) -> Result<()> {
         // A writer may commit between reading the payload and reloading the reader; retry until

@@ -31,7 +31,7 @@ pub use catalog::{Catalog, IndexInfo, ModelLoader, SharedIndex, WriteReport};
 pub use chunk::{
     chunk_document, embed_chunks, slice_chars, ChunkSpan, ChunkingParams, EmbeddedChunks,
 };
-pub use corpus::{read_corpus, read_json_lines, Document, DocumentStream};
+pub use corpus::{read_corpus, read_json_lines, Document, DocumentLimits, DocumentStream};
 pub use error::{IndexError, Result};
 pub use index::{is_index, Index, StoredDocument};
 pub use manifest::{Manifest, ModelInfo, FORMAT_VERSION};

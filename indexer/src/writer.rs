@@ -127,9 +127,11 @@ impl Index {
             .map_err(|e| match e {
                 TantivyError::LockFailure(..) => IndexError::Locked {
                     path: self.dir.clone(),
+                    holder: read_lock_holder(&self.dir),
                 },
                 other => IndexError::Tantivy(other),
             })?;
+        record_lock_holder(&self.dir);
         // Merge as soon as two segments of a size exist (tantivy's default waits for eight):
         // every BM25 query pays a term lookup and a scorer per segment, and a batch index
         // committed every thousand documents otherwise keeps up to seven small segments
@@ -191,6 +193,49 @@ impl Index {
             &|n| n.starts_with("seg-") || n.starts_with(".seg-"),
             &|n| keep.iter().any(|k| k == n),
         );
+    }
+}
+
+/// File in which the process holding the writer lock names itself, so that another process
+/// refused the lock can say which one holds it. Written after the lock is taken and read only
+/// when it is refused, so a stale file is never shown for a free lock.
+const LOCK_HOLDER_FILE: &str = ".writer-holder";
+
+/// Records this process as the holder of the writer lock: its pid and program name with its
+/// subcommand, never the rest of its command line (which can hold API keys).
+fn record_lock_holder(dir: &std::path::Path) {
+    let mut args = std::env::args();
+    let program = args
+        .next()
+        .map(|p| {
+            std::path::Path::new(&p)
+                .file_name()
+                .map_or(p.clone(), |n| n.to_string_lossy().into_owned())
+        })
+        .unwrap_or_default();
+    let subcommand = args
+        .next()
+        .filter(|a| {
+            !a.is_empty()
+                && a.len() <= 32
+                && a.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+                && !a.starts_with('-')
+        })
+        .map(|a| format!(" {a}"))
+        .unwrap_or_default();
+    // Best effort: the message it improves is the only use.
+    let _ = std::fs::write(
+        dir.join(LOCK_HOLDER_FILE),
+        format!("pid {}, {program}{subcommand}", std::process::id()),
+    );
+}
+
+/// The holder recorded by [`record_lock_holder`], as ` (pid N, program)`, or empty.
+fn read_lock_holder(dir: &std::path::Path) -> String {
+    match std::fs::read_to_string(dir.join(LOCK_HOLDER_FILE)) {
+        Ok(text) if !text.trim().is_empty() && text.len() < 200 => format!(" ({})", text.trim()),
+        _ => String::new(),
     }
 }
 

@@ -28,7 +28,7 @@ fn class_name(error: &IbexError) -> &'static str {
             | IndexError::InvalidEmbedding { .. }
             | IndexError::InvalidChunking(_)
             | IndexError::InvalidName(_) => "InvalidInputError",
-            IndexError::Closed { .. } => "IndexClosedError",
+            IndexError::Closed { .. } | IndexError::WriteAbandoned { .. } => "IndexClosedError",
             IndexError::Embedder(e) => embedder(e),
             _ => "IbexError",
         }

@@ -118,6 +118,38 @@ pub struct ServerArgs {
     /// Seconds a read may take, waiting included.
     #[arg(long, default_value_t = 30)]
     timeout_secs: u64,
+    /// Seconds a request body may go without sending a byte before the request gets 408.
+    #[arg(long, default_value_t = 30.0)]
+    body_idle_timeout_secs: f64,
+    /// Seconds requests in flight may take to finish after SIGTERM or Ctrl-C; at the deadline
+    /// writes not yet committed are abandoned (nothing of them is committed) and connections
+    /// closed.
+    #[arg(long, default_value_t = 30.0)]
+    shutdown_grace_secs: f64,
+    /// Longest document id, in bytes.
+    #[arg(long, default_value_t = 512)]
+    max_id_bytes: usize,
+    /// Longest document title, in bytes.
+    #[arg(long, default_value_t = 65536)]
+    max_title_bytes: usize,
+    /// Largest document metadata, in bytes of JSON.
+    #[arg(long, default_value_t = 65536)]
+    max_metadata_bytes: usize,
+    /// Most top-level metadata keys of a document.
+    #[arg(long, default_value_t = 256)]
+    max_metadata_keys: usize,
+}
+
+/// A duration from a number of seconds given on the command line.
+fn seconds(value: f64, flag: &str) -> Result<std::time::Duration> {
+    std::time::Duration::try_from_secs_f64(value)
+        .ok()
+        .filter(|d| !d.is_zero())
+        .ok_or_else(|| {
+            IbexError::Usage(format!(
+                "--{flag} must be a positive number of seconds, not {value}"
+            ))
+        })
 }
 
 impl ServerArgs {
@@ -144,6 +176,14 @@ impl ServerArgs {
             max_top_k: self.max_top_k.clamp(1, ibex::search::MAX_TOP_K),
             max_concurrent_requests: self.max_concurrent.max(1),
             read_timeout: std::time::Duration::from_secs(self.timeout_secs.max(1)),
+            body_idle_timeout: seconds(self.body_idle_timeout_secs, "body-idle-timeout-secs")?,
+            shutdown_grace: seconds(self.shutdown_grace_secs, "shutdown-grace-secs")?,
+            documents: ibex::indexer::DocumentLimits {
+                max_id_bytes: self.max_id_bytes.max(1),
+                max_title_bytes: self.max_title_bytes,
+                max_metadata_bytes: self.max_metadata_bytes,
+                max_metadata_keys: self.max_metadata_keys,
+            },
             ..ibex::web::Limits::default()
         };
         Ok(config)

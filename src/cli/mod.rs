@@ -12,6 +12,7 @@ mod eval_rag;
 mod eval_recommend;
 mod index;
 mod index_interactions;
+mod info;
 mod quickstart;
 mod recommend;
 mod search;
@@ -49,6 +50,8 @@ enum Command {
     Index(index::Args),
     /// Delete documents by id.
     Delete(delete::Args),
+    /// Show an index's documents, chunks, model, chunking, generation, size and segments.
+    Info(info::Args),
     /// Search an index.
     Search(search::Args),
     /// Evaluate on a BEIR collection (indexing it into --index first unless already there).
@@ -117,6 +120,7 @@ impl Cli {
             Command::Serve(args) => serve::run(args, &context),
             Command::Index(args) => index::run(args, &context),
             Command::Delete(args) => delete::run(args),
+            Command::Info(args) => info::run(args),
             Command::Search(args) => search::run(args, &context),
             Command::Eval(args) => eval::run(args, &context),
             Command::Compress(args) => compress::run(args, &context),

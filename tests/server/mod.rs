@@ -18,6 +18,30 @@ pub struct Server {
 impl Server {
     /// Starts `ibex serve` on `data_dir` with `extra` arguments and waits until it is ready.
     pub fn start(data_dir: &Path, extra: &[&str]) -> Server {
+        Server::spawn(data_dir, extra, Stdio::inherit(), "warn")
+    }
+
+    /// [`Server::start`], with the server's stderr (its log) delivered line by line on the
+    /// returned channel (and echoed to the test's stderr).
+    pub fn start_with_log(
+        data_dir: &Path,
+        extra: &[&str],
+    ) -> (Server, std::sync::mpsc::Receiver<String>) {
+        let mut server = Server::spawn(data_dir, extra, Stdio::piped(), "info");
+        let stderr = server.child.stderr.take().expect("piped stderr");
+        let (sender, receiver) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                eprintln!("[server] {line}");
+                let _ = sender.send(line);
+            }
+        });
+        (server, receiver)
+    }
+
+    /// `log_level` is the server's IBEX_LOG: `warn` where its stderr goes to the test output
+    /// (failed requests only), `info` where a test reads every line.
+    fn spawn(data_dir: &Path, extra: &[&str], stderr: Stdio, log_level: &str) -> Server {
         // The model must be in the cache before the child needs it.
         let _ = crate::common::default_model();
         let mut child = Command::new(crate::common::ibex_bin())
@@ -25,9 +49,10 @@ impl Server {
             .arg(data_dir)
             .args(["--addr", "127.0.0.1:0"])
             .args(extra)
+            .env("IBEX_LOG", log_level)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
+            .stderr(stderr)
             .spawn()
             .expect("ibex serve starts");
         let stdout = child.stdout.take().expect("piped stdout");

@@ -171,6 +171,21 @@ pub struct IndexResponse {
     pub generation: u64,
     /// Bytes of its directory on disk.
     pub bytes_on_disk: u64,
+    /// Its on-disk format version.
+    pub format_version: u32,
+    /// Its segments.
+    pub segments: SegmentsResponse,
+}
+
+/// The segments of an index: fewer is faster to search; merges reduce them as it grows.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SegmentsResponse {
+    /// Segments of the lexical (BM25) index.
+    pub lexical: usize,
+    /// Segments of vectors.
+    pub vectors: usize,
+    /// Vector segments with an HNSW graph (the others are scanned exactly).
+    pub graphs: usize,
 }
 
 impl From<IndexInfo> for IndexResponse {
@@ -190,6 +205,12 @@ impl From<IndexInfo> for IndexResponse {
             },
             generation: info.generation,
             bytes_on_disk: info.bytes_on_disk,
+            format_version: info.format_version,
+            segments: SegmentsResponse {
+                lexical: info.lexical_segments,
+                vectors: info.vector_segments,
+                graphs: info.graph_segments,
+            },
         }
     }
 }
@@ -364,7 +385,12 @@ fn is_ndjson(headers: &HeaderMap) -> bool {
 
 /// Parses an upsert body into documents, naming the first bad one by position (and line, for
 /// NDJSON). Nothing is written unless every document is valid.
-fn parse_documents(body: &[u8], ndjson: bool, max_batch: usize) -> Result<Vec<Document>, ApiError> {
+fn parse_documents(
+    body: &[u8],
+    ndjson: bool,
+    max_batch: usize,
+    limits: &ibex_indexer::DocumentLimits,
+) -> Result<Vec<Document>, ApiError> {
     let too_many = |n: usize| {
         ApiError::too_large(
             "batch_too_large",
@@ -424,7 +450,7 @@ fn parse_documents(body: &[u8], ndjson: bool, max_batch: usize) -> Result<Vec<Do
     values
         .into_iter()
         .map(|(position, value)| {
-            Document::from_json(value).map_err(|problem| {
+            Document::from_json_within(value, limits).map_err(|problem| {
                 let reason = match problem {
                     ibex_indexer::corpus::DocumentProblem::Malformed(reason) => reason,
                     ibex_indexer::corpus::DocumentProblem::MissingText(id) => format!(
@@ -458,9 +484,10 @@ pub async fn upsert_documents(
     let started = Instant::now();
     let index = shared_index(&state, &name)?;
     let max_batch = state.config.limits.max_batch_documents;
+    let document_limits = state.config.limits.documents;
     let ndjson = is_ndjson(&headers);
     let report = blocking(move || {
-        let docs = parse_documents(&body, ndjson, max_batch)?;
+        let docs = parse_documents(&body, ndjson, max_batch, &document_limits)?;
         Ok(index.upsert(docs)?)
     })
     .await?;

@@ -143,6 +143,7 @@ impl From<IndexError> for ApiError {
             }
             IndexError::ModelMismatch { .. } => ApiError::invalid("model_mismatch", message),
             IndexError::Closed { .. } => ApiError::unavailable("shutting_down", message),
+            IndexError::WriteAbandoned { .. } => ApiError::unavailable("write_abandoned", message),
             IndexError::Locked { .. } => ApiError::unavailable("index_locked", message),
             IndexError::Embedder(e) => e.into(),
             IndexError::Io { ref source, .. } if is_disk_full(source) => ApiError::new(

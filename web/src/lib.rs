@@ -9,10 +9,12 @@
 
 pub mod api;
 pub mod auth;
+pub mod body;
 pub mod error;
 pub mod generate;
 pub mod metrics;
 mod openapi;
+pub mod request_log;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -53,6 +55,16 @@ pub struct Limits {
     pub write_timeout: Duration,
     /// Limit on an LLM request (answers, recommendations, chat completions), waiting included.
     pub generate_timeout: Duration,
+    /// Longest a request body may go without sending a byte (longer: 408, and the connection is
+    /// closed). Measured between reads, not over the whole body, so a large upload on a slow
+    /// link is not cut while it makes progress.
+    pub body_idle_timeout: Duration,
+    /// After SIGTERM or Ctrl-C, how long requests in flight may take to finish. At the deadline
+    /// a write not yet committed is abandoned (nothing of it is committed, its client gets 503
+    /// `write_abandoned`) and the remaining connections are closed.
+    pub shutdown_grace: Duration,
+    /// Bounds on document ids, titles and metadata (over: 422).
+    pub documents: ibex_indexer::DocumentLimits,
 }
 
 impl Default for Limits {
@@ -66,6 +78,9 @@ impl Default for Limits {
             read_timeout: Duration::from_secs(30),
             write_timeout: Duration::from_secs(600),
             generate_timeout: Duration::from_secs(300),
+            body_idle_timeout: Duration::from_secs(30),
+            shutdown_grace: Duration::from_secs(30),
+            documents: ibex_indexer::DocumentLimits::default(),
         }
     }
 }
@@ -154,6 +169,9 @@ pub struct AppState {
     /// Co-occurrence of each catalog index's interaction file, keyed by path, with the file's
     /// modification time it was built from.
     pub(crate) co_occurrence: Arc<Mutex<CoOccurrenceCache>>,
+    /// Write requests being handled (bodies read, handler running): what shutdown waits for
+    /// after abandoning writes, so that their clients get their answer before connections close.
+    writes_running: Arc<std::sync::atomic::AtomicUsize>,
 }
 
 type CoOccurrenceCache = std::collections::HashMap<
@@ -175,6 +193,7 @@ impl AppState {
             slots,
             generator: Arc::new(Mutex::new(None)),
             co_occurrence: Arc::new(Mutex::new(Default::default())),
+            writes_running: Arc::new(std::sync::atomic::AtomicUsize::new(0)),
         })
     }
 
@@ -300,7 +319,17 @@ async fn bounded_read(State(state): State<AppState>, request: Request, next: Nex
 }
 
 async fn bounded_write(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    use std::sync::atomic::Ordering;
     let timeout = state.config.limits.write_timeout;
+    // Counted down on drop too: a write cut short by its timeout is not running any more.
+    struct Running(Arc<std::sync::atomic::AtomicUsize>);
+    impl Drop for Running {
+        fn drop(&mut self) {
+            self.0.fetch_sub(1, Ordering::SeqCst);
+        }
+    }
+    state.writes_running.fetch_add(1, Ordering::SeqCst);
+    let _running = Running(state.writes_running.clone());
     bounded(state, timeout, request, next).await
 }
 
@@ -353,6 +382,10 @@ pub fn router(state: AppState) -> Router {
         .fallback(api::not_found)
         .route_layer(middleware::from_fn_with_state(
             state.clone(),
+            body::read_body,
+        ))
+        .route_layer(middleware::from_fn_with_state(
+            state.clone(),
             metrics::track,
         ))
         .layer(middleware::from_fn_with_state(
@@ -366,12 +399,21 @@ pub fn router(state: AppState) -> Router {
                     .into_response()
             },
         ))
+        .layer(middleware::from_fn(request_log::log))
         .with_state(state)
 }
 
+/// How often the server looks for commits that other processes made to the indexes it serves.
+/// Reading an index's commit point is one small file read, so 4 times a second is cheap, and it
+/// bounds how stale a search can be after `ibex index` wrote to a served index at well under 1 s.
+const CATCH_UP_INTERVAL: Duration = Duration::from_millis(250);
+
 /// Runs the server until `shutdown` completes: binds, answers health checks at once, opens the
 /// indexes (then `/readyz` turns ready and `on_ready` is called with the bound address), and on
-/// shutdown stops accepting, finishes the requests in flight and the writes in progress.
+/// shutdown stops accepting and lets the requests in flight finish within
+/// `limits.shutdown_grace`. At that deadline writes not yet committed are abandoned (their
+/// clients get 503 `write_abandoned`; nothing of them is committed) and the remaining
+/// connections are closed, so a client cannot keep the server from stopping.
 pub async fn serve(
     config: ServerConfig,
     shutdown: impl Future<Output = ()> + Send + 'static,
@@ -393,27 +435,113 @@ pub async fn serve(
             source,
         })?;
     let addr = listener.local_addr()?;
+    let grace = config.limits.shutdown_grace;
     let state = AppState::new(config)?;
     let app = router(state.clone());
-    let server = tokio::spawn(async move {
+    // The shutdown signal is shared: axum stops accepting on it, and the grace period counts
+    // from it.
+    let (stopping_tx, stopping_rx) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move {
+        shutdown.await;
+        let _ = stopping_tx.send(true);
+    });
+    let stopping = |mut receiver: tokio::sync::watch::Receiver<bool>| async move {
+        let _ = receiver.wait_for(|stopped| *stopped).await;
+    };
+    let graceful = stopping(stopping_rx.clone());
+    let mut server = tokio::spawn(async move {
         axum::serve(listener, app)
-            .with_graceful_shutdown(shutdown)
+            .with_graceful_shutdown(graceful)
             .await
     });
     let opening = state.clone();
     tokio::task::spawn_blocking(move || opening.open_catalog())
         .await
         .map_err(|e| ServerError::Io(std::io::Error::other(e.to_string())))??;
+    let catching_up = tokio::spawn(catch_up_with_disk(state.clone()));
     on_ready(addr);
-    let served = server
-        .await
-        .map_err(|e| ServerError::Io(std::io::Error::other(e.to_string())))?;
-    // In-flight requests have been answered; wait for writes whose answers timed out, then stop
-    // the embedding workers.
+    let served = tokio::select! {
+        served = &mut server => Some(served),
+        _ = async {
+            stopping(stopping_rx.clone()).await;
+            tokio::time::sleep(grace).await;
+        } => None,
+    };
+    let served = match served {
+        Some(served) => served,
+        None => {
+            // Grace is over: writes still running stop before their commit and answer 503
+            // `write_abandoned`; once they have answered, the connections left are closed.
+            if let Some(catalog) = state.catalog.get() {
+                catalog.abandon_writes();
+            }
+            eprintln!(
+                "ibex: requests still running {} s after the stop signal: abandoning uncommitted writes and closing connections",
+                grace.as_secs_f64()
+            );
+            let abandoned_by = tokio::time::Instant::now() + ABANDON_WAIT;
+            while state
+                .writes_running
+                .load(std::sync::atomic::Ordering::SeqCst)
+                > 0
+                && tokio::time::Instant::now() < abandoned_by
+            {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            match tokio::time::timeout(ANSWER_FLUSH_WAIT, &mut server).await {
+                Ok(served) => served,
+                Err(_) => {
+                    server.abort();
+                    Ok(Ok(()))
+                }
+            }
+        }
+    };
+    catching_up.abort();
+    // Wait for writes still running (an abandoned one stops at its next check, a committing
+    // one finishes its commit), then stop the embedding workers.
     let closing = state.clone();
     let _ = tokio::task::spawn_blocking(move || closing.close()).await;
-    served?;
+    served.map_err(|e| ServerError::Io(std::io::Error::other(e.to_string())))??;
     Ok(())
+}
+
+/// After the grace period, the longest wait for abandoned writes to reach their next check and
+/// answer (a check comes every few documents embedded, see `ibex_indexer::SharedIndex`).
+const ABANDON_WAIT: Duration = Duration::from_secs(60);
+
+/// Once writes have answered, how long connections get to send those answers before they are
+/// closed regardless.
+const ANSWER_FLUSH_WAIT: Duration = Duration::from_secs(1);
+
+/// Keeps every served index's searches on its latest commit, including commits other processes
+/// make (`ibex index` into a served index): checked every [`CATCH_UP_INTERVAL`].
+async fn catch_up_with_disk(state: AppState) {
+    let mut reported: std::collections::HashSet<String> = Default::default();
+    loop {
+        tokio::time::sleep(CATCH_UP_INTERVAL).await;
+        let Some(catalog) = state.catalog.get().cloned() else {
+            continue;
+        };
+        let Ok(moved) = tokio::task::spawn_blocking(move || catalog.catch_up_with_disk()).await
+        else {
+            continue;
+        };
+        for (name, result) in moved {
+            match result {
+                Ok(_) => {
+                    reported.remove(&name);
+                }
+                // Said once per failure, not four times a second; searches keep the last good
+                // snapshot meanwhile.
+                Err(e) => {
+                    if reported.insert(name.clone()) {
+                        eprintln!("ibex: index {name:?} changed on disk but cannot be reloaded: {e} (still serving its last good commit)");
+                    }
+                }
+            }
+        }
+    }
 }
 
 /// Completes on Ctrl-C or SIGTERM.

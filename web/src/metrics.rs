@@ -134,7 +134,8 @@ impl Metrics {
 }
 
 /// Middleware: counts each request and times it, labelled by its route template (never by the
-/// raw path, which would make one series per document id).
+/// raw path, which would make one series per document id). The template also goes into the
+/// response's extensions for the request log, which runs outside routing.
 pub async fn track(State(state): State<AppState>, request: Request, next: Next) -> Response {
     let started = Instant::now();
     let method = request.method().as_str().to_string();
@@ -153,8 +154,11 @@ pub async fn track(State(state): State<AppState>, request: Request, next: Next) 
         }
     }
     let guard = InFlight(metrics.in_flight.clone());
-    let response = next.run(request).await;
+    let mut response = next.run(request).await;
     drop(guard);
+    response
+        .extensions_mut()
+        .insert(crate::request_log::RouteTemplate(route.clone()));
     let status = response.status().as_u16().to_string();
     let labels = [method.as_str(), route.as_str(), status.as_str()];
     metrics.requests.with_label_values(&labels).inc();
