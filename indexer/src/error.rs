@@ -89,7 +89,7 @@ pub enum IndexError {
     },
 
     /// A file of the index failed its checksum or could not be parsed.
-    #[error("index file {path} is corrupt: {reason}")]
+    #[error("index file {path} is corrupt: {reason} (the index cannot be read as it is: restore it from a snapshot or backup, or delete it and index the corpus again)")]
     Corrupt {
         /// The damaged file.
         path: PathBuf,

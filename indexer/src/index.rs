@@ -17,7 +17,7 @@ use serde::{Deserialize, Serialize};
 use tantivy::collector::TopDocs;
 use tantivy::query::TermQuery;
 use tantivy::schema::{IndexRecordOption, Value};
-use tantivy::{IndexReader, ReloadPolicy, Searcher, TantivyDocument, Term};
+use tantivy::{IndexReader, ReloadPolicy, Searcher, TantivyDocument, TantivyError, Term};
 
 use crate::chunk::{ChunkSpan, ChunkingParams};
 use crate::durable::fsync_dir;
@@ -185,6 +185,22 @@ impl Index {
 
     /// Opens the index at `dir` at its last commit.
     pub fn open(dir: &Path) -> Result<Index> {
+        Index::open_unchecked(dir).map_err(|e| match e {
+            // Damage the lexical index finds (a torn or truncated file, bad JSON in its meta
+            // files) is reported as damage, with what to do, not as an internal error.
+            IndexError::Tantivy(
+                error @ (TantivyError::DataCorruption(_)
+                | TantivyError::OpenReadError(_)
+                | TantivyError::OpenDirectoryError(_)),
+            ) => IndexError::Corrupt {
+                path: dir.join(LEXICAL_DIR),
+                reason: error.to_string(),
+            },
+            other => other,
+        })
+    }
+
+    fn open_unchecked(dir: &Path) -> Result<Index> {
         if !dir.is_dir() {
             return Err(IndexError::NotAnIndex {
                 path: dir.to_path_buf(),
