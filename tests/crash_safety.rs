@@ -15,7 +15,14 @@ use ibex::{Index, Mode, SearchRequest};
 use rand::{Rng, SeedableRng};
 
 const COMMIT_EVERY: usize = 8;
-const KILLS: usize = 22;
+
+/// Kills of the run: 22, or `IBEX_CLI_CRASH_KILLS` (`bench/crash_matrix.sh` runs hundreds).
+fn kills() -> usize {
+    std::env::var("IBEX_CLI_CRASH_KILLS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(22)
+}
 
 /// Texts of the corpus: the first abstracts of the Cranfield collection (real, varied text).
 fn base_texts() -> Vec<(String, String)> {
@@ -60,7 +67,11 @@ fn killed_writer_leaves_a_committed_state_every_time() {
     let corpus = temp.path().join("corpus.jsonl");
     let dir = temp.path().join("idx");
     let model = common::default_model();
-    let mut rng = rand::rngs::StdRng::seed_from_u64(0x1be7);
+    let seed = std::env::var("IBEX_CRASH_SEED")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0x1be7);
+    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
     // The committed state before each run: the version of every document.
     let mut state: Vec<Option<usize>> = vec![None; texts.len()];
     let mut partial_states = 0;
@@ -82,7 +93,7 @@ fn killed_writer_leaves_a_committed_state_every_time() {
     assert!(status.success());
     let full_run = started.elapsed().as_secs_f64();
 
-    for run in 0..KILLS {
+    for run in 0..kills() {
         let version = run % 3;
         write_version(&corpus, &texts, version);
         let mut child = std::process::Command::new(common::ibex_bin())
@@ -155,6 +166,10 @@ fn killed_writer_leaves_a_committed_state_every_time() {
             }
         }
     }
+    eprintln!(
+        "{} kills of `ibex index`: every one left a committed state; {partial_states} landed between two commits of a run",
+        kills()
+    );
     // The kills landed in the middle of runs, not only before or after them.
     assert!(
         partial_states >= 3,

@@ -423,3 +423,77 @@ fn the_server_serves_commits_the_cli_makes_and_the_cli_names_the_server_holding_
         "{stderr}"
     );
 }
+
+#[test]
+fn every_route_of_the_openapi_document_checks_keys_and_scopes() {
+    let temp = tempfile::tempdir().unwrap();
+    let reader = "walk-reader-0123456789abcdef";
+    let writer = "walk-writer-0123456789abcdef";
+    let server = Server::start(
+        &temp.path().join("data"),
+        &[
+            "--api-key",
+            &format!("{reader}:read"),
+            "--api-key",
+            &format!("{writer}:write"),
+        ],
+    );
+    let (status, document) = server.get("/openapi.json");
+    assert_eq!(status, 200);
+    let mut routes: Vec<(String, String)> = document["paths"]
+        .as_object()
+        .unwrap()
+        .iter()
+        .flat_map(|(path, methods)| {
+            methods
+                .as_object()
+                .unwrap()
+                .keys()
+                .map(|m| (m.to_uppercase(), path.clone()))
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    routes.push(("GET".into(), "/metrics".into()));
+    assert!(routes.len() >= 12, "{routes:?}");
+    for (method, template) in routes {
+        // An index that does not exist: a request that passes the key check does no harm.
+        let path = template.replace("{name}", "absent").replace("{id}", "x");
+        // Which scope the route needs, stated here independently of the server's code: reads
+        // are GETs and the POSTs that only carry a query.
+        let reads = method == "GET"
+            || ["/search", "/answer", "/recommend", "/chat/completions"]
+                .iter()
+                .any(|end| path.ends_with(end));
+        let (right, wrong) = if reads {
+            (reader, writer)
+        } else {
+            (writer, reader)
+        };
+        let body = (method == "POST" || method == "PUT").then(|| json!({}));
+        let what = format!("{method} {template}");
+        let (status, answer) = server.call(&method, &path, body.as_ref(), None);
+        assert_eq!(
+            (status, error_code(&answer).as_str()),
+            (401, "missing_api_key"),
+            "{what}"
+        );
+        let (status, _) = server.call(
+            &method,
+            &path,
+            body.as_ref(),
+            Some("walk-nobody-0123456789abcdef"),
+        );
+        assert_eq!(status, 401, "{what} with an unknown key");
+        let (status, answer) = server.call(&method, &path, body.as_ref(), Some(wrong));
+        assert_eq!(
+            (status, error_code(&answer).as_str()),
+            (403, "insufficient_scope"),
+            "{what} with the other scope's key"
+        );
+        let (status, answer) = server.call(&method, &path, body.as_ref(), Some(right));
+        assert!(
+            status != 401 && status != 403,
+            "{what} with the right key: {status} {answer}"
+        );
+    }
+}
