@@ -200,7 +200,7 @@ fn files_newest_first(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
             }
         }
     }
-    files.sort_by(|a, b| b.0.cmp(&a.0));
+    files.sort_by_key(|f| std::cmp::Reverse(f.0));
     files.into_iter().map(|(_, p)| p).collect()
 }
 

@@ -336,6 +336,16 @@ impl SharedIndex {
         Ok(self.publish(index).manifest().generation)
     }
 
+    /// Takes a consistent snapshot of the last commit into `dest` (see [`crate::snapshot`]):
+    /// this process's writes wait for the few milliseconds the files take to link.
+    pub fn take_snapshot(&self, dest: &Path) -> Result<crate::snapshot::SnapshotInfo> {
+        let mut guard = self.lock_writer()?;
+        let index = self.open_writer_state(&mut guard)?;
+        let info = crate::snapshot::take_snapshot(index, dest)?;
+        self.publish(index);
+        Ok(info)
+    }
+
     /// Deletes documents by id and commits; the report counts those that existed.
     pub fn delete(&self, ids: &[&str]) -> Result<WriteReport> {
         self.write(|writer| {
@@ -532,6 +542,97 @@ impl Catalog {
         std::fs::remove_dir_all(&trash)
             .map_err(|e| IndexError::io(format!("removing {}", trash.display()), e))?;
         Ok(())
+    }
+
+    /// Where the snapshots of index `name` are kept: `DATA_DIR/.snapshots/<name>/`, outside
+    /// the index (dropping the index keeps its snapshots) and invisible to the catalog.
+    fn snapshots_dir(&self, name: &str) -> PathBuf {
+        self.data_dir.join(".snapshots").join(name)
+    }
+
+    /// Takes a snapshot of index `name` under the data directory, named by its generation and
+    /// time (`g<generation>-<unix seconds>`); returns the name and what it holds.
+    pub fn create_snapshot(&self, name: &str) -> Result<(String, crate::snapshot::SnapshotInfo)> {
+        let shared = self.get(name)?;
+        let generation = shared.snapshot().manifest().generation;
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos());
+        // Named before it is taken; a write committed meanwhile is in it, and the name's
+        // generation is then the one it started from (the description says which it holds).
+        let snapshot = format!("g{generation:08}-{now}");
+        let info = shared.take_snapshot(&self.snapshots_dir(name).join(&snapshot))?;
+        Ok((snapshot, info))
+    }
+
+    /// The snapshots of index `name` (which may have been dropped since), oldest first.
+    pub fn list_snapshots(
+        &self,
+        name: &str,
+    ) -> Result<Vec<(String, crate::snapshot::SnapshotInfo)>> {
+        validate_name(name)?;
+        let dir = self.snapshots_dir(name);
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            return Ok(Vec::new());
+        };
+        let mut snapshots: Vec<(String, crate::snapshot::SnapshotInfo)> = entries
+            .flatten()
+            .filter_map(|e| {
+                let snapshot = e.file_name().to_string_lossy().into_owned();
+                validate_name(&snapshot).ok()?;
+                let info = crate::snapshot::snapshot_info(&e.path()).ok()?;
+                Some((snapshot, info))
+            })
+            .collect();
+        snapshots.sort_by(|a, b| a.0.cmp(&b.0));
+        Ok(snapshots)
+    }
+
+    /// The directory of snapshot `snapshot` of index `name`, if it exists.
+    pub fn snapshot_path(&self, name: &str, snapshot: &str) -> Result<PathBuf> {
+        validate_name(name)?;
+        validate_name(snapshot).map_err(|_| IndexError::UnknownSnapshot {
+            name: name.to_string(),
+            snapshot: snapshot.to_string(),
+        })?;
+        let dir = self.snapshots_dir(name).join(snapshot);
+        if !dir.join(crate::snapshot::SNAPSHOT_FILE).is_file() {
+            return Err(IndexError::UnknownSnapshot {
+                name: name.to_string(),
+                snapshot: snapshot.to_string(),
+            });
+        }
+        Ok(dir)
+    }
+
+    /// Deletes snapshot `snapshot` of index `name`.
+    pub fn delete_snapshot(&self, name: &str, snapshot: &str) -> Result<()> {
+        let dir = self.snapshot_path(name, snapshot)?;
+        std::fs::remove_dir_all(&dir)
+            .map_err(|e| IndexError::io(format!("removing {}", dir.display()), e))
+    }
+
+    /// Restores snapshot `snapshot` of index `name` as a new index `into` (which must not
+    /// exist), and serves it.
+    pub fn restore_snapshot(
+        &self,
+        name: &str,
+        snapshot: &str,
+        into: &str,
+    ) -> Result<Arc<SharedIndex>> {
+        validate_name(into)?;
+        let source = self.snapshot_path(name, snapshot)?;
+        let _admin = lock(&self.admin);
+        let dir = self.data_dir.join(into);
+        if self.read_map().contains_key(into) || dir.exists() {
+            return Err(IndexError::IndexExists {
+                name: into.to_string(),
+            });
+        }
+        crate::snapshot::restore_snapshot(&source, &dir)?;
+        let shared = Arc::new(self.open_existing(into)?);
+        self.write_map().insert(into.to_string(), shared.clone());
+        Ok(shared)
     }
 
     /// Moves each index's searches to commits other processes made to it (see

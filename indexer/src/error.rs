@@ -136,6 +136,17 @@ pub enum IndexError {
         name: String,
     },
 
+    /// No snapshot of that name exists for the index.
+    #[error(
+        "index {name:?} has no snapshot {snapshot:?} (GET /v1/indexes/{name}/snapshots lists them)"
+    )]
+    UnknownSnapshot {
+        /// The index's name.
+        name: String,
+        /// The snapshot asked for.
+        snapshot: String,
+    },
+
     /// A write stopped before its commit because the process is shutting down.
     #[error("the write to index {name:?} was abandoned before it committed because the server is shutting down: nothing of it was committed; send it again once the server is back")]
     WriteAbandoned {

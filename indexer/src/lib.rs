@@ -20,6 +20,7 @@ mod index;
 pub mod live;
 mod manifest;
 mod schema;
+pub mod snapshot;
 pub mod vectors;
 pub mod writer;
 
@@ -36,5 +37,6 @@ pub use error::{IndexError, Result};
 pub use index::{is_index, Index, StoredDocument};
 pub use manifest::{Manifest, ModelInfo, FORMAT_VERSION};
 pub use schema::{english_analyzer, english_stemmer, english_words_analyzer, Fields, ANALYZER};
+pub use snapshot::{restore_snapshot, snapshot_info, take_snapshot, SnapshotInfo};
 pub use vectors::{ChunkHit, ChunkSet};
 pub use writer::{content_hash, CommitStats, IndexWriter, UpsertStats};

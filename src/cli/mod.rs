@@ -17,6 +17,7 @@ mod quickstart;
 mod recommend;
 mod search;
 mod serve;
+mod snapshot;
 
 use std::io::{IsTerminal, Write};
 
@@ -52,6 +53,10 @@ enum Command {
     Delete(delete::Args),
     /// Show an index's documents, chunks, model, chunking, generation, size and segments.
     Info(info::Args),
+    /// Take a consistent snapshot of an index's last commit while writers keep going.
+    Snapshot(snapshot::SnapshotArgs),
+    /// Make a new index from a snapshot (checked first).
+    Restore(snapshot::RestoreArgs),
     /// Search an index.
     Search(search::Args),
     /// Evaluate on a BEIR collection (indexing it into --index first unless already there).
@@ -121,6 +126,8 @@ impl Cli {
             Command::Index(args) => index::run(args, &context),
             Command::Delete(args) => delete::run(args),
             Command::Info(args) => info::run(args),
+            Command::Snapshot(args) => snapshot::snapshot(args),
+            Command::Restore(args) => snapshot::restore(args),
             Command::Search(args) => search::run(args, &context),
             Command::Eval(args) => eval::run(args, &context),
             Command::Compress(args) => compress::run(args, &context),

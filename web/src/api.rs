@@ -99,7 +99,7 @@ pub(crate) async fn blocking<T: Send + 'static>(
     }
 }
 
-fn catalog(state: &AppState) -> Result<std::sync::Arc<ibex_indexer::Catalog>, ApiError> {
+pub(crate) fn catalog(state: &AppState) -> Result<std::sync::Arc<ibex_indexer::Catalog>, ApiError> {
     state.catalog.get().cloned().ok_or_else(|| {
         ApiError::unavailable(
             "not_ready",

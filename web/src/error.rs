@@ -132,6 +132,9 @@ impl From<IndexError> for ApiError {
         let message = e.to_string();
         match e {
             IndexError::UnknownIndex { .. } => ApiError::not_found("index_not_found", message),
+            IndexError::UnknownSnapshot { .. } => {
+                ApiError::not_found("snapshot_not_found", message)
+            }
             IndexError::IndexExists { .. } => {
                 ApiError::new(StatusCode::CONFLICT, "index_exists", message)
             }

@@ -15,6 +15,7 @@ pub mod generate;
 pub mod metrics;
 mod openapi;
 pub mod request_log;
+pub mod snapshots;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -345,6 +346,10 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/indexes/{name}", get(api::get_index))
         .route("/v1/indexes/{name}/documents/{id}", get(api::get_document))
         .route("/v1/indexes/{name}/search", post(api::search))
+        .route(
+            "/v1/indexes/{name}/snapshots/{snapshot}",
+            get(snapshots::download_snapshot).delete(snapshots::delete_snapshot),
+        )
         .route_layer(middleware::from_fn_with_state(state.clone(), bounded_read));
     let writes = Router::new()
         .route(
@@ -359,6 +364,14 @@ pub fn router(state: AppState) -> Router {
         .route(
             "/v1/indexes/{name}/documents/delete",
             post(api::delete_documents),
+        )
+        .route(
+            "/v1/indexes/{name}/snapshots",
+            post(snapshots::create_snapshot).get(snapshots::list_snapshots),
+        )
+        .route(
+            "/v1/indexes/{name}/snapshots/{snapshot}/restore",
+            post(snapshots::restore_snapshot),
         )
         .route_layer(middleware::from_fn_with_state(state.clone(), bounded_write));
     let generation = Router::new()

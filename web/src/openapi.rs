@@ -42,6 +42,11 @@ impl Modify for BearerAuth {
         api::delete_document,
         api::delete_documents,
         api::search,
+        crate::snapshots::create_snapshot,
+        crate::snapshots::list_snapshots,
+        crate::snapshots::download_snapshot,
+        crate::snapshots::restore_snapshot,
+        crate::snapshots::delete_snapshot,
         crate::generate::answer,
         crate::generate::recommend,
         crate::generate::chat_completions,
@@ -52,6 +57,7 @@ impl Modify for BearerAuth {
         (name = "indexes", description = "Named indexes of the server's data directory"),
         (name = "documents", description = "Writes are committed (durable and searchable) before they are answered"),
         (name = "search", description = "BM25, dense and hybrid search with passages"),
+        (name = "snapshots", description = "Consistent backups of an index while writes continue, downloadable and restorable"),
         (name = "generation", description = "RAG answers with checked citations, constrained recommendations, OpenAI-compatible chat completions"),
     )
 )]

@@ -61,8 +61,8 @@ impl LogLevel {
     pub fn from_directives(value: &str) -> Option<LogLevel> {
         value
             .split(',')
-            .filter_map(|directive| LogLevel::parse(directive.rsplit('=').next().unwrap_or("")))
-            .last()
+            .rev()
+            .find_map(|directive| LogLevel::parse(directive.rsplit('=').next().unwrap_or("")))
     }
 
     /// The level of this process: `IBEX_LOG`, else `RUST_LOG`, else `info`. Read once.
