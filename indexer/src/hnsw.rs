@@ -149,9 +149,13 @@ fn search_level<L: Links>(
     let count = rows.vectors.len() / rows.dimension.max(1);
     VISITED.with_borrow_mut(|visited| {
         visited.start(count);
-        let mut candidates: BinaryHeap<Scored> = BinaryHeap::with_capacity(ef * 2);
+        // Neither heap can hold more than the graph's rows: sizing them by `ef` alone would let
+        // a caller's k (the beam is at least k) decide an allocation (found by fuzz/search_request).
+        let mut candidates: BinaryHeap<Scored> =
+            BinaryHeap::with_capacity(ef.saturating_mul(2).min(count + 1));
         // Min-heap of the best `ef` allowed rows (reversed order: the worst on top).
-        let mut results: BinaryHeap<std::cmp::Reverse<Scored>> = BinaryHeap::with_capacity(ef + 1);
+        let mut results: BinaryHeap<std::cmp::Reverse<Scored>> =
+            BinaryHeap::with_capacity(ef.saturating_add(1).min(count + 1));
         let is_allowed = |row: u32| allowed.is_none_or(|f| f(row));
         visited.insert(entry.row);
         candidates.push(entry);

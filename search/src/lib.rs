@@ -65,6 +65,11 @@ impl std::fmt::Display for Mode {
 /// Upper bound on `top_k`, so a request cannot ask for unbounded work.
 pub const MAX_TOP_K: usize = 10_000;
 
+/// Upper bound on `candidates` (the depth of each list hybrid search fuses): tantivy's top-k
+/// collector allocates its heap by the depth it is asked for, so an unbounded value was an
+/// allocation of any size (found by `fuzz/search_request`).
+pub const MAX_CANDIDATES: usize = 10_000;
+
 /// A search request.
 #[derive(Debug, Clone)]
 pub struct SearchRequest {
@@ -219,6 +224,20 @@ fn validate(request: &SearchRequest) -> Result<()> {
             "top_k must be between 1 and {MAX_TOP_K}, not {}",
             request.top_k
         )));
+    }
+    if request.candidates > MAX_CANDIDATES {
+        return Err(SearchError::InvalidRequest(format!(
+            "candidates must be at most {MAX_CANDIDATES}, not {}",
+            request.candidates
+        )));
+    }
+    if let Fusion::ReciprocalRank { k } = request.fusion {
+        // 1 / (k + rank) with rank from 1: a k below 0 can divide by zero or flip the order.
+        if !k.is_finite() || k < 0.0 {
+            return Err(SearchError::InvalidRequest(format!(
+                "the reciprocal rank fusion constant k must be a finite number at least 0, not {k}"
+            )));
+        }
     }
     if let Fusion::Weighted { alpha } = request.fusion {
         if !(0.0..=1.0).contains(&alpha) {

@@ -1,0 +1,63 @@
+//! Queries, filters and search options against a real index: query text of any bytes (BM25's
+//! analyzer, highlighting, passages), metadata filters in their `key=value` string form, modes,
+//! fusions, top_k, passages and candidate counts, a query vector of any length and values. A
+//! search gives results or an error naming what is wrong; never a panic or an unbounded
+//! allocation.
+#![no_main]
+
+use ibex_fuzz::{fixture_index, fusion_from, Input};
+use ibex_search::{ChunkAggregation, MetadataFilter, Mode, SearchRequest};
+use libfuzzer_sys::fuzz_target;
+
+fuzz_target!(|data: &[u8]| {
+    let index = fixture_index();
+    let mut input = Input::new(data);
+    let mode = [Mode::Bm25, Mode::Dense, Mode::Hybrid][input.byte() as usize % 3];
+    let top_k = input.u32() as usize;
+    let passages = input.u32() as usize;
+    let candidates = input.u32() as usize;
+    let fusion_kind = input.byte();
+    let fusion_number = input.u32();
+    let aggregation = match input.byte() {
+        0..=127 => ChunkAggregation::Max,
+        n => ChunkAggregation::TopKSum(n as usize - 127),
+    };
+    let vector_floats = input.byte() as usize;
+    let vector: Option<Vec<f32>> = (vector_floats > 0).then(|| {
+        (0..vector_floats % 17)
+            .map(|_| f32::from_bits(input.u32()))
+            .collect()
+    });
+    let query = String::from_utf8_lossy(input.until(0)).into_owned();
+    let filters: Vec<MetadataFilter> = input
+        .rest()
+        .split(|&b| b == 0)
+        .filter_map(|spec| String::from_utf8_lossy(spec).parse().ok())
+        .collect();
+
+    let mut request = SearchRequest::new(query);
+    request.mode = mode;
+    request.top_k = top_k;
+    request.passages = passages;
+    request.candidates = candidates;
+    request.fusion = fusion_from(fusion_kind, fusion_number);
+    request.aggregation = aggregation;
+    request.filters = filters;
+    request.vector = vector;
+    if let Ok(results) = ibex_search::search(index, None, &request) {
+        assert!(results.hits.len() <= request.top_k, "more hits than top_k");
+        for hit in &results.hits {
+            assert!(hit.score.is_finite(), "score {}", hit.score);
+            for passage in &hit.passages {
+                let characters = passage.text.chars().count();
+                assert_eq!(passage.end - passage.start, characters, "passage offsets");
+                for [start, end] in &passage.highlights {
+                    assert!(
+                        start < end && *end <= characters,
+                        "highlight outside its passage"
+                    );
+                }
+            }
+        }
+    }
+});
