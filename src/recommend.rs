@@ -26,7 +26,7 @@ pub fn recommend_from_index(
     let catalog = ItemCatalog::from_index(&index)?;
     let interactions = match interactions {
         Some(path) => Some(Interactions::read(path)?),
-        None => Interactions::load_for_index(dir)?,
+        None => Interactions::load_for_index(&index)?,
     };
     let co = interactions.map(|i| {
         let histories = i.histories();

@@ -4,10 +4,17 @@
 //! at a random moment, again and again on the same index. The corpus alternates between versions
 //! of every text, so runs replace documents as well as add them. After each kill the index must
 //! open, hold exactly the documents of one committed state (the state before the run with the
-//! first j commits of the run applied, for some j), and answer BM25 and dense searches.
+//! first j commits of the run applied, for some j), and answer BM25 and dense searches. Segments
+//! get HNSW graphs from a small size, so runs build and merge graphs; every third kill is aimed
+//! at a graph build (sent as soon as a new graph-sized segment file appears, the moment its graph
+//! starts being built).
+//!
+//! A child `ibex index-interactions` is killed the same way: the index must hold the interaction
+//! data it held before or the new data, whole.
 
 mod common;
 
+use std::collections::HashSet;
 use std::path::Path;
 use std::time::Duration;
 
@@ -15,6 +22,9 @@ use ibex::{Index, Mode, SearchRequest};
 use rand::{Rng, SeedableRng};
 
 const COMMIT_EVERY: usize = 8;
+/// Segments of at least this many chunks get a graph (the default is 10,000; the corpus here
+/// has about 80 chunks, so each run builds a few graphs and merges them).
+const GRAPH_THRESHOLD: usize = 24;
 
 /// Kills of the run: 22, or `IBEX_CLI_CRASH_KILLS` (`bench/crash_matrix.sh` runs hundreds).
 fn kills() -> usize {
@@ -75,6 +85,10 @@ fn killed_writer_leaves_a_committed_state_every_time() {
     // The committed state before each run: the version of every document.
     let mut state: Vec<Option<usize>> = vec![None; texts.len()];
     let mut partial_states = 0;
+    let mut aimed_kills = 0;
+    let mut in_graph_build = 0;
+    let mut graph_written = 0;
+    let mut garbage_seen = HashSet::new();
 
     // How long an uninterrupted run takes on this machine now, so the kills land across runs
     // (startup, every commit, the end) however loaded the machine is.
@@ -86,6 +100,7 @@ fn killed_writer_leaves_a_committed_state_every_time() {
         .arg("--index")
         .arg(temp.path().join("calibration"))
         .args(["--commit-every", &COMMIT_EVERY.to_string()])
+        .args(["--graph-threshold", &GRAPH_THRESHOLD.to_string()])
         .stderr(std::process::Stdio::null())
         .stdout(std::process::Stdio::null())
         .status()
@@ -102,13 +117,24 @@ fn killed_writer_leaves_a_committed_state_every_time() {
             .arg("--index")
             .arg(&dir)
             .args(["--commit-every", &COMMIT_EVERY.to_string()])
+            .args(["--graph-threshold", &GRAPH_THRESHOLD.to_string()])
             .stderr(std::process::Stdio::null())
             .stdout(std::process::Stdio::null())
             .spawn()
             .unwrap();
-        std::thread::sleep(Duration::from_secs_f64(full_run * rng.gen_range(0.05..1.0)));
+        if run % 3 == 2 {
+            let before = segment_files(&dir);
+            if kill_at_next_graph_build(&mut child, &dir, &before) {
+                aimed_kills += 1;
+            }
+        } else {
+            std::thread::sleep(Duration::from_secs_f64(full_run * rng.gen_range(0.05..1.0)));
+        }
         let _ = child.kill(); // SIGKILL
         child.wait().unwrap();
+        let landed = uncommitted_segments(&dir, &mut garbage_seen);
+        in_graph_build += landed.in_graph_build;
+        graph_written += landed.graph_written;
 
         if !ibex_indexer::is_index(&dir) {
             assert!(
@@ -167,12 +193,205 @@ fn killed_writer_leaves_a_committed_state_every_time() {
         }
     }
     eprintln!(
-        "{} kills of `ibex index`: every one left a committed state; {partial_states} landed between two commits of a run",
+        "{} kills of `ibex index`: every one left a committed state; {partial_states} landed between two commits of a run; {aimed_kills} aimed at a graph build as it started; {in_graph_build} left a graph-sized segment without its graph (killed during the build), {graph_written} a graph written but not yet committed",
         kills()
     );
     // The kills landed in the middle of runs, not only before or after them.
     assert!(
         partial_states >= 3,
         "only {partial_states} kills interrupted a run between commits"
+    );
+}
+
+/// The vector segment files (`seg-N.vec`) in the index at `dir`.
+fn segment_files(dir: &Path) -> HashSet<String> {
+    std::fs::read_dir(dir.join("vectors"))
+        .map(|entries| {
+            entries
+                .flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .filter(|n| n.starts_with("seg-") && n.ends_with(".vec"))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Rows of the segment file at `path`, from its header (magic, dimension, rows).
+fn segment_rows(path: &Path) -> Option<usize> {
+    let bytes = std::fs::read(path).ok()?;
+    let rows = u64::from_le_bytes(bytes.get(12..20)?.try_into().ok()?);
+    Some(rows as usize)
+}
+
+/// Kills `child` as soon as a graph-sized segment file not in `before` appears: the writer
+/// builds its graph right after writing the vectors (the file is renamed into place whole).
+/// Returns whether one appeared before the child exited.
+fn kill_at_next_graph_build(
+    child: &mut std::process::Child,
+    dir: &Path,
+    before: &HashSet<String>,
+) -> bool {
+    let mut checked: HashSet<String> = before.clone();
+    loop {
+        if child.try_wait().unwrap().is_some() {
+            return false;
+        }
+        for name in segment_files(dir) {
+            if checked.insert(name.clone())
+                && segment_rows(&dir.join("vectors").join(&name))
+                    .is_some_and(|rows| rows >= GRAPH_THRESHOLD)
+            {
+                let _ = child.kill();
+                return true;
+            }
+        }
+        // Polling, not spinning: the child needs the cores; a graph build takes milliseconds.
+        std::thread::sleep(Duration::from_micros(500));
+    }
+}
+
+/// Where a kill landed inside a commit, seen from the files it left that no manifest names.
+#[derive(Default)]
+struct Landed {
+    in_graph_build: usize,
+    graph_written: usize,
+}
+
+/// Counts graph-sized segments that the committed manifest does not name (written by the commit
+/// the kill interrupted), without or with their graph file; `seen` keeps leftovers counted once.
+fn uncommitted_segments(dir: &Path, seen: &mut HashSet<String>) -> Landed {
+    let mut landed = Landed::default();
+    let Ok(index) = Index::open(dir) else {
+        return landed;
+    };
+    let committed: HashSet<&str> = index
+        .manifest()
+        .segments
+        .iter()
+        .map(|s| s.file.as_str())
+        .collect();
+    for name in segment_files(dir) {
+        if committed.contains(name.as_str()) || !seen.insert(name.clone()) {
+            continue;
+        }
+        let path = dir.join("vectors").join(&name);
+        if segment_rows(&path).is_some_and(|rows| rows >= GRAPH_THRESHOLD) {
+            if path.with_extension("hnsw").exists() {
+                landed.graph_written += 1;
+            } else {
+                landed.in_graph_build += 1;
+            }
+        }
+    }
+    landed
+}
+
+/// Kills of the interaction run: 12, or `IBEX_INTERACTION_CRASH_KILLS`.
+fn interaction_kills() -> usize {
+    std::env::var("IBEX_INTERACTION_CRASH_KILLS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(12)
+}
+
+#[test]
+fn killed_interaction_installs_leave_the_old_data_or_the_new() {
+    use ibex::pipeline::Interactions;
+    let temp = tempfile::tempdir().unwrap();
+    let model = ibex_indexer::ModelInfo {
+        id: "test/synthetic-4".into(),
+        source: "test".into(),
+        dimension: 4,
+    };
+    let make_index = |dir: &Path| {
+        let mut index =
+            Index::create(dir, model.clone(), ibex_indexer::ChunkingParams::default()).unwrap();
+        let document = ibex_indexer::Document {
+            id: "toy-story".into(),
+            title: "Toy Story".into(),
+            text: "toys come to life".into(),
+            metadata: serde_json::Map::new(),
+        };
+        let chunks = ibex_indexer::EmbeddedChunks {
+            spans: vec![ibex_indexer::ChunkSpan { start: 0, end: 17 }],
+            vectors: vec![0.5; 4],
+        };
+        ibex_indexer::bulk::write_embedded(&mut index, &model.id, vec![(document, chunks)])
+            .unwrap();
+    };
+    let dir = temp.path().join("idx");
+    make_index(&dir);
+    // Two real interaction files of different sizes (MovieLens-100k: all ratings, a test split).
+    let files = [
+        common::shared("data/movielens-100k/u.data.gz"),
+        common::shared("data/movielens-100k/ua.test"),
+    ];
+    let contents: Vec<_> = files
+        .iter()
+        .map(|f| Interactions::read(f).unwrap().events)
+        .collect();
+    let install = |file: &Path, index: &Path| {
+        std::process::Command::new(common::ibex_bin())
+            .arg("index-interactions")
+            .arg(file)
+            .arg("--index")
+            .arg(index)
+            .stderr(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .unwrap()
+    };
+    let calibration = temp.path().join("calibration");
+    make_index(&calibration);
+    let started = std::time::Instant::now();
+    assert!(install(&files[0], &calibration).wait().unwrap().success());
+    let full_run = started.elapsed().as_secs_f64();
+
+    let seed = std::env::var("IBEX_CRASH_SEED")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0x1be7);
+    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+    let mut state: Option<usize> = None; // which file the index holds
+    let (mut replaced, mut kept) = (0, 0);
+    for run in 0..interaction_kills() {
+        let which = run % 2;
+        let mut child = install(&files[which], &dir);
+        std::thread::sleep(Duration::from_secs_f64(full_run * rng.gen_range(0.2..1.5)));
+        let _ = child.kill(); // SIGKILL
+        child.wait().unwrap();
+
+        let index =
+            Index::open(&dir).unwrap_or_else(|e| panic!("run {run}: the index does not open: {e}"));
+        let held = Interactions::load_for_index(&index)
+            .unwrap_or_else(|e| panic!("run {run}: the interaction data cannot be read: {e}"))
+            .map(|i| i.events);
+        let observed = held.map(|events| {
+            let matching = contents.iter().position(|c| *c == events);
+            matching.unwrap_or_else(|| {
+                panic!(
+                    "run {run}: the index holds {} interactions that match neither file",
+                    events.len()
+                )
+            })
+        });
+        assert!(
+            observed == state || observed == Some(which),
+            "run {run}: the index holds file {observed:?}, neither the old {state:?} nor the new {which}"
+        );
+        if observed == state && state != Some(which) {
+            kept += 1;
+        } else if observed != state {
+            replaced += 1;
+        }
+        state = observed;
+        let mut request = SearchRequest::new("toys".to_string());
+        request.mode = Mode::Bm25;
+        let hits = ibex::search::search(&index, None, &request).unwrap().hits;
+        assert_eq!(hits.len(), 1, "run {run}: the index answers searches");
+    }
+    eprintln!(
+        "{} kills of `ibex index-interactions`: the old data or the new every time ({replaced} installs committed, {kept} kept the old)",
+        interaction_kills()
     );
 }

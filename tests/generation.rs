@@ -195,6 +195,72 @@ fn ibex_serves_chat_answers_and_recommendations_over_http() {
         items.iter().any(|i| i["reason"].is_string()),
         "the LLM explains its picks: {rec}"
     );
+
+    // Interaction data installed by the CLI while the server runs is a commit the server picks
+    // up; co-occurrence then joins the candidate ranking: users who had both history items also
+    // had the last candidate, which rises.
+    let scores = |rec: &Value| -> Vec<(String, f64)> {
+        rec["candidates"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| {
+                (
+                    c["id"].as_str().unwrap().to_string(),
+                    c["score"].as_f64().unwrap(),
+                )
+            })
+            .collect()
+    };
+    let before = scores(&rec);
+    let (target, target_before) = before.last().cloned().unwrap();
+    let ratings = dir.path().join("ratings.tsv");
+    let lines: String = (0..5)
+        .map(|u| {
+            format!(
+                "u{u}\t{}\t5\t1\nu{u}\t{}\t5\t2\nu{u}\t{target}\t5\t3\n",
+                history[0], history[1]
+            )
+        })
+        .collect();
+    std::fs::write(&ratings, lines).unwrap();
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_ibex"))
+        .arg("index-interactions")
+        .arg(&ratings)
+        .arg("--index")
+        .arg(dir.path().join("kb"))
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{stdout} {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let installed: u64 = stdout
+        .rsplit("generation ")
+        .next()
+        .and_then(|g| g.trim().trim_end_matches(')').parse().ok())
+        .unwrap_or_else(|| panic!("the CLI names the generation: {stdout}"));
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while server.get("/v1/indexes/kb").1["generation"].as_u64() != Some(installed) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the server serves the install's commit"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let (status, rec) = server.post(
+        "/v1/indexes/kb/recommend",
+        &json!({"history": history, "k": 3, "candidates": 6, "reasons": false}),
+    );
+    assert_eq!(status, 200, "{rec}");
+    let after = scores(&rec);
+    let target_after = after.iter().find(|(id, _)| *id == target).map(|(_, s)| *s);
+    assert!(
+        target_after.is_some_and(|s| s > target_before),
+        "co-occurrence lifts {target}: before {before:?}, after {after:?}"
+    );
     // An HTTP model cannot be constrained: its free text is validated, retried, and replaced by
     // the candidate ranking when it stays invalid; the result still holds only real candidates.
     let catalog_dir = tempfile::tempdir().expect("temp dir");

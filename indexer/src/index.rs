@@ -8,9 +8,9 @@
 //! The current generation is the one named by the payload of tantivy's last commit: that commit
 //! is the index's single linearization point (see [`crate::writer`]).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use ibex_embedder::Embedder;
 use serde::{Deserialize, Serialize};
@@ -29,6 +29,8 @@ use crate::vectors::{ChunkHit, ChunkSet, VectorSegment};
 
 pub(crate) const LEXICAL_DIR: &str = "lexical";
 pub(crate) const VECTORS_DIR: &str = "vectors";
+/// Where interaction data lived before it joined the commit protocol (read, never written).
+pub(crate) const LEGACY_INTERACTIONS_FILE: &str = "interactions.tsv";
 
 /// What the tantivy commit payload records.
 #[derive(Serialize, Deserialize)]
@@ -86,6 +88,9 @@ pub struct Index {
     /// count them on every query.
     pub(crate) live_rows: Arc<Vec<usize>>,
     pub(crate) live: Arc<LiveDocs>,
+    /// Lexical segment files whose checksums were verified (they never change once written),
+    /// shared by clones so each file is read for verification once per process.
+    pub(crate) verified_lexical: Arc<Mutex<HashSet<PathBuf>>>,
 }
 
 /// Whether `dir` looks like an ibex index (it may still fail to open).
@@ -97,6 +102,61 @@ fn open_lexical(dir: &Path) -> Result<tantivy::Index> {
     let lexical = tantivy::Index::open_in_dir(dir.join(LEXICAL_DIR))?;
     lexical.tokenizers().register(ANALYZER, english_analyzer());
     Ok(lexical)
+}
+
+/// Verifies the checksum in tantivy's footer of every lexical segment file of the last commit
+/// not verified before. tantivy trusts the offsets inside its files and panics on damaged ones
+/// (found by the `index_files` fuzz target): on a file cut to 4-7 bytes while opening it
+/// (tantivy 0.27 checks for 4 bytes of footer but reads 8, and the subtraction underflows), and
+/// at the first query on a composite file whose offset table was altered. So damage must be
+/// found before a reader uses the files. Only the committed segments' files are looked at: files
+/// of a merge in progress are being written. Costs one read of each new segment file (the vector
+/// segments are read whole at open anyway).
+fn verify_lexical_checksums(
+    lexical: &tantivy::Index,
+    lexical_dir: &Path,
+    verified: &Mutex<HashSet<PathBuf>>,
+) -> Result<()> {
+    let metas = lexical.load_metas()?;
+    let directory = lexical.directory();
+    for path in metas.list_segment_files() {
+        if verified.lock().is_ok_and(|v| v.contains(&path)) {
+            continue;
+        }
+        let len = match std::fs::metadata(lexical_dir.join(&path)) {
+            Ok(metadata) => metadata.len(),
+            Err(_) => continue, // see FileDoesNotExist below
+        };
+        if len < 8 {
+            return Err(IndexError::Corrupt {
+                path: lexical_dir.join(&path),
+                reason: format!("{len} bytes: too short to hold its 8-byte footer (a torn write)"),
+            });
+        }
+        match directory.validate_checksum(&path) {
+            Ok(true) => {
+                if let Ok(mut v) = verified.lock() {
+                    v.insert(path);
+                }
+            }
+            Ok(false) => {
+                return Err(IndexError::Corrupt {
+                    path: lexical_dir.join(&path),
+                    reason: "its checksum does not match its contents".into(),
+                })
+            }
+            // Candidates that do not exist (no deletes yet, or merged away by a writer since the
+            // metas were read): tantivy reports a file the commit needs and cannot find.
+            Err(tantivy::directory::error::OpenReadError::FileDoesNotExist(_)) => {}
+            Err(e) => {
+                return Err(IndexError::Corrupt {
+                    path: lexical_dir.join(&path),
+                    reason: e.to_string(),
+                })
+            }
+        }
+    }
+    Ok(())
 }
 
 fn committed_generation(dir: &Path, lexical: &tantivy::Index) -> Result<u64> {
@@ -159,6 +219,7 @@ impl Index {
             next_chunk_key: 0,
             next_segment_id: 0,
             segments: Vec::new(),
+            interactions: None,
         };
         manifest.write(&staging)?;
         {
@@ -185,7 +246,22 @@ impl Index {
 
     /// Opens the index at `dir` at its last commit.
     pub fn open(dir: &Path) -> Result<Index> {
-        Index::open_unchecked(dir).map_err(|e| match e {
+        // A panic inside tantivy on damaged files (one is known and checked for before opening;
+        // others may exist) is reported as damage to the index, not as a crash of the caller.
+        let opened =
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| Index::open_unchecked(dir)))
+                .unwrap_or_else(|panic| {
+                    let message = panic
+                        .downcast_ref::<&str>()
+                        .map(|s| s.to_string())
+                        .or_else(|| panic.downcast_ref::<String>().cloned())
+                        .unwrap_or_else(|| "a panic".into());
+                    Err(IndexError::Corrupt {
+                        path: dir.join(LEXICAL_DIR),
+                        reason: format!("reading it failed inside tantivy: {message}"),
+                    })
+                });
+        opened.map_err(|e| match e {
             // Damage the lexical index finds (a torn or truncated file, bad JSON in its meta
             // files) is reported as damage, with what to do, not as an internal error.
             IndexError::Tantivy(
@@ -225,6 +301,8 @@ impl Index {
                 reason: "the lexical index's schema is not ibex's".into(),
             });
         }
+        let verified_lexical = Arc::new(Mutex::new(HashSet::new()));
+        verify_lexical_checksums(&lexical, &dir.join(LEXICAL_DIR), &verified_lexical)?;
         let reader = lexical
             .reader_builder()
             .reload_policy(ReloadPolicy::Manual)
@@ -243,6 +321,7 @@ impl Index {
                 next_chunk_key: 0,
                 next_segment_id: 0,
                 segments: Vec::new(),
+                interactions: None,
             },
             searcher: reader.searcher(),
             lexical,
@@ -252,6 +331,7 @@ impl Index {
             rows: Arc::new(HashMap::new()),
             live_rows: Arc::new(Vec::new()),
             live: Arc::new(LiveDocs::default()),
+            verified_lexical,
         };
         index.refresh()?;
         Ok(index)
@@ -269,6 +349,11 @@ impl Index {
         // both name the same generation.
         for _ in 0..5 {
             let generation = committed_generation(&self.dir, &self.lexical)?;
+            verify_lexical_checksums(
+                &self.lexical,
+                &self.dir.join(LEXICAL_DIR),
+                &self.verified_lexical,
+            )?;
             self.reader.reload()?;
             if committed_generation(&self.dir, &self.lexical)? != generation {
                 continue;
@@ -349,6 +434,54 @@ impl Index {
     /// The manifest of the commit this view shows.
     pub fn manifest(&self) -> &Manifest {
         &self.manifest
+    }
+
+    /// The interaction data of the commit this view shows (`ibex index-interactions`), checked
+    /// against the manifest's length and checksum; `None` when none was installed. Indexes made
+    /// before interaction data joined the commit protocol kept it in `interactions.tsv`, which is
+    /// read (unchecked, as it was written) until the next install replaces it.
+    pub fn read_interactions(&self) -> Result<Option<Vec<u8>>> {
+        let path = self.interactions_path();
+        let Some(meta) = &self.manifest.interactions else {
+            return match std::fs::read(&path) {
+                Ok(bytes) => Ok(Some(bytes)),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+                Err(e) => Err(IndexError::io(format!("reading {}", path.display()), e)),
+            };
+        };
+        let bytes = std::fs::read(&path).map_err(|e| {
+            IndexError::io(
+                format!(
+                    "reading the interaction data of generation {} ({}); if another process \
+                     committed meanwhile, open the index again",
+                    self.manifest.generation,
+                    path.display()
+                ),
+                e,
+            )
+        })?;
+        if bytes.len() as u64 != meta.bytes || crc32fast::hash(&bytes) != meta.crc32 {
+            return Err(IndexError::Corrupt {
+                path,
+                reason: format!(
+                    "{} bytes with crc {:08x}, the manifest says {} bytes with crc {:08x}",
+                    bytes.len(),
+                    crc32fast::hash(&bytes),
+                    meta.bytes,
+                    meta.crc32
+                ),
+            });
+        }
+        Ok(Some(bytes))
+    }
+
+    /// The file [`Index::read_interactions`] reads: the one the manifest names, or for older
+    /// indexes `interactions.tsv` (which may not exist).
+    pub fn interactions_path(&self) -> PathBuf {
+        match &self.manifest.interactions {
+            Some(meta) => self.dir.join(&meta.file),
+            None => self.dir.join(LEGACY_INTERACTIONS_FILE),
+        }
     }
 
     /// The embedding model the index was built with.

@@ -44,6 +44,30 @@ pub struct Manifest {
     pub next_segment_id: u64,
     /// The committed vector segments.
     pub segments: Vec<SegmentMeta>,
+    /// The interaction data installed with the commit (`ibex index-interactions`), if any.
+    /// Absent from manifests written before interaction data joined the commit protocol, which
+    /// is why it is optional on read and left out when empty (older manifests keep their crc).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub interactions: Option<InteractionsFile>,
+}
+
+/// A committed interaction file: written once under a name of its generation and never changed,
+/// so a commit refers to exactly the data it was made with, and snapshots hold it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InteractionsFile {
+    /// File name inside the index directory (`interactions-{generation}.tsv`).
+    pub file: String,
+    /// Its length in bytes.
+    pub bytes: u64,
+    /// CRC-32 of its bytes: a damaged file is reported, never read as other interactions.
+    pub crc32: u32,
+    /// Interactions (lines) it holds.
+    pub events: usize,
+}
+
+/// File name of the interaction data committed at `generation`.
+pub fn interactions_file_name(generation: u64) -> String {
+    format!("interactions-{generation:08}.tsv")
 }
 
 #[derive(Serialize, Deserialize)]

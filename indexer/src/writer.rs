@@ -21,10 +21,11 @@ use tantivy::{TantivyDocument, TantivyError, Term};
 
 use crate::chunk::{embed_chunks, EmbeddedChunks};
 use crate::corpus::Document;
+use crate::durable::write_durably;
 use crate::error::{IndexError, Result};
 use crate::index::{CommitPayload, Index, VECTORS_DIR};
 use crate::live::{DocChunks, LiveDocs};
-use crate::manifest::{manifest_file_name, Manifest};
+use crate::manifest::{interactions_file_name, manifest_file_name, InteractionsFile, Manifest};
 use crate::schema::metadata_terms;
 use crate::vectors::{ChunkSet, VectorSegment, HNSW_MIN_VECTORS};
 
@@ -82,6 +83,14 @@ pub struct IndexWriter<'a> {
     next_chunk_key: u64,
     changes: HashMap<String, Change>,
     graph_threshold: usize,
+    /// Interaction data to install with the next commit.
+    pending_interactions: Option<PendingInteractions>,
+}
+
+/// Interaction data staged by [`IndexWriter::set_interactions`].
+struct PendingInteractions {
+    bytes: Vec<u8>,
+    events: usize,
 }
 
 /// A stable hash of everything that goes into a document's index entries.
@@ -154,6 +163,7 @@ impl Index {
             next_chunk_key,
             changes: HashMap::new(),
             graph_threshold: HNSW_MIN_VECTORS,
+            pending_interactions: None,
         })
     }
 
@@ -172,6 +182,7 @@ impl Index {
                 keep.push(format!("{base}.hnsw.data"));
             }
         }
+        let interactions = self.manifest.interactions.as_ref().map(|i| i.file.as_str());
         let remove_unlisted =
             |dir: &std::path::Path, is_ours: &dyn Fn(&str) -> bool, keep: &dyn Fn(&str) -> bool| {
                 if let Ok(entries) = std::fs::read_dir(dir) {
@@ -187,6 +198,17 @@ impl Index {
             &self.dir,
             &|n| n.starts_with("manifest-") || n.starts_with(".manifest-"),
             &|n| n == current,
+        );
+        // Interaction files of older commits, and the pre-commit-protocol file once a commit
+        // has replaced it.
+        remove_unlisted(
+            &self.dir,
+            &|n| {
+                n.starts_with("interactions-")
+                    || n.starts_with(".interactions-")
+                    || (n == crate::index::LEGACY_INTERACTIONS_FILE && interactions.is_some())
+            },
+            &|n| Some(n) == interactions,
         );
         remove_unlisted(
             &self.dir.join(VECTORS_DIR),
@@ -409,7 +431,15 @@ impl IndexWriter<'_> {
 
     /// Whether there are uncommitted changes.
     pub fn has_changes(&self) -> bool {
-        !self.changes.is_empty()
+        !self.changes.is_empty() || self.pending_interactions.is_some()
+    }
+
+    /// Stages `bytes` (`events` interactions, one per line) as the index's interaction data,
+    /// replacing what it holds when the next [`IndexWriter::commit`] succeeds: the data is
+    /// written under a name of that generation before the manifest that refers to it, so a crash
+    /// leaves the index with the old data or the new, never a mixture.
+    pub fn set_interactions(&mut self, bytes: Vec<u8>, events: usize) {
+        self.pending_interactions = Some(PendingInteractions { bytes, events });
     }
 
     /// The live documents as they will be once the pending changes commit.
@@ -506,6 +536,22 @@ impl IndexWriter<'_> {
             }
         }
 
+        // Written before the manifest that refers to it (an error here leaves the index as it
+        // was: nothing refers to the file, and garbage collection removes it).
+        let generation = self.index.manifest.generation + 1;
+        let interactions = match &self.pending_interactions {
+            None => self.index.manifest.interactions.clone(),
+            Some(pending) => {
+                let file = interactions_file_name(generation);
+                write_durably(&self.index.dir.join(&file), &pending.bytes)?;
+                Some(InteractionsFile {
+                    file,
+                    bytes: pending.bytes.len() as u64,
+                    crc32: crc32fast::hash(&pending.bytes),
+                    events: pending.events,
+                })
+            }
+        };
         let old_segments = std::mem::take(&mut self.index.segments);
         let mut segments = Vec::new();
         for (i, segment) in old_segments.into_iter().enumerate() {
@@ -516,10 +562,11 @@ impl IndexWriter<'_> {
         segments.extend(new_segments);
 
         let manifest = Manifest {
-            generation: self.index.manifest.generation + 1,
+            generation,
             next_chunk_key: self.next_chunk_key,
             next_segment_id,
             segments: segments.iter().map(|s| s.meta.clone()).collect(),
+            interactions,
             ..self.index.manifest.clone()
         };
         // The in-memory segments now describe the new manifest; if the commit fails, refresh()
@@ -544,6 +591,7 @@ impl IndexWriter<'_> {
         self.pending_keys.clear();
         self.pending_vectors.clear();
         self.changes.clear();
+        self.pending_interactions = None;
         self.index.refresh()?;
         self.index.collect_garbage();
         Ok(CommitStats {

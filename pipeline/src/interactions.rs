@@ -2,18 +2,17 @@
 //! per-user histories, item co-occurrence (item-kNN on co-ratings) and popularity.
 //!
 //! The format is MovieLens's `u.data`: one interaction per line, `user item [rating [timestamp]]`
-//! separated by tabs or spaces, plain or gzip; `#` starts a comment. An index may hold such a file
-//! as `interactions.tsv` ([`Interactions::install`]), and the recommender then adds co-occurrence
-//! to its candidates.
+//! separated by tabs or spaces, plain or gzip; `#` starts a comment. An index may hold such data,
+//! installed by a commit ([`Interactions::install`]) so that a crash leaves the old data or the
+//! new and snapshots hold it, and the recommender then adds co-occurrence to its candidates.
 
 use std::collections::HashMap;
 use std::io::BufRead;
-use std::path::{Path, PathBuf};
+use std::path::Path;
+
+use ibex_indexer::{Index, IndexWriter};
 
 use crate::{PipelineError, Result};
-
-/// The file name interaction data has inside an index folder.
-pub const INDEX_FILE: &str = "interactions.tsv";
 
 /// One interaction.
 #[derive(Debug, Clone, PartialEq)]
@@ -50,6 +49,11 @@ impl Interactions {
         } else {
             Box::new(std::io::BufReader::new(file))
         };
+        Self::parse(reader, path)
+    }
+
+    /// Parses interaction lines from `reader`; `path` names their origin in errors.
+    fn parse(reader: impl BufRead, path: &Path) -> Result<Self> {
         let mut events = Vec::new();
         for (i, line) in reader.lines().enumerate() {
             let bad = |reason: String| PipelineError::MalformedInteractions {
@@ -93,27 +97,32 @@ impl Interactions {
         Ok(Interactions { events })
     }
 
-    /// The interaction file of the index at `dir`.
-    pub fn index_file(dir: &Path) -> PathBuf {
-        dir.join(INDEX_FILE)
+    /// The interactions of the commit `index` shows, if any were installed.
+    pub fn load_for_index(index: &Index) -> Result<Option<Self>> {
+        let Some(bytes) = index.read_interactions()? else {
+            return Ok(None);
+        };
+        let origin = index.interactions_path();
+        Self::parse(bytes.as_slice(), &origin).map(Some)
     }
 
-    /// The interactions installed in the index at `dir`, if any.
-    pub fn load_for_index(dir: &Path) -> Result<Option<Self>> {
-        let path = Self::index_file(dir);
-        if path.is_file() {
-            Self::read(&path).map(Some)
-        } else {
-            Ok(None)
-        }
-    }
-
-    /// Validates the file at `source` and installs a copy as the index's interaction data
-    /// (written to a temporary file, fsynced, renamed: a crash leaves the old file or the new).
-    pub fn install(source: &Path, index_dir: &Path) -> Result<usize> {
+    /// Validates the file at `source` and installs a copy as the interaction data of `index`,
+    /// replacing what it held, in a commit of its own (it takes the index's writer lock: a
+    /// crash leaves the old data or the new). Returns the number of interactions installed.
+    pub fn install(source: &Path, index: &mut Index) -> Result<usize> {
         let interactions = Self::read(source)?;
+        let mut writer = index.embedded_writer()?;
+        interactions.stage(&mut writer);
+        writer.commit()?;
+        writer.finish()?;
+        Ok(interactions.events.len())
+    }
+
+    /// Stages these interactions as the index's interaction data in `writer`'s next commit (for
+    /// callers that take the writer lock themselves, e.g. waiting for another process's write).
+    pub fn stage(&self, writer: &mut IndexWriter<'_>) {
         let mut text = String::new();
-        for e in &interactions.events {
+        for e in &self.events {
             let rating = e
                 .rating
                 .map(|r| r.to_string())
@@ -123,8 +132,7 @@ impl Interactions {
                 e.user, e.item, rating, e.timestamp
             ));
         }
-        ibex_indexer::durable::write_durably(&Self::index_file(index_dir), text.as_bytes())?;
-        Ok(interactions.events.len())
+        writer.set_interactions(text.into_bytes(), self.events.len());
     }
 
     /// Each user's items, oldest first (ties keep file order).

@@ -279,13 +279,12 @@ impl NativeIndex {
         reasons: bool,
     ) -> PyResult<String> {
         let shared = self.shared()?;
-        let dir = self.path.clone();
         let result = py
             .detach(move || -> ibex::Result<_> {
                 let generator = ibex::generator::default_generator()?;
                 let snapshot = shared.snapshot();
                 let catalog = ibex::pipeline::recommend::ItemCatalog::from_index(&snapshot)?;
-                let co = ibex::pipeline::Interactions::load_for_index(&dir)?.map(|i| {
+                let co = ibex::pipeline::Interactions::load_for_index(&snapshot)?.map(|i| {
                     let histories = i.histories();
                     ibex::pipeline::interactions::CoOccurrence::build(
                         histories.values().map(Vec::as_slice),

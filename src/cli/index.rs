@@ -17,6 +17,10 @@ pub struct Args {
     /// Documents per commit.
     #[arg(long, default_value_t = 1000)]
     commit_every: usize,
+    /// Vector segments of at least this many chunks get an HNSW graph; smaller ones are
+    /// searched exactly (a full scan is faster below it: BENCHMARKS.md measured the crossover).
+    #[arg(long, default_value_t = ibex::indexer::vectors::HNSW_MIN_VECTORS)]
+    graph_threshold: usize,
     /// Print the summary as JSON.
     #[arg(long)]
     json: bool,
@@ -26,6 +30,7 @@ pub struct Args {
 pub fn run(args: Args, context: &Context) -> Result<()> {
     let options = IndexOptions {
         commit_every: args.commit_every,
+        graph_threshold: args.graph_threshold,
         ..args.target.options(&context.device)
     };
     let index = &args.target.index;

@@ -252,7 +252,7 @@ pub async fn recommend(
         let generator = generator(&state)?;
         let snapshot = index.snapshot();
         let catalog = ItemCatalog::from_index(&snapshot).map_err(ApiError::from)?;
-        let co = co_occurrence(&state, snapshot.dir())?;
+        let co = co_occurrence(&state, &snapshot)?;
         ibex_pipeline::recommend(
             &catalog,
             co.as_deref(),
@@ -268,27 +268,45 @@ pub async fn recommend(
     Ok(Json(result))
 }
 
-/// The co-occurrence of the index's installed interactions, cached until the file changes.
+/// The co-occurrence of the interactions installed in the commit `index` shows, cached by file:
+/// each commit that installs interactions writes a file of its own name, so a cached entry is
+/// never stale (the modification time also covers indexes from before that, which kept theirs
+/// in `interactions.tsv`).
 fn co_occurrence(
     state: &AppState,
-    dir: &std::path::Path,
+    index: &ibex_indexer::Index,
 ) -> Result<Option<Arc<CoOccurrence>>, ApiError> {
-    let path = Interactions::index_file(dir);
+    let path = index.interactions_path();
     let Ok(modified) = std::fs::metadata(&path).and_then(|m| m.modified()) else {
+        if index.manifest().interactions.is_some() {
+            // Named by the commit but gone: another process committed and collected it; this
+            // reports the missing file with its generation.
+            Interactions::load_for_index(index).map_err(ApiError::from)?;
+        }
         return Ok(None);
     };
+    {
+        let cache = state
+            .co_occurrence
+            .lock()
+            .map_err(|_| ApiError::internal("the co-occurrence cache's lock was poisoned"))?;
+        if let Some((when, co)) = cache.get(&path) {
+            if *when == modified {
+                return Ok(Some(co.clone()));
+            }
+        }
+    }
+    let Some(interactions) = Interactions::load_for_index(index).map_err(ApiError::from)? else {
+        return Ok(None);
+    };
+    let histories = interactions.histories();
+    let co = Arc::new(CoOccurrence::build(histories.values().map(Vec::as_slice)));
     let mut cache = state
         .co_occurrence
         .lock()
         .map_err(|_| ApiError::internal("the co-occurrence cache's lock was poisoned"))?;
-    if let Some((when, co)) = cache.get(&path) {
-        if *when == modified {
-            return Ok(Some(co.clone()));
-        }
-    }
-    let interactions = Interactions::read(&path).map_err(ApiError::from)?;
-    let histories = interactions.histories();
-    let co = Arc::new(CoOccurrence::build(histories.values().map(Vec::as_slice)));
+    // One entry per index: older files of the same index are dropped with the new one's insert.
+    cache.retain(|cached, _| cached.parent() != path.parent());
     cache.insert(path, (modified, co.clone()));
     Ok(Some(co))
 }
