@@ -9,8 +9,8 @@
 //! at a graph build (sent as soon as a new graph-sized segment file appears, the moment its graph
 //! starts being built).
 //!
-//! A child `ibex index-interactions` is killed the same way: the index must hold the interaction
-//! data it held before or the new data, whole.
+//! A child `ibex index-interactions` is killed at each step of its commit in turn (seen in the
+//! files it writes): the index must hold the interaction data it held before or the new, whole.
 
 mod common;
 
@@ -245,8 +245,8 @@ fn kill_at_next_graph_build(
                 return true;
             }
         }
-        // Polling, not spinning: the child needs the cores; a graph build takes milliseconds.
-        std::thread::sleep(Duration::from_micros(500));
+        // Checked without pausing: a graph build of this size takes milliseconds.
+        std::thread::yield_now();
     }
 }
 
@@ -286,7 +286,58 @@ fn uncommitted_segments(dir: &Path, seen: &mut HashSet<String>) -> Landed {
     landed
 }
 
-/// Kills of the interaction run: 12, or `IBEX_INTERACTION_CRASH_KILLS`.
+/// The steps of an interaction install a kill is aimed at, in order.
+const INSTALL_STAGES: [&str; 5] = [
+    "at start",
+    "writing the data",
+    "data written, manifest not yet",
+    "manifest written, commit point not yet",
+    "never (the install completes)",
+];
+
+/// Kills `child` (an `ibex index-interactions` committing `generation` into `dir`) as soon as it
+/// reaches `stage` of [`INSTALL_STAGES`], seen in the files it writes (`write_durably`'s
+/// temporary file, the data file, the manifest). Returns whether the stage was seen before the
+/// child exited. The install takes a fraction of a second, so this checks without pausing.
+fn kill_at_install_stage(
+    child: &mut std::process::Child,
+    dir: &Path,
+    generation: u64,
+    stage: usize,
+) -> bool {
+    let data = format!("interactions-{generation:08}.tsv");
+    let manifest = format!("manifest-{generation:08}.json");
+    let reached = |names: &HashSet<String>| match stage {
+        0 => true,
+        1 => names
+            .iter()
+            .any(|n| n.starts_with(&format!(".{data}.tmp-"))),
+        2 => names.contains(&data),
+        3 => names.contains(&manifest),
+        _ => false,
+    };
+    loop {
+        let names: HashSet<String> = std::fs::read_dir(dir)
+            .map(|entries| {
+                entries
+                    .flatten()
+                    .map(|e| e.file_name().to_string_lossy().into_owned())
+                    .collect()
+            })
+            .unwrap_or_default();
+        if reached(&names) {
+            let _ = child.kill(); // SIGKILL
+            return true;
+        }
+        if child.try_wait().unwrap().is_some() {
+            return false;
+        }
+        std::thread::yield_now();
+    }
+}
+
+/// Runs of the interaction test: 12, or `IBEX_INTERACTION_CRASH_KILLS` (every fifth run is left
+/// to complete, so the new data is seen committed as well as the old kept).
 fn interaction_kills() -> usize {
     std::env::var("IBEX_INTERACTION_CRASH_KILLS")
         .ok()
@@ -341,24 +392,18 @@ fn killed_interaction_installs_leave_the_old_data_or_the_new() {
             .spawn()
             .unwrap()
     };
-    let calibration = temp.path().join("calibration");
-    make_index(&calibration);
-    let started = std::time::Instant::now();
-    assert!(install(&files[0], &calibration).wait().unwrap().success());
-    let full_run = started.elapsed().as_secs_f64();
-
-    let seed = std::env::var("IBEX_CRASH_SEED")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0x1be7);
-    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
     let mut state: Option<usize> = None; // which file the index holds
     let (mut replaced, mut kept) = (0, 0);
+    let mut stages_reached = [0usize; INSTALL_STAGES.len()];
     for run in 0..interaction_kills() {
         let which = run % 2;
+        let generation = Index::open(&dir).unwrap().manifest().generation + 1;
         let mut child = install(&files[which], &dir);
-        std::thread::sleep(Duration::from_secs_f64(full_run * rng.gen_range(0.2..1.5)));
-        let _ = child.kill(); // SIGKILL
+        // Each run aims at one step of the install's commit, seen in the files it leaves.
+        let stage = run % INSTALL_STAGES.len();
+        if kill_at_install_stage(&mut child, &dir, generation, stage) {
+            stages_reached[stage] += 1;
+        }
         child.wait().unwrap();
 
         let index =
@@ -390,8 +435,10 @@ fn killed_interaction_installs_leave_the_old_data_or_the_new() {
         let hits = ibex::search::search(&index, None, &request).unwrap().hits;
         assert_eq!(hits.len(), 1, "run {run}: the index answers searches");
     }
+    assert!(replaced > 0 && kept > 0, "both outcomes were seen");
     eprintln!(
-        "{} kills of `ibex index-interactions`: the old data or the new every time ({replaced} installs committed, {kept} kept the old)",
-        interaction_kills()
+        "{} runs of `ibex index-interactions`: the old data or the new every time ({replaced} installs committed, {kept} kept the old); kills per step reached: {:?}",
+        interaction_kills(),
+        INSTALL_STAGES.iter().zip(stages_reached).collect::<Vec<_>>()
     );
 }
