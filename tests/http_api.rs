@@ -112,6 +112,28 @@ fn index_lifecycle_over_http() {
         &json!({"query": "water", "filter": {"lang": "en", "year": 2020}}),
     );
     assert_eq!(hit_ids(&filtered), ["glacier"]);
+    // The operator syntax, inside retrieval in every mode.
+    for mode in ["bm25", "dense", "hybrid"] {
+        let (status, filtered) = server.post(
+            "/v1/indexes/books/search",
+            &json!({"query": "coffee water glaciers", "mode": mode,
+                    "filter": {"$or": [{"year": {"$gte": 2019, "$lt": 2021}}, {"lang": {"$in": ["it"]}}],
+                               "lang": {"$ne": "fr"}}}),
+        );
+        assert_eq!(status, 200, "{filtered}");
+        let mut ids = hit_ids(&filtered);
+        ids.sort();
+        assert_eq!(ids, ["espresso", "glacier"], "{mode}: {filtered}");
+    }
+    let (status, refused) = server.post(
+        "/v1/indexes/books/search",
+        &json!({"query": "water", "filter": {"year": {"$gte": "soon"}}}),
+    );
+    assert_eq!(
+        (status, error_code(&refused).as_str()),
+        (422, "invalid_filter")
+    );
+    assert!(refused.to_string().contains("year"), "{refused}");
 
     let (status, doc) = server.get("/v1/indexes/books/documents/espresso");
     assert_eq!(status, 200);
@@ -292,7 +314,7 @@ fn every_error_has_its_status_and_the_error_shape() {
             "/v1/indexes/errs/search",
             Some(json!({"query": "x", "filter": {"a": [1]}})),
             422,
-            "invalid_field",
+            "invalid_filter",
         ),
         (
             "POST",
@@ -774,7 +796,12 @@ fn sigterm_finishes_the_write_in_flight_then_exits_cleanly() {
         .collect();
     let url = server.url("/v1/indexes/grace/documents");
     let sender = std::thread::spawn(move || {
-        let response = reqwest::blocking::Client::new()
+        // No client timeout (reqwest's blocking client gives up after 30 s): on a loaded
+        // machine embedding the batch takes longer, and the test is about the server waiting.
+        let response = reqwest::blocking::Client::builder()
+            .timeout(None)
+            .build()
+            .unwrap()
             .post(url)
             .json(&Value::Array(batch))
             .send()

@@ -4,7 +4,7 @@ mod common;
 
 use std::path::Path;
 
-use ibex::search::{search, MetadataFilter, SearchError};
+use ibex::search::{search, Filter, SearchError};
 use ibex::{IbexError, Index, IndexOptions, Mode, SearchRequest};
 use ibex_indexer::IndexError;
 
@@ -248,7 +248,7 @@ fn long_documents_are_chunked_with_offsets_and_filters_apply() {
 
     let model = common::default_model();
     let mut request = SearchRequest::new("penguins keeping warm in winter");
-    request.filters = vec!["kind=minutes".parse::<MetadataFilter>().unwrap()];
+    request.filters = vec!["kind=minutes".parse::<Filter>().unwrap()];
     for mode in [Mode::Bm25, Mode::Dense, Mode::Hybrid] {
         request.mode = mode;
         let results = search(&index, Some(model.as_ref()), &request).unwrap();

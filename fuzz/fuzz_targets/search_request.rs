@@ -6,7 +6,7 @@
 #![no_main]
 
 use ibex_fuzz::{fixture_index, fusion_from, Input};
-use ibex_search::{ChunkAggregation, MetadataFilter, Mode, SearchRequest};
+use ibex_search::{ChunkAggregation, Filter, Mode, SearchRequest};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
@@ -29,10 +29,15 @@ fuzz_target!(|data: &[u8]| {
             .collect()
     });
     let query = String::from_utf8_lossy(input.until(0)).into_owned();
-    let filters: Vec<MetadataFilter> = input
+    // Each NUL-separated part is a filter: JSON when it parses as JSON (the API's syntax), the
+    // command-line form otherwise.
+    let filters: Vec<Filter> = input
         .rest()
         .split(|&b| b == 0)
-        .filter_map(|spec| String::from_utf8_lossy(spec).parse().ok())
+        .filter_map(|spec| match serde_json::from_slice::<serde_json::Value>(spec) {
+            Ok(value) => Filter::from_json(&value).ok(),
+            Err(_) => Filter::parse_cli(&String::from_utf8_lossy(spec)).ok(),
+        })
         .collect();
 
     let mut request = SearchRequest::new(query);

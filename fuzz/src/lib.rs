@@ -13,7 +13,7 @@ use std::sync::OnceLock;
 
 use ibex_indexer::chunk::{ChunkSpan, ChunkingParams, EmbeddedChunks};
 use ibex_indexer::{Document, Index, ModelInfo};
-use ibex_search::{ChunkAggregation, Fusion, MetadataFilter, Mode, SearchRequest};
+use ibex_search::{ChunkAggregation, Filter, Fusion, Mode, SearchRequest};
 
 /// Length of the fixture's vectors.
 pub const DIMENSION: usize = 8;
@@ -204,10 +204,10 @@ pub fn exercise(index: &Index) {
             request.vector = Some(query.clone());
         }
         let _ = ibex_search::search(index, None, &request);
-        request.filters = vec![MetadataFilter {
-            key: "lang".into(),
-            value: "en".into(),
-        }];
+        request.filters = vec![
+            Filter::parse_cli("lang=en").expect("a valid filter"),
+            Filter::parse_cli("year>=2000").expect("a valid filter"),
+        ];
         request.aggregation = ChunkAggregation::TopKSum(2);
         let _ = ibex_search::search(index, None, &request);
     }

@@ -22,7 +22,7 @@ pub struct Document {
     pub title: String,
     /// The body text (must not be empty).
     pub text: String,
-    /// Free-form metadata; top-level scalar values can be used as equality filters.
+    /// Free-form metadata; every value can be filtered on (see [`crate::metadata`]).
     pub metadata: Map<String, Value>,
 }
 

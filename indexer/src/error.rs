@@ -98,14 +98,18 @@ pub enum IndexError {
     },
 
     /// The index was written by an incompatible version of ibex.
-    #[error("index at {path} has format version {found}; this ibex reads version {supported}")]
+    #[error(
+        "index at {path} has format version {found}; this ibex reads version {supported}: {advice}"
+    )]
     UnsupportedFormat {
-        /// The index directory.
+        /// The manifest that states the version.
         path: PathBuf,
         /// The format version it has.
         found: u32,
         /// The version this build reads.
         supported: u32,
+        /// What to do about it.
+        advice: String,
     },
 
     /// Another process is writing to the index.

@@ -91,6 +91,9 @@ pub struct Index {
     /// Lexical segment files whose checksums were verified (they never change once written),
     /// shared by clones so each file is read for verification once per process.
     pub(crate) verified_lexical: Arc<Mutex<HashSet<PathBuf>>>,
+    /// The oldest manifest format this view reads: [`FORMAT_VERSION`], or older while a
+    /// migration upgrades the index.
+    pub(crate) oldest_format: u32,
 }
 
 /// Whether `dir` looks like an ibex index (it may still fail to open).
@@ -246,21 +249,27 @@ impl Index {
 
     /// Opens the index at `dir` at its last commit.
     pub fn open(dir: &Path) -> Result<Index> {
+        Index::open_reading_formats(dir, FORMAT_VERSION)
+    }
+
+    /// Opens an index whose format may be as old as `oldest`, for [`crate::migrate`] to upgrade.
+    pub(crate) fn open_reading_formats(dir: &Path, oldest: u32) -> Result<Index> {
         // A panic inside tantivy on damaged files (one is known and checked for before opening;
         // others may exist) is reported as damage to the index, not as a crash of the caller.
-        let opened =
-            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| Index::open_unchecked(dir)))
-                .unwrap_or_else(|panic| {
-                    let message = panic
-                        .downcast_ref::<&str>()
-                        .map(|s| s.to_string())
-                        .or_else(|| panic.downcast_ref::<String>().cloned())
-                        .unwrap_or_else(|| "a panic".into());
-                    Err(IndexError::Corrupt {
-                        path: dir.join(LEXICAL_DIR),
-                        reason: format!("reading it failed inside tantivy: {message}"),
-                    })
-                });
+        let opened = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            Index::open_unchecked(dir, oldest)
+        }))
+        .unwrap_or_else(|panic| {
+            let message = panic
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "a panic".into());
+            Err(IndexError::Corrupt {
+                path: dir.join(LEXICAL_DIR),
+                reason: format!("reading it failed inside tantivy: {message}"),
+            })
+        });
         opened.map_err(|e| match e {
             // Damage the lexical index finds (a torn or truncated file, bad JSON in its meta
             // files) is reported as damage, with what to do, not as an internal error.
@@ -276,7 +285,7 @@ impl Index {
         })
     }
 
-    fn open_unchecked(dir: &Path) -> Result<Index> {
+    fn open_unchecked(dir: &Path, oldest_format: u32) -> Result<Index> {
         if !dir.is_dir() {
             return Err(IndexError::NotAnIndex {
                 path: dir.to_path_buf(),
@@ -332,6 +341,7 @@ impl Index {
             live_rows: Arc::new(Vec::new()),
             live: Arc::new(LiveDocs::default()),
             verified_lexical,
+            oldest_format,
         };
         index.refresh()?;
         Ok(index)
@@ -359,7 +369,7 @@ impl Index {
                 continue;
             }
             if generation != self.manifest.generation {
-                let manifest = Manifest::read(&self.dir, generation)?;
+                let manifest = Manifest::read(&self.dir, generation, self.oldest_format)?;
                 self.load_segments(&manifest)?;
                 self.manifest = manifest;
             }
@@ -631,6 +641,38 @@ impl Index {
                     ef,
                 ),
             })
+            .collect();
+        hits.sort_by(|a, b| {
+            b.score
+                .total_cmp(&a.score)
+                .then(a.chunk_key.cmp(&b.chunk_key))
+        });
+        hits.truncate(k);
+        Ok(hits)
+    }
+
+    /// The `k` chunks most similar to `query` by an exact scan of every live chunk (or of
+    /// `allowed`): the complete answer, which a filtered graph walk cannot promise (it may not
+    /// reach every allowed row). Dense retrieval ends with it when it needs all the chunks a
+    /// filter allows.
+    pub fn scan_vectors(
+        &self,
+        query: &[f32],
+        k: usize,
+        allowed: Option<&ChunkSet>,
+    ) -> Result<Vec<ChunkHit>> {
+        let dimension = self.manifest.model.dimension;
+        if query.len() != dimension {
+            return Err(IndexError::WrongDimension {
+                expected: dimension,
+                got: query.len(),
+            });
+        }
+        let allowed = allowed.unwrap_or(self.live.chunks());
+        let mut hits: Vec<ChunkHit> = self
+            .segments
+            .iter()
+            .flat_map(|s| s.scan(query, k, allowed))
             .collect();
         hits.sort_by(|a, b| {
             b.score

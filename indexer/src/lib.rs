@@ -19,6 +19,8 @@ pub mod hnsw;
 mod index;
 pub mod live;
 mod manifest;
+pub mod metadata;
+mod migrate;
 mod schema;
 pub mod snapshot;
 pub mod vectors;
@@ -35,7 +37,10 @@ pub use chunk::{
 pub use corpus::{read_corpus, read_json_lines, Document, DocumentLimits, DocumentStream};
 pub use error::{IndexError, Result};
 pub use index::{is_index, Index, StoredDocument};
-pub use manifest::{InteractionsFile, Manifest, ModelInfo, FORMAT_VERSION};
+pub use manifest::{
+    InteractionsFile, Manifest, ModelInfo, FORMAT_VERSION, OLDEST_MIGRATABLE_FORMAT,
+};
+pub use migrate::{migrate, MigrationReport};
 pub use schema::{english_analyzer, english_stemmer, english_words_analyzer, Fields, ANALYZER};
 pub use snapshot::{restore_snapshot, snapshot_info, take_snapshot, SnapshotInfo};
 pub use vectors::{ChunkHit, ChunkSet};

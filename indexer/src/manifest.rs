@@ -14,7 +14,15 @@ use crate::error::{IndexError, Result};
 use crate::vectors::SegmentMeta;
 
 /// Version of the on-disk format this build reads and writes.
-pub const FORMAT_VERSION: u32 = 1;
+///
+/// - 1: metadata indexed as `key=value` text terms (equality filters only).
+/// - 2: metadata also indexed by type, for range and existence filters (see
+///   [`crate::metadata`]). Version 1 indexes are upgraded in place by [`crate::migrate`]
+///   (`ibex migrate`); nothing else changed, so the upgrade rewrites only the lexical index.
+pub const FORMAT_VERSION: u32 = 2;
+
+/// The oldest format version [`crate::migrate`] upgrades.
+pub const OLDEST_MIGRATABLE_FORMAT: u32 = 1;
 
 /// The embedding model an index was built with.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -96,8 +104,10 @@ impl Manifest {
         write_durably(&dir.join(manifest_file_name(self.generation)), &bytes)
     }
 
-    /// Reads and checks the manifest of `generation` in `dir`.
-    pub fn read(dir: &Path, generation: u64) -> Result<Manifest> {
+    /// Reads and checks the manifest of `generation` in `dir`, refusing format versions other
+    /// than [`FORMAT_VERSION`] and, when `oldest` is lower, those from `oldest` on (a migration
+    /// reads them).
+    pub fn read(dir: &Path, generation: u64, oldest: u32) -> Result<Manifest> {
         let path = dir.join(manifest_file_name(generation));
         let bytes = std::fs::read(&path)
             .map_err(|e| IndexError::io(format!("reading manifest {}", path.display()), e))?;
@@ -115,11 +125,23 @@ impl Manifest {
             .get("format_version")
             .and_then(|v| v.as_u64())
             .unwrap_or(0) as u32;
-        if version != FORMAT_VERSION {
+        if !(oldest.min(FORMAT_VERSION)..=FORMAT_VERSION).contains(&version) {
+            let advice = if (OLDEST_MIGRATABLE_FORMAT..FORMAT_VERSION).contains(&version) {
+                format!(
+                    "upgrade it in place with `ibex migrate {}` (it re-indexes the metadata for \
+                     typed filters and keeps the vectors; stop any process writing to it first)",
+                    dir.display()
+                )
+            } else if version > FORMAT_VERSION {
+                "it was written by a newer ibex: open it with that version".to_string()
+            } else {
+                "rebuild it from its corpus with `ibex index`".to_string()
+            };
             return Err(IndexError::UnsupportedFormat {
                 path: path.clone(),
                 found: version,
                 supported: FORMAT_VERSION,
+                advice,
             });
         }
         serde_json::from_value(file.manifest).map_err(|e| corrupt(e.to_string()))

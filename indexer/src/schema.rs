@@ -65,7 +65,8 @@ pub struct Fields {
     pub text: Field,
     /// Title and text, analyzed: the one field BM25 scores, as Anserini's `contents`.
     pub contents: Field,
-    /// Metadata as exact `key=value` terms, for equality filters.
+    /// Metadata as exact terms for filters: `key=value` for equality, and typed terms for
+    /// ranges and existence (see [`crate::metadata`]).
     pub meta: Field,
     /// Metadata as stored JSON.
     pub metadata_json: Field,
@@ -116,27 +117,4 @@ pub fn fields_of(schema: &Schema) -> tantivy::Result<Fields> {
         chunk_spans: schema.get_field("chunk_spans")?,
         content_hash: schema.get_field("content_hash")?,
     })
-}
-
-/// The metadata of a document as exact filter terms `key=value` (nested keys joined with dots;
-/// each element of an array gives its own term).
-pub fn metadata_terms(metadata: &serde_json::Map<String, serde_json::Value>) -> Vec<String> {
-    fn walk(prefix: &str, value: &serde_json::Value, out: &mut Vec<String>) {
-        match value {
-            serde_json::Value::Null => {}
-            serde_json::Value::String(s) => out.push(format!("{prefix}={s}")),
-            serde_json::Value::Bool(_) | serde_json::Value::Number(_) => {
-                out.push(format!("{prefix}={value}"))
-            }
-            serde_json::Value::Array(items) => items.iter().for_each(|v| walk(prefix, v, out)),
-            serde_json::Value::Object(map) => map
-                .iter()
-                .for_each(|(k, v)| walk(&format!("{prefix}.{k}"), v, out)),
-        }
-    }
-    let mut out = Vec::new();
-    for (key, value) in metadata {
-        walk(key, value, &mut out);
-    }
-    out
 }

@@ -25,8 +25,10 @@ use crate::durable::write_durably;
 use crate::error::{IndexError, Result};
 use crate::index::{CommitPayload, Index, VECTORS_DIR};
 use crate::live::{DocChunks, LiveDocs};
-use crate::manifest::{interactions_file_name, manifest_file_name, InteractionsFile, Manifest};
-use crate::schema::metadata_terms;
+use crate::manifest::{
+    interactions_file_name, manifest_file_name, InteractionsFile, Manifest, FORMAT_VERSION,
+};
+use crate::metadata::metadata_terms;
 use crate::vectors::{ChunkSet, VectorSegment, HNSW_MIN_VECTORS};
 
 /// A graph segment with more than this share of dead rows is rewritten without them.
@@ -367,27 +369,16 @@ impl IndexWriter<'_> {
             self.pending_keys
                 .extend(chunk_base..chunk_base + chunk_count as u64);
             self.pending_vectors.extend_from_slice(&chunks.vectors);
-            let mut entry = TantivyDocument::new();
-            entry.add_text(f.id, &doc.id);
-            entry.add_text(f.title, &doc.title);
-            entry.add_text(f.text, &doc.text);
-            entry.add_text(f.contents, format!("{}\n{}", doc.title, doc.text));
-            for term in metadata_terms(&doc.metadata) {
-                entry.add_text(f.meta, term);
-            }
-            entry.add_text(
-                f.metadata_json,
-                serde_json::Value::Object(doc.metadata.clone()).to_string(),
+            let entry = lexical_entry(
+                &f,
+                doc,
+                chunk_base,
+                &doc_spans
+                    .iter()
+                    .map(|s| (s.start, s.end))
+                    .collect::<Vec<_>>(),
+                &hash,
             );
-            entry.add_u64(f.chunk_base, chunk_base);
-            entry.add_u64(f.chunk_count, chunk_count as u64);
-            let span_bytes: Vec<u8> = doc_spans
-                .iter()
-                .flat_map(|s| [(s.start as u32).to_le_bytes(), (s.end as u32).to_le_bytes()])
-                .flatten()
-                .collect();
-            entry.add_bytes(f.chunk_spans, &span_bytes);
-            entry.add_text(f.content_hash, &hash);
             self.lexical
                 .delete_term(Term::from_field_text(f.id, &doc.id));
             self.lexical.add_document(entry)?;
@@ -401,6 +392,36 @@ impl IndexWriter<'_> {
             );
         }
         Ok(())
+    }
+
+    /// Rewrites every live document's lexical entry as this version writes it (same stored
+    /// fields, same chunk keys, so the vectors stay as they are): the format migration. Visible
+    /// after [`IndexWriter::commit`]; returns the number of documents.
+    pub(crate) fn rewrite_lexical_entries(&mut self) -> Result<usize> {
+        let f = self.index.fields;
+        let searcher = self.index.searcher();
+        let mut rewritten = 0;
+        for (ordinal, reader) in searcher.segment_readers().iter().enumerate() {
+            for doc_id in reader.doc_ids_alive() {
+                let address = tantivy::DocAddress::new(ordinal as u32, doc_id);
+                let stored = self.index.stored_document(&searcher.doc(address)?);
+                let spans: Vec<(usize, usize)> =
+                    stored.chunks.iter().map(|s| (s.start, s.end)).collect();
+                let doc = Document {
+                    id: stored.id,
+                    title: stored.title,
+                    text: stored.text,
+                    metadata: stored.metadata,
+                };
+                let entry =
+                    lexical_entry(&f, &doc, stored.chunk_base, &spans, &stored.content_hash);
+                self.lexical
+                    .delete_term(Term::from_field_text(f.id, &doc.id));
+                self.lexical.add_document(entry)?;
+                rewritten += 1;
+            }
+        }
+        Ok(rewritten)
     }
 
     /// Deletes documents by id; returns how many existed. Visible after [`IndexWriter::commit`].
@@ -562,6 +583,8 @@ impl IndexWriter<'_> {
         segments.extend(new_segments);
 
         let manifest = Manifest {
+            // A migration's commit is the one that raises it.
+            format_version: FORMAT_VERSION,
             generation,
             next_chunk_key: self.next_chunk_key,
             next_segment_id,
@@ -607,6 +630,40 @@ impl IndexWriter<'_> {
         self.lexical.wait_merging_threads()?;
         Ok(())
     }
+}
+
+/// A document's lexical index entry: its stored fields (id, title, text, metadata JSON, chunk
+/// keys and character spans, content hash), the analyzed `contents` BM25 scores, and the metadata
+/// filter terms.
+fn lexical_entry(
+    f: &crate::schema::Fields,
+    doc: &Document,
+    chunk_base: u64,
+    spans: &[(usize, usize)],
+    hash: &str,
+) -> TantivyDocument {
+    let mut entry = TantivyDocument::new();
+    entry.add_text(f.id, &doc.id);
+    entry.add_text(f.title, &doc.title);
+    entry.add_text(f.text, &doc.text);
+    entry.add_text(f.contents, format!("{}\n{}", doc.title, doc.text));
+    for term in metadata_terms(&doc.metadata) {
+        entry.add_text(f.meta, term);
+    }
+    entry.add_text(
+        f.metadata_json,
+        serde_json::Value::Object(doc.metadata.clone()).to_string(),
+    );
+    entry.add_u64(f.chunk_base, chunk_base);
+    entry.add_u64(f.chunk_count, spans.len() as u64);
+    let span_bytes: Vec<u8> = spans
+        .iter()
+        .flat_map(|&(start, end)| [(start as u32).to_le_bytes(), (end as u32).to_le_bytes()])
+        .flatten()
+        .collect();
+    entry.add_bytes(f.chunk_spans, &span_bytes);
+    entry.add_text(f.content_hash, hash);
+    entry
 }
 
 /// Rows gathered for a new segment.

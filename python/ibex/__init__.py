@@ -186,7 +186,7 @@ class Index:
 
     def upsert(self, documents: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
         """Adds or replaces documents: mappings with ``id`` (or ``_id``), ``text``, and optional
-        ``title`` and ``metadata`` (a dict; its top-level scalar values can be search filters).
+        ``title`` and ``metadata`` (a dict; every value can be filtered on, nested keys by dots).
         Unchanged documents are skipped. Returns the write report."""
         docs = [dict(d) for d in documents]
         return json.loads(self._native.upsert_json(json.dumps(docs)))
@@ -245,7 +245,7 @@ class Index:
         query: str = "",
         mode: str = "hybrid",
         top_k: int = 10,
-        filter: Optional[Mapping[str, Union[str, int, float, bool]]] = None,
+        filter: Optional[Mapping[str, Any]] = None,
         alpha: Optional[float] = None,
         passages: int = 1,
         vector: Optional[Union[Sequence[float], np.ndarray]] = None,
@@ -254,8 +254,13 @@ class Index:
 
         ``mode`` is ``"bm25"``, ``"dense"`` or ``"hybrid"`` (reciprocal rank fusion of both,
         or ``alpha`` x dense + (1 - alpha) x BM25 on normalized scores when ``alpha`` is given).
-        ``filter`` keeps documents whose metadata equal every given value. ``vector`` searches
-        with a query embedding of the index's dimension instead of embedding ``query``.
+        ``filter`` keeps the documents whose metadata pass it, inside retrieval (so up to
+        ``top_k`` matching documents come back): ``{"lang": "en", "year": {"$gte": 2020}}``,
+        with ``$eq``, ``$ne``, ``$gt``, ``$gte``, ``$lt``, ``$lte`` (numbers, or RFC 3339 dates),
+        ``$in``, ``$nin``, ``$exists``, ``$and``, ``$or`` and ``$not``, as Pinecone, Chroma and
+        LangChain write them; a malformed filter raises ``InvalidInputError`` naming the field.
+        ``vector`` searches with a query embedding of the index's dimension instead of embedding
+        ``query``.
         """
         request: dict[str, Any] = {
             "query": query,

@@ -22,21 +22,14 @@ __all__ = ["IbexRetriever", "IbexVectorStore", "IbexEmbeddings"]
 
 
 def _filter(filter: Optional[Mapping[str, Any]]) -> Optional[dict[str, Any]]:
-    """LangChain's metadata filter dict: ``{"field": value}`` and ``{"field": {"$eq": value}}``
-    map onto ibex's equality filters; any other operator is refused rather than dropped."""
+    """LangChain's metadata filter dict, passed to the engine as it is: ibex takes the same
+    operator syntax (``{"field": value}``, ``$eq``, ``$ne``, ``$gt``, ``$gte``, ``$lt``,
+    ``$lte``, ``$in``, ``$nin``, ``$exists``, ``$and``, ``$or``, ``$not``), applied inside
+    retrieval. An operator it does not know is refused (``ibex.InvalidInputError``, a
+    ``ValueError``), never dropped."""
     if not filter:
         return None
-    out: dict[str, Any] = {}
-    for key, value in filter.items():
-        if isinstance(value, Mapping):
-            if set(value) != {"$eq"}:
-                raise ValueError(
-                    f"filter {key!r}: ibex supports equality filters ({{'{key}': value}} or "
-                    f"{{'$eq': value}}), not {sorted(value)}"
-                )
-            value = value["$eq"]
-        out[key] = value
-    return out
+    return dict(filter)
 
 
 def hit_to_document(hit: Hit) -> LangChainDocument:

@@ -3,7 +3,8 @@
 Install with ``pip install "ibex-search[llama-index]"``. Each result is a document's best passage
 as a ``TextNode`` (id ``doc_id:start-end``, the document's id, title, offsets and metadata in the
 node's metadata) with ibex's score. The search mode (hybrid by default) and metadata filters reach
-the engine: LlamaIndex ``MetadataFilters`` of ``==`` filters joined by AND map onto ibex's filters.
+the engine: LlamaIndex ``MetadataFilters`` (comparison, ``in``/``nin``, ``any``/``all``/``contains``,
+``is_empty``; nested, joined by AND, OR or NOT) map onto ibex's filters.
 """
 
 from __future__ import annotations
@@ -19,17 +20,52 @@ from . import Hit, Index
 __all__ = ["IbexRetriever", "hit_to_node"]
 
 
+# LlamaIndex operators as ibex filter operators. A list-valued field matches an ibex condition
+# when any element does, which is what ``contains`` and ``any`` ask.
+_OPERATORS = {
+    FilterOperator.EQ: "$eq",
+    FilterOperator.NE: "$ne",
+    FilterOperator.GT: "$gt",
+    FilterOperator.GTE: "$gte",
+    FilterOperator.LT: "$lt",
+    FilterOperator.LTE: "$lte",
+    FilterOperator.IN: "$in",
+    FilterOperator.NIN: "$nin",
+    FilterOperator.ANY: "$in",
+    FilterOperator.CONTAINS: "$eq",
+}
+
+
+def _condition(f: Any) -> dict[str, Any]:
+    if isinstance(f, MetadataFilters):
+        nested = _filter(f)
+        return nested if nested is not None else {}
+    operator = f.operator
+    if operator == FilterOperator.ALL:
+        values = f.value if isinstance(f.value, list) else [f.value]
+        return {"$and": [{f.key: {"$eq": v}} for v in values]}
+    if operator == FilterOperator.IS_EMPTY:
+        return {f.key: {"$exists": False}}
+    if operator not in _OPERATORS:
+        raise ValueError(f"ibex has no filter operator for {operator!r} (key {f.key!r})")
+    return {f.key: {_OPERATORS[operator]: f.value}}
+
+
 def _filter(filters: Optional[MetadataFilters]) -> Optional[dict[str, Any]]:
+    """LlamaIndex ``MetadataFilters`` (nested, joined by AND, OR or NOT) as an ibex filter,
+    applied inside retrieval; an operator ibex cannot express (text match) is refused."""
     if filters is None or not filters.filters:
         return None
-    if filters.condition not in (None, FilterCondition.AND):
-        raise ValueError("ibex filters are a conjunction of equalities: use FilterCondition.AND")
-    out: dict[str, Any] = {}
-    for f in filters.filters:
-        if isinstance(f, MetadataFilters) or f.operator != FilterOperator.EQ:
-            raise ValueError(f"ibex supports == filters, not {getattr(f, 'operator', f)!r}")
-        out[f.key] = f.value
-    return out
+    conditions = [_condition(f) for f in filters.filters]
+    condition = getattr(filters.condition, "value", filters.condition)
+    if condition in (None, "and"):
+        return conditions[0] if len(conditions) == 1 else {"$and": conditions}
+    if condition == "or":
+        return {"$or": conditions}
+    if condition == "not":
+        inner = conditions[0] if len(conditions) == 1 else {"$and": conditions}
+        return {"$not": inner}
+    raise ValueError(f"ibex cannot join filters with {filters.condition!r}")
 
 
 def hit_to_node(hit: Hit) -> NodeWithScore:

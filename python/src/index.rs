@@ -5,7 +5,7 @@ use std::sync::{Arc, RwLock};
 
 use ibex::indexer::bulk::load_embedder;
 use ibex::indexer::{ModelInfo, SharedIndex};
-use ibex::search::{ChunkAggregation, Fusion, MetadataFilter};
+use ibex::search::{ChunkAggregation, Filter, Fusion};
 use ibex::{ChunkingParams, Document, Index, IndexOptions, Mode, SearchRequest};
 use pyo3::prelude::*;
 
@@ -533,8 +533,12 @@ impl SearchBody {
         request.mode = self.mode.parse::<Mode>().map_err(to_py)?;
         request.top_k = self.top_k;
         request.passages = self.passages;
-        request.filters =
-            MetadataFilter::from_json_object(&self.filter.unwrap_or_default()).map_err(to_py)?;
+        request.filters = match self.filter {
+            Some(object) if !object.is_empty() => {
+                vec![Filter::from_json(&serde_json::Value::Object(object)).map_err(to_py)?]
+            }
+            _ => Vec::new(),
+        };
         if let Some(alpha) = self.alpha {
             if !(0.0..=1.0).contains(&alpha) {
                 return Err(invalid(format!("alpha must be in [0, 1], not {alpha}")));

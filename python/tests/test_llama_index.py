@@ -24,12 +24,22 @@ def test_retriever_returns_the_same_documents_as_search(quickstart_index: ibex.I
 def test_filters_reach_the_engine(tmp_path) -> None:
     with ibex.Index.create(tmp_path / "idx") as index:
         index.upsert([
-            {"id": "en", "text": "Yeast makes dough rise.", "metadata": {"lang": "en"}},
-            {"id": "fr", "text": "La levure fait lever la pâte.", "metadata": {"lang": "fr"}},
+            {"id": "en", "text": "Yeast makes dough rise.", "metadata": {"lang": "en", "year": 2019}},
+            {"id": "fr", "text": "La levure fait lever la pâte.", "metadata": {"lang": "fr", "year": 2023}},
         ])
-        filters = MetadataFilters(filters=[MetadataFilter(key="lang", value="fr")])
-        nodes = IbexRetriever(index, filters=filters).retrieve("yeast dough")
-        assert [n.node.metadata["doc_id"] for n in nodes] == ["fr"]
-        with pytest.raises(ValueError, match="=="):
+
+        def ids(filters: MetadataFilters) -> list[str]:
+            nodes = IbexRetriever(index, filters=filters).retrieve("yeast dough")
+            return sorted(n.node.metadata["doc_id"] for n in nodes)
+
+        assert ids(MetadataFilters(filters=[MetadataFilter(key="lang", value="fr")])) == ["fr"]
+        assert ids(MetadataFilters(filters=[
+            MetadataFilter(key="lang", value="fr", operator=FilterOperator.NE)])) == ["en"]
+        assert ids(MetadataFilters(filters=[
+            MetadataFilter(key="year", value=2020, operator=FilterOperator.GTE)])) == ["fr"]
+        assert ids(MetadataFilters(filters=[
+            MetadataFilter(key="year", value=2020, operator=FilterOperator.GTE),
+            MetadataFilter(key="lang", value="en")], condition="or")) == ["en", "fr"]
+        with pytest.raises(ValueError, match="text_match"):
             IbexRetriever(index, filters=MetadataFilters(filters=[
-                MetadataFilter(key="lang", value="fr", operator=FilterOperator.NE)]))
+                MetadataFilter(key="lang", value="fr", operator=FilterOperator.TEXT_MATCH)]))

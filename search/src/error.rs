@@ -5,8 +5,8 @@ pub enum SearchError {
     #[error("unknown search mode {0:?}: use bm25, dense or hybrid")]
     UnknownMode(String),
 
-    /// A filter not of the form key=value.
-    #[error("invalid filter {0:?}: filters are key=value (for example --filter lang=en)")]
+    /// A malformed filter; the message names the field and what was wrong.
+    #[error("invalid filter: {0}")]
     InvalidFilter(String),
 
     /// An invalid request field.

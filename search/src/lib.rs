@@ -6,6 +6,7 @@
 //! their best passages.
 
 mod error;
+pub mod filter;
 pub mod fusion;
 pub mod lexical;
 pub mod passages;
@@ -19,8 +20,8 @@ use ibex_indexer::Index;
 use serde::{Deserialize, Serialize};
 
 pub use error::{Result, SearchError};
+pub use filter::{Condition, Filter, Scalar};
 pub use fusion::{DocScore, Fusion};
-pub use lexical::MetadataFilter;
 pub use passages::Passage;
 pub use retriever::{
     fuse_hybrid, Bm25Retriever, ChunkAggregation, DenseRetriever, HybridRetriever, PreparedQuery,
@@ -81,8 +82,8 @@ pub struct SearchRequest {
     pub top_k: usize,
     /// Passages to return per document.
     pub passages: usize,
-    /// Metadata equality filters; all must hold.
-    pub filters: Vec<MetadataFilter>,
+    /// Metadata filters (see [`filter`]); all must hold.
+    pub filters: Vec<Filter>,
     /// How hybrid search combines its two lists.
     pub fusion: Fusion,
     /// How a document's score comes from its chunks' scores.

@@ -8,8 +8,9 @@ use tantivy::collector::TopDocs;
 use tantivy::query::{BooleanQuery, Occur};
 
 use crate::error::{Result, SearchError};
+use crate::filter::{filter_query, Filter};
 use crate::fusion::{fuse_reciprocal_rank, fuse_weighted, DocScore, Fusion};
-use crate::lexical::{allowed_chunks, bag_of_words_query, filter_query, MetadataFilter};
+use crate::lexical::{allowed_chunks, bag_of_words_query};
 use crate::statistics::{CollectionStatistics, TermStatistics};
 
 /// How a document's score is computed from its chunks' scores.
@@ -27,7 +28,7 @@ pub struct PreparedQuery<'q> {
     /// The query text.
     pub text: &'q str,
     /// Metadata filters every result must pass.
-    pub filters: &'q [MetadataFilter],
+    pub filters: &'q [Filter],
     /// The query's embedding, for dense retrieval and passage scoring.
     pub vector: Option<Vec<f32>>,
     /// Chunks allowed by the filters (`None`: all live chunks).
@@ -40,7 +41,7 @@ impl<'q> PreparedQuery<'q> {
         index: &Index,
         embedder: Option<&dyn Embedder>,
         text: &'q str,
-        filters: &'q [MetadataFilter],
+        filters: &'q [Filter],
     ) -> Result<Self> {
         let vector = match embedder {
             Some(e) => Some(e.embed(&[text], TextKind::Query)?.pop().unwrap_or_default()),
@@ -62,7 +63,7 @@ impl<'q> PreparedQuery<'q> {
     pub fn with_vector(
         index: &Index,
         text: &'q str,
-        filters: &'q [MetadataFilter],
+        filters: &'q [Filter],
         vector: Vec<f32>,
     ) -> Result<Self> {
         let allowed = allowed_chunks(index, &index.searcher(), filters)?;
@@ -162,10 +163,16 @@ impl Retriever for DenseRetriever {
             ChunkAggregation::TopKSum(k) => k.max(1),
         };
         // Fetch chunks until `depth` distinct documents are found (long documents contribute
-        // many chunks), or every chunk has been seen.
+        // many chunks), or every chunk has been seen. The last round, which asks for every
+        // allowed chunk, scans them exactly: a graph walk under a filter may miss allowed rows,
+        // and a filtered search must return min(depth, matching documents) hits.
         let mut k = (self.depth * 3 * per_doc).max(50);
         loop {
-            let hits = index.search_vectors(vector, k.min(available), query.allowed.as_ref())?;
+            let hits = if k >= available {
+                index.scan_vectors(vector, available, query.allowed.as_ref())?
+            } else {
+                index.search_vectors(vector, k, query.allowed.as_ref())?
+            };
             let mut per_document: HashMap<&str, Vec<f32>> = HashMap::new();
             for hit in &hits {
                 if let Some(owner) = index.live_docs().owner(hit.chunk_key) {

@@ -13,6 +13,7 @@ mod eval_recommend;
 mod index;
 mod index_interactions;
 mod info;
+mod migrate;
 mod quickstart;
 mod recommend;
 mod search;
@@ -53,6 +54,9 @@ enum Command {
     Delete(delete::Args),
     /// Show an index's documents, chunks, model, chunking, generation, size and segments.
     Info(info::Args),
+    /// Upgrade an index written by an older ibex to this version's format, in place (metadata
+    /// re-indexed for typed filters; vectors kept, nothing re-embedded).
+    Migrate(migrate::Args),
     /// Take a consistent snapshot of an index's last commit while writers keep going.
     Snapshot(snapshot::SnapshotArgs),
     /// Make a new index from a snapshot (checked first).
@@ -126,6 +130,7 @@ impl Cli {
             Command::Index(args) => index::run(args, &context),
             Command::Delete(args) => delete::run(args),
             Command::Info(args) => info::run(args),
+            Command::Migrate(args) => migrate::run(args),
             Command::Snapshot(args) => snapshot::snapshot(args),
             Command::Restore(args) => snapshot::restore(args),
             Command::Search(args) => search::run(args, &context),

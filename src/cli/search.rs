@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-use ibex::search::MetadataFilter;
+use ibex::search::Filter;
 use ibex::{Mode, Result};
 
 use super::args::RankingArgs;
@@ -19,9 +19,15 @@ pub struct Args {
     /// Passages shown per document.
     #[arg(long, default_value_t = 2)]
     passages: usize,
-    /// Metadata equality filter key=value (repeatable; all must hold).
+    /// Metadata filter (repeatable; all must hold): key=value, key!=value, key>=value (also >,
+    /// <=, <; numbers or RFC 3339 dates), 'key in (a,b)', 'key not in (a,b)', 'key exists',
+    /// 'key not exists'.
     #[arg(long = "filter")]
     filters: Vec<String>,
+    /// A filter in the JSON operator syntax of the REST API (repeatable; all must hold), e.g.
+    /// '{"year": {"$gte": 2020}, "$or": [{"lang": "en"}, {"lang": "de"}]}'.
+    #[arg(long = "filter-json")]
+    filter_json: Vec<String>,
     #[command(flatten)]
     ranking: RankingArgs,
     /// Print the results as one JSON object.
@@ -45,8 +51,16 @@ pub fn run(args: Args, context: &Context) -> Result<()> {
     request.filters = args
         .filters
         .iter()
-        .map(|f| f.parse::<MetadataFilter>())
+        .map(|f| Filter::parse_cli(f))
         .collect::<std::result::Result<_, _>>()?;
+    for text in &args.filter_json {
+        let value: serde_json::Value = serde_json::from_str(text).map_err(|e| {
+            ibex::search::SearchError::InvalidFilter(format!(
+                "--filter-json {text:?} is not JSON: {e}"
+            ))
+        })?;
+        request.filters.push(Filter::from_json(&value)?);
+    }
     let results = ibex::search::search(&index, embedder.as_deref(), &request)?;
     if args.json {
         return print_json(&results);

@@ -12,7 +12,7 @@ use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use ibex_indexer::{ChunkingParams, Document, IndexInfo, SharedIndex, WriteReport};
-use ibex_search::{ChunkAggregation, Fusion, MetadataFilter, Mode, SearchRequest};
+use ibex_search::{ChunkAggregation, Filter, Fusion, Mode, SearchRequest};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
@@ -329,7 +329,8 @@ pub struct DocumentIn {
     pub title: Option<String>,
     /// Its text.
     pub text: Option<String>,
-    /// Free-form; top-level scalar values can be search filters.
+    /// Free-form JSON; every value can be filtered on (nested keys by dots), numbers and RFC 3339
+    /// dates also by range.
     #[schema(value_type = Object)]
     pub metadata: Option<Map<String, Value>>,
 }
@@ -634,7 +635,12 @@ pub struct SearchBody {
     pub top_k: Option<usize>,
     /// Passages per document (default 2).
     pub passages: Option<usize>,
-    /// Equality filters on metadata: `{"lang": "en", "year": 1995}`; all must match.
+    /// Metadata filter, applied inside retrieval (a filtered search returns min(top_k,
+    /// matching documents) hits): `{"lang": "en", "year": {"$gte": 2020, "$lt": 2024}}`.
+    /// Operators: `$eq`, `$ne`, `$gt`, `$gte`, `$lt`, `$lte` (numbers, or RFC 3339 dates and
+    /// timestamps), `$in`, `$nin`, `$exists`, and `$and`, `$or`, `$not` nested; nested keys by
+    /// dots; a list-valued field matches when any element does. A malformed filter is a 422
+    /// naming the field.
     #[schema(value_type = Option<Object>)]
     pub filter: Option<Map<String, Value>>,
     /// Hybrid fusion weight of the dense list in [0, 1]; without it, reciprocal rank fusion.
@@ -718,8 +724,11 @@ fn search_request(body: SearchBody, limits: &crate::Limits) -> Result<SearchRequ
             format!("passages must be at most {MAX_PASSAGES}, not {passages}"),
         ));
     }
-    let filters = MetadataFilter::from_json_object(&body.filter.unwrap_or_default())
-        .map_err(|e| ApiError::invalid("invalid_field", e.to_string()))?;
+    let filters = match body.filter {
+        Some(object) if !object.is_empty() => vec![Filter::from_json(&Value::Object(object))
+            .map_err(|e| ApiError::invalid("invalid_filter", e.to_string()))?],
+        _ => Vec::new(),
+    };
     let mut request = SearchRequest::new(body.query);
     request.mode = match body.mode {
         SearchMode::Bm25 => Mode::Bm25,

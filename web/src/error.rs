@@ -163,9 +163,10 @@ impl From<SearchError> for ApiError {
     fn from(e: SearchError) -> Self {
         let message = e.to_string();
         match e {
-            SearchError::UnknownMode(_)
-            | SearchError::InvalidFilter(_)
-            | SearchError::InvalidRequest(_) => ApiError::invalid("invalid_field", message),
+            SearchError::InvalidFilter(_) => ApiError::invalid("invalid_filter", message),
+            SearchError::UnknownMode(_) | SearchError::InvalidRequest(_) => {
+                ApiError::invalid("invalid_field", message)
+            }
             SearchError::Index(e) => e.into(),
             SearchError::Embedder(e) => e.into(),
             _ => ApiError::internal(message),
