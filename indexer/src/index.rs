@@ -616,18 +616,12 @@ impl Index {
         k: usize,
         allowed: Option<&ChunkSet>,
     ) -> Result<Vec<ChunkHit>> {
-        let dimension = self.manifest.model.dimension;
-        if query.len() != dimension {
-            return Err(IndexError::WrongDimension {
-                expected: dimension,
-                got: query.len(),
-            });
-        }
+        self.check_query_dimension(query)?;
         if k == 0 {
             return Ok(Vec::new());
         }
         let ef = k.max(100);
-        let mut hits: Vec<ChunkHit> = self
+        let hits = self
             .segments
             .iter()
             .enumerate()
@@ -642,13 +636,7 @@ impl Index {
                 ),
             })
             .collect();
-        hits.sort_by(|a, b| {
-            b.score
-                .total_cmp(&a.score)
-                .then(a.chunk_key.cmp(&b.chunk_key))
-        });
-        hits.truncate(k);
-        Ok(hits)
+        Ok(best_hits(hits, k))
     }
 
     /// The `k` chunks most similar to `query` by an exact scan of every live chunk (or of
@@ -661,6 +649,17 @@ impl Index {
         k: usize,
         allowed: Option<&ChunkSet>,
     ) -> Result<Vec<ChunkHit>> {
+        self.check_query_dimension(query)?;
+        let allowed = allowed.unwrap_or(self.live.chunks());
+        let hits = self
+            .segments
+            .iter()
+            .flat_map(|s| s.scan(query, k, allowed))
+            .collect();
+        Ok(best_hits(hits, k))
+    }
+
+    fn check_query_dimension(&self, query: &[f32]) -> Result<()> {
         let dimension = self.manifest.model.dimension;
         if query.len() != dimension {
             return Err(IndexError::WrongDimension {
@@ -668,25 +667,25 @@ impl Index {
                 got: query.len(),
             });
         }
-        let allowed = allowed.unwrap_or(self.live.chunks());
-        let mut hits: Vec<ChunkHit> = self
-            .segments
-            .iter()
-            .flat_map(|s| s.scan(query, k, allowed))
-            .collect();
-        hits.sort_by(|a, b| {
-            b.score
-                .total_cmp(&a.score)
-                .then(a.chunk_key.cmp(&b.chunk_key))
-        });
-        hits.truncate(k);
-        Ok(hits)
+        Ok(())
     }
 
     /// Number of vector segments (for statistics).
     pub fn num_segments(&self) -> usize {
         self.segments.len()
     }
+}
+
+/// The best `k` of segments' hits: by score, ties by chunk key (so the order does not depend on
+/// which segment a chunk lies in).
+fn best_hits(mut hits: Vec<ChunkHit>, k: usize) -> Vec<ChunkHit> {
+    hits.sort_by(|a, b| {
+        b.score
+            .total_cmp(&a.score)
+            .then(a.chunk_key.cmp(&b.chunk_key))
+    });
+    hits.truncate(k);
+    hits
 }
 
 #[cfg(test)]
