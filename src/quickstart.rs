@@ -59,7 +59,7 @@ pub fn print_results(out: &mut dyn Write, results: &SearchResults) -> std::io::R
         writeln!(
             out,
             "{:>3}. {:<28} {:>8.4}{}",
-            rank + 1,
+            results.offset + rank + 1,
             hit.id,
             hit.score,
             title

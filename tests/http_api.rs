@@ -135,6 +135,83 @@ fn index_lifecycle_over_http() {
     );
     assert!(refused.to_string().contains("year"), "{refused}");
 
+    // Paging, totals, facets, groups and cursors over the three documents.
+    let (status, first) = server.post(
+        "/v1/indexes/books/search",
+        &json!({"query": "coffee king glaciers", "mode": "bm25", "top_k": 1, "cursor": true,
+                "facets": ["lang"]}),
+    );
+    assert_eq!(status, 200, "{first}");
+    assert_eq!(first["total"], json!({"value": 3, "relation": "eq"}));
+    assert_eq!(first["facets"]["lang"]["counted_over"], "matches");
+    assert_eq!(
+        first["facets"]["lang"]["values"],
+        json!([{"value": "en", "count": 1}, {"value": "it", "count": 1}])
+    );
+    let (_, second_by_offset) = server.post(
+        "/v1/indexes/books/search",
+        &json!({"query": "coffee king glaciers", "mode": "bm25", "top_k": 1, "offset": 1}),
+    );
+    assert_eq!(second_by_offset["offset"], 1);
+    let cursor = first["next_cursor"].as_str().unwrap().to_string();
+    // A write between pages does not move the cursor's pages.
+    let (status, _) = server.post(
+        "/v1/indexes/books/documents",
+        &json!([{"id": "glaciers-2", "title": "Glaciers and coffee", "text": "Glaciers, glaciers, coffee and the king."}]),
+    );
+    assert_eq!(status, 200);
+    let (status, second) = server.post("/v1/indexes/books/search/next", &json!({"cursor": cursor}));
+    assert_eq!(status, 200, "{second}");
+    assert_eq!(hit_ids(&second), hit_ids(&second_by_offset));
+    assert_eq!(
+        second["total"]["value"], 3,
+        "the cursor's snapshot: {second}"
+    );
+    let (status, third) = server.post("/v1/indexes/books/search/next", &json!({"cursor": cursor}));
+    assert_eq!(status, 200, "{third}");
+    assert!(third.get("next_cursor").is_none(), "the last page: {third}");
+    let (status, ended) = server.post("/v1/indexes/books/search/next", &json!({"cursor": cursor}));
+    assert_eq!(
+        (status, error_code(&ended).as_str()),
+        (404, "cursor_not_found")
+    );
+    let (_, grouped) = server.post(
+        "/v1/indexes/books/search",
+        &json!({"query": "coffee king glaciers", "mode": "bm25", "group_by": "lang"}),
+    );
+    let values: Vec<&Value> = grouped["groups"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|g| &g["value"])
+        .collect();
+    assert_eq!(
+        values.len(),
+        3,
+        "en, it and the documents without lang: {grouped}"
+    );
+    let (status, refused) = server.post(
+        "/v1/indexes/books/search",
+        &json!({"query": "water", "min_score": 0.1}),
+    );
+    assert_eq!(
+        (status, error_code(&refused).as_str()),
+        (422, "invalid_field")
+    );
+    assert!(
+        refused.to_string().contains("reciprocal rank fusion"),
+        "{refused}"
+    );
+    let (status, _) = server.post(
+        "/v1/indexes/books/search",
+        &json!({"query": "water", "mmr": {"lambda": 0.5}, "top_k": 2}),
+    );
+    assert_eq!(status, 200);
+    assert_eq!(
+        server.delete("/v1/indexes/books/documents/glaciers-2").0,
+        200
+    );
+
     let (status, doc) = server.get("/v1/indexes/books/documents/espresso");
     assert_eq!(status, 200);
     assert_eq!(doc["metadata"]["lang"], "it");

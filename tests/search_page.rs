@@ -1,6 +1,9 @@
 //! The search page in a real browser: headless Chromium driven over WebDriver (chromedriver)
 //! types a quickstart query into the page served by `ibex serve` and checks the expected title
-//! appears. A screenshot is saved to target/search-page.png.
+//! appears; opens a link to a search (which runs on load), pages through it, narrows it by a
+//! facet; shows an error; and asks a question on the Ask tab, whose answer streams from the
+//! embedded LLM with citations that open the cited passage. Screenshots are saved to
+//! target/search-page.png and target/search-page-ask.png.
 //!
 //! Needs Debian's `chromium` and `chromium-driver` (`.ci/run` installs them). Where they are
 //! missing the test says so and passes, unless IBEX_BROWSER_TESTS=required (as in CI), where a
@@ -110,17 +113,55 @@ impl Driver {
     }
 
     fn wait_for(&self, css: &str) -> String {
+        self.wait_for_within(css, Duration::from_secs(30))
+    }
+
+    fn wait_for_within(&self, css: &str, limit: Duration) -> String {
         let started = Instant::now();
         loop {
             if let Some(element) = self.find(css) {
                 return element;
             }
+            assert!(started.elapsed() < limit, "{css} never appeared");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// Waits until `check` holds of the texts of the elements `css` selects.
+    fn wait_until(&self, css: &str, what: &str, check: impl Fn(&[String]) -> bool) -> Vec<String> {
+        let started = Instant::now();
+        loop {
+            let texts = self.text_of_all(css);
+            if check(&texts) {
+                return texts;
+            }
             assert!(
                 started.elapsed() < Duration::from_secs(30),
-                "{css} never appeared"
+                "{what}: {css} shows {texts:?}"
             );
             std::thread::sleep(Duration::from_millis(100));
         }
+    }
+
+    fn click(&self, element: &str) {
+        self.post(&format!("/element/{element}/click"), json!({}));
+    }
+
+    fn screenshot(&self, name: &str) {
+        self.post(
+            "/execute/sync",
+            json!({"script": "window.scrollTo(0, 0);", "args": []}),
+        );
+        let screenshot = self.get("/screenshot");
+        let png = base64::engine::general_purpose::STANDARD
+            .decode(screenshot.as_str().expect("a base64 screenshot"))
+            .expect("valid base64");
+        assert!(png.starts_with(b"\x89PNG"), "the screenshot is not a PNG");
+        let out = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("target")
+            .join(name);
+        std::fs::create_dir_all(out.parent().unwrap()).unwrap();
+        std::fs::write(&out, png).unwrap();
     }
 
     fn text_of_all(&self, css: &str) -> Vec<String> {
@@ -214,17 +255,60 @@ fn the_search_page_finds_a_quickstart_document_in_a_real_browser() {
         "no highlighted query term on the page"
     );
 
-    let screenshot = driver.get("/screenshot");
-    let png = base64::engine::general_purpose::STANDARD
-        .decode(screenshot.as_str().expect("a base64 screenshot"))
-        .expect("valid base64");
-    assert!(png.starts_with(b"\x89PNG"), "the screenshot is not a PNG");
-    let out = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target/search-page.png");
-    std::fs::create_dir_all(out.parent().unwrap()).unwrap();
-    std::fs::write(&out, png).unwrap();
+    // A link to a search shows its results when opened, with no click.
+    let link = format!("/?index=quickstart&q={}", url_encoded(&example.query));
+    driver.post("/url", json!({"url": server.url(&link)}));
+    let titles = driver.wait_until("li.hit .title", "the search runs on load", |t| {
+        !t.is_empty()
+    });
+    assert_eq!(titles.first(), Some(&expected_title), "{link}");
+    // Pages: the second page starts at result 11 and holds other documents.
+    let first_page = driver.text_of_all("li.hit .title");
+    // The facets come with a second request on an index's first search: wait for them, so the
+    // next page's rendering is the only one in flight.
+    driver.wait_for(".facet-value[data-field=topic]");
+    let next = driver.wait_for("#next");
+    driver.click(&next);
+    driver.wait_until("#status", "the second page", |t| {
+        t.iter().any(|s| s.starts_with("Results 11–"))
+    });
+    let second_page = driver.text_of_all("li.hit .title");
+    assert!(
+        second_page.iter().all(|t| !first_page.contains(t)),
+        "{first_page:?} then {second_page:?}"
+    );
+    // Facets are filters: clicking a topic keeps only that topic's documents.
+    let facet = driver.wait_for(".facet-value[data-field=topic]");
+    let topic = driver
+        .get(&format!("/element/{facet}/attribute/data-value"))
+        .as_str()
+        .unwrap()
+        .to_string();
+    driver.click(&facet);
+    driver.wait_until("#filters .chip", "the facet became a filter", |chips| {
+        chips
+            .iter()
+            .any(|c| c.contains(&format!("topic = {topic}")))
+    });
+    let metas = driver.wait_until("#status", "the filtered first page", |t| {
+        t.iter().any(|s| s.starts_with("Results 1–"))
+    });
+    assert!(!metas.is_empty());
+    let metas = driver.text_of_all("li.hit .meta");
+    assert!(
+        !metas.is_empty() && metas.iter().all(|m| m.contains(&format!("topic: {topic}"))),
+        "filtered by topic {topic}: {metas:?}"
+    );
+    let address = driver.get("/url");
+    assert!(
+        address.as_str().unwrap().contains("filter="),
+        "the address keeps the filter: {address}"
+    );
+    driver.screenshot("search-page.png");
 
     // Errors are shown readably: search an index that is not there.
     driver.post("/execute/sync", json!({"script": "const o = document.createElement('option'); o.value = 'gone'; o.textContent = 'gone'; document.getElementById('index').append(o); document.getElementById('index').value = 'gone';", "args": []}));
+    let button = driver.wait_for("#go");
     driver.post(&format!("/element/{button}/click"), json!({}));
     let started = Instant::now();
     loop {
@@ -238,4 +322,34 @@ fn the_search_page_finds_a_quickstart_document_in_a_real_browser() {
         );
         std::thread::sleep(Duration::from_millis(100));
     }
+
+    // Ask: the answer streams from the embedded LLM; its citations open the cited passage.
+    let question = "What forms when a massive star collapses?";
+    driver.post(
+        "/url",
+        json!({"url": server.url(&format!("/?index=quickstart&tab=ask&q={}", url_encoded(question)))}),
+    );
+    // Loading the LLM and generating on two cores takes a while; the link appears with the
+    // final answer event.
+    let citation = driver.wait_for_within("#citations a.citation", Duration::from_secs(300));
+    let answer = driver.text_of_all("#answer-text").join(" ");
+    assert!(!answer.trim().is_empty(), "no answer text");
+    driver.click(&citation);
+    let cited = driver.wait_until("#cited mark", "the cited passage opens", |marks| {
+        marks.iter().any(|m| !m.trim().is_empty())
+    });
+    assert!(!cited.is_empty());
+    driver.screenshot("search-page-ask.png");
+}
+
+/// `text` for a URL query string.
+fn url_encoded(text: &str) -> String {
+    text.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
 }

@@ -43,6 +43,7 @@ __all__ = [
     "Index",
     "Embedder",
     "Hit",
+    "Results",
     "Passage",
     "Document",
     "compress",
@@ -94,6 +95,31 @@ class Document:
     metadata: dict[str, Any]
     #: Its chunks as ``(start, end)`` character offsets into ``text``.
     chunks: list[tuple[int, int]]
+
+
+class Results(list):
+    """The hits of a search (a list of :class:`Hit`, best first), with what the search found
+    beside them.
+
+    ``total`` is ``{"value": n, "relation": "eq" | "gte"}``: every BM25 match under the filter
+    (bm25), or every document the filter allows (dense, hybrid); with ``min_score``, those scoring
+    above it, a lower bound (``gte``) when every ranked candidate passed. ``offset`` is the number
+    of documents (groups) skipped. ``groups`` (with ``group_by``) lists each group's ``value`` and
+    the ``ids`` of its hits; ``facets`` maps each field asked for to its ``values`` with counts,
+    ``counted_over`` (``"matches"`` in bm25 mode, ``"candidates"`` otherwise) and ``documents``.
+    """
+
+    total: dict[str, Any]
+    offset: int
+    groups: Optional[list[dict[str, Any]]]
+    facets: dict[str, dict[str, Any]]
+
+    def __init__(self, hits: list["Hit"], summary: dict[str, Any]) -> None:
+        super().__init__(hits)
+        self.total = summary["total"]
+        self.offset = summary["offset"]
+        self.groups = summary.get("groups")
+        self.facets = summary.get("facets") or {}
 
 
 def _hit(value: tuple) -> Hit:
@@ -249,7 +275,13 @@ class Index:
         alpha: Optional[float] = None,
         passages: int = 1,
         vector: Optional[Union[Sequence[float], np.ndarray]] = None,
-    ) -> list[Hit]:
+        offset: int = 0,
+        min_score: Optional[float] = None,
+        mmr: Optional[Union[bool, Mapping[str, Any]]] = None,
+        group_by: Optional[str] = None,
+        per_group: Optional[int] = None,
+        facets: Optional[Sequence[str]] = None,
+    ) -> Results:
         """Searches the index.
 
         ``mode`` is ``"bm25"``, ``"dense"`` or ``"hybrid"`` (reciprocal rank fusion of both,
@@ -261,6 +293,14 @@ class Index:
         LangChain write them; a malformed filter raises ``InvalidInputError`` naming the field.
         ``vector`` searches with a query embedding of the index's dimension instead of embedding
         ``query``.
+
+        ``offset`` skips that many ranked documents (page ``n`` from 0 is ``offset=n * top_k``).
+        ``min_score`` drops hits scoring below it in the mode's score space (BM25 score, cosine,
+        or the weighted fused score in [0, 1]; refused for hybrid without ``alpha``). ``mmr``
+        (``True``, or ``{"lambda": 0.5, "fetch_k": 40}``) re-ranks by maximal marginal relevance
+        against near-duplicate hits. ``group_by`` keeps the best ``per_group`` (default 1) hits
+        per value of a metadata field; ``top_k`` and ``offset`` then count groups. ``facets``
+        names metadata fields whose value counts come back in ``Results.facets``.
         """
         request: dict[str, Any] = {
             "query": query,
@@ -276,7 +316,20 @@ class Index:
             import numpy as np
 
             request["vector"] = [float(x) for x in np.asarray(vector, dtype=np.float32).ravel()]
-        return [_hit(h) for h in self._native.search(json.dumps(request))]
+        if offset:
+            request["offset"] = int(offset)
+        if min_score is not None:
+            request["min_score"] = float(min_score)
+        if mmr:
+            request["mmr"] = {} if mmr is True else dict(mmr)
+        if group_by is not None:
+            request["group_by"] = group_by
+        if per_group is not None:
+            request["per_group"] = int(per_group)
+        if facets:
+            request["facets"] = list(facets)
+        hits, summary = self._native.search(json.dumps(request))
+        return Results([_hit(h) for h in hits], json.loads(summary))
 
     def ask(
         self,

@@ -32,8 +32,9 @@ class NativeIndex:
     ) -> str: ...
     def search(
         self, request: str
-    ) -> list[
-        tuple[str, float, str, str, list[tuple[str, int, int, float, list[tuple[int, int]]]]]
+    ) -> tuple[
+        list[tuple[str, float, str, str, list[tuple[str, int, int, float, list[tuple[int, int]]]]]],
+        str,
     ]: ...
     def ask_json(self, question: str, options: str) -> str: ...
     def recommend_json(

@@ -210,8 +210,9 @@ impl NativeIndex {
     /// Searches; `request` is a JSON object with the REST API's search fields. Returns the hits
     /// as tuples `(id, score, title, metadata JSON, [(text, start, end, score, highlights)])`:
     /// Python builds its `Hit`s from them without parsing the passages' text out of JSON (which
-    /// measured a tenth of a BM25 search's time).
-    fn search(&self, py: Python<'_>, request: &str) -> PyResult<Vec<HitTuple>> {
+    /// measured a tenth of a BM25 search's time); and the rest of the results (offset, total,
+    /// groups, facets) as JSON.
+    fn search(&self, py: Python<'_>, request: &str) -> PyResult<(Vec<HitTuple>, String)> {
         let body: SearchBody =
             serde_json::from_str(request).map_err(|e| json_error("search request", e))?;
         let request = body.into_request()?;
@@ -224,7 +225,13 @@ impl NativeIndex {
                 ibex::search::search(&snapshot, embedder.as_deref(), &request)
             })
             .map_err(to_py)?;
-        hit_tuples(results.hits)
+        let summary = to_json(&serde_json::json!({
+            "offset": results.offset,
+            "total": results.total,
+            "groups": results.groups,
+            "facets": results.facets,
+        }))?;
+        Ok((hit_tuples(results.hits)?, summary))
     }
 
     /// Answers a question from the index with the configured LLM (as `ibex ask`); `options` is
@@ -515,6 +522,28 @@ pub(crate) struct SearchBody {
     /// The collection's BM25 statistics (a sharded index's router sends them to its shards).
     #[serde(default)]
     statistics: Option<ibex::search::TermStatistics>,
+    #[serde(default)]
+    offset: usize,
+    #[serde(default)]
+    min_score: Option<f32>,
+    #[serde(default)]
+    mmr: Option<MmrBody>,
+    #[serde(default)]
+    group_by: Option<String>,
+    #[serde(default)]
+    per_group: Option<usize>,
+    #[serde(default)]
+    facets: Vec<String>,
+}
+
+/// `mmr` of a search: `{"lambda": 0.5, "fetch_k": 40}`, both optional.
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct MmrBody {
+    #[serde(default)]
+    lambda: Option<f32>,
+    #[serde(default)]
+    fetch_k: Option<usize>,
 }
 
 impl SearchBody {
@@ -549,6 +578,24 @@ impl SearchBody {
         request.candidates = request.candidates.max(self.top_k);
         request.vector = self.vector;
         request.statistics = self.statistics.map(std::sync::Arc::new);
+        let wanted = self.offset.saturating_add(self.top_k);
+        request.offset = self.offset;
+        request.candidates = request.candidates.max(wanted);
+        request.min_score = self.min_score;
+        request.mmr = self.mmr.map(|mmr| ibex::search::Mmr {
+            lambda: mmr.lambda.unwrap_or(0.5),
+            fetch_k: mmr
+                .fetch_k
+                .unwrap_or(wanted.saturating_mul(4).clamp(20, 1000)),
+        });
+        if self.per_group.is_some() && self.group_by.is_none() {
+            return Err(invalid("per_group needs group_by"));
+        }
+        request.group_by = self.group_by.map(|field| ibex::search::GroupBy {
+            field,
+            per_group: self.per_group.unwrap_or(1),
+        });
+        request.facets = self.facets;
         Ok(request)
     }
 }

@@ -59,6 +59,36 @@ def test_hits_equal_the_command_lines(quickstart_index: ibex.Index) -> None:
                 assert hit.passages[0].start == expected["passages"][0]["start"]
 
 
+def test_pages_totals_groups_and_facets_equal_the_command_line(quickstart_index: ibex.Index) -> None:
+    query = "how do stars and planets form"
+    for mode in ("bm25", "hybrid"):
+        whole = quickstart_index.search(query, mode=mode, top_k=9)
+        page = quickstart_index.search(query, mode=mode, top_k=3, offset=3, facets=["topic"])
+        assert isinstance(page, ibex.Results) and page.offset == 3
+        assert [h.id for h in page] == [h.id for h in whole[3:6]], mode
+        cli = json.loads(
+            run_cli("search", "--index", quickstart_index.path, "--mode", mode, "--top-k", "3",
+                    "--offset", "3", "--facet", "topic", "--json", query)
+        )
+        assert [h.id for h in page] == [h["id"] for h in cli["hits"]]
+        assert page.total == cli["total"] and page.total["relation"] == "eq"
+        assert page.facets == cli["facets"]
+        assert page.facets["topic"]["counted_over"] == ("matches" if mode == "bm25" else "candidates")
+    grouped = quickstart_index.search(query, mode="dense", top_k=4, group_by="topic", per_group=2)
+    values = [group["value"] for group in grouped.groups]
+    assert len(values) == len(set(values)) == 4
+    assert all(len(group["ids"]) <= 2 for group in grouped.groups)
+    assert [h.id for h in grouped] == [i for group in grouped.groups for i in group["ids"]]
+    diverse = quickstart_index.search(query, mode="dense", top_k=5, mmr={"lambda": 0.5, "fetch_k": 20})
+    assert len(diverse) == 5
+    strong = quickstart_index.search(query, mode="dense", top_k=50, min_score=0.3)
+    assert strong and all(h.score >= 0.3 for h in strong)
+    with pytest.raises(ibex.InvalidInputError, match="reciprocal rank fusion"):
+        quickstart_index.search(query, min_score=0.3)
+    with pytest.raises(ibex.InvalidInputError, match="per_group needs group_by"):
+        quickstart_index.search(query, per_group=2)
+
+
 def test_the_corpus_indexed_from_python_is_the_clis_index(quickstart_index: ibex.Index) -> None:
     lines = CORPUS.read_text().splitlines()
     assert len(quickstart_index) == len(lines)

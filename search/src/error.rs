@@ -13,6 +13,14 @@ pub enum SearchError {
     #[error("invalid request: {0}")]
     InvalidRequest(String),
 
+    /// A cursor that expired, was closed after its last page, or never existed.
+    #[error("no such cursor: it expired ({0} s unused), ended with its last page, or belongs to another index; start the search again")]
+    CursorNotFound(u64),
+
+    /// The store of cursors is full.
+    #[error("{0} cursors are open, the most this server keeps: page to the end of some, or wait for idle ones to expire")]
+    TooManyCursors(usize),
+
     /// Dense or hybrid search on a searcher built without an embedder.
     #[error("{0} search needs the index's embedding model, and none was loaded")]
     NoEmbedder(&'static str),

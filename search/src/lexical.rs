@@ -2,14 +2,14 @@
 //! filters allow.
 
 use std::cell::RefCell;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 
 use ibex_indexer::{english_analyzer, ChunkSet, Fields, Index};
 use tantivy::collector::DocSetCollector;
 use tantivy::query::{BooleanQuery, BoostQuery, Occur, Query, TermQuery};
 use tantivy::schema::IndexRecordOption;
 use tantivy::tokenizer::TextAnalyzer;
-use tantivy::{Searcher, Term};
+use tantivy::{DocAddress, Searcher, Term};
 
 use crate::error::Result;
 use crate::filter::{filter_query, Filter};
@@ -59,16 +59,18 @@ pub fn bag_of_words_query(fields: &Fields, text: &str) -> Option<Box<dyn Query>>
     (!clauses.is_empty()).then(|| Box::new(BooleanQuery::new(clauses)) as Box<dyn Query>)
 }
 
-/// The chunk keys of the documents that pass `filters`.
+/// The chunk keys of the documents that pass `filters`, and how many documents those are
+/// (`None`: no filter, every live chunk is allowed).
 pub fn allowed_chunks(
     index: &Index,
     searcher: &Searcher,
     filters: &[Filter],
-) -> Result<Option<ChunkSet>> {
+) -> Result<Option<(ChunkSet, usize)>> {
     let Some(query) = filter_query(index.fields(), filters) else {
         return Ok(None);
     };
     let docs = searcher.search(&query, &DocSetCollector)?;
+    let documents = docs.len();
     let mut allowed = ChunkSet::default();
     for address in docs {
         let fast = searcher.segment_reader(address.segment_ord).fast_fields();
@@ -78,5 +80,26 @@ pub fn allowed_chunks(
             allowed.insert_range(base, base + count);
         }
     }
-    Ok(Some(allowed))
+    Ok(Some((allowed, documents)))
+}
+
+/// The query BM25 runs: the bag of words, required together with the filters (`None` when no
+/// term survives analysis).
+pub fn bm25_query(fields: &Fields, text: &str, filters: &[Filter]) -> Option<Box<dyn Query>> {
+    let terms = bag_of_words_query(fields, text)?;
+    Some(match filter_query(fields, filters) {
+        Some(filter) => Box::new(BooleanQuery::new(vec![
+            (Occur::Must, filter),
+            (Occur::Must, terms),
+        ])),
+        None => terms,
+    })
+}
+
+/// Every document BM25 matches for `text` under `filters` (what facets count in bm25 mode).
+pub fn bm25_matches(index: &Index, text: &str, filters: &[Filter]) -> Result<HashSet<DocAddress>> {
+    match bm25_query(index.fields(), text, filters) {
+        Some(query) => Ok(index.searcher().search(&*query, &DocSetCollector)?),
+        None => Ok(HashSet::new()),
+    }
 }

@@ -5,7 +5,10 @@
 //! (embedding, filters), runs the [`Retriever`] the mode asks for, and returns documents with
 //! their best passages.
 
+pub mod cursor;
+pub mod diversity;
 mod error;
+pub mod facets;
 pub mod filter;
 pub mod fusion;
 pub mod lexical;
@@ -13,13 +16,17 @@ pub mod passages;
 pub mod retriever;
 pub mod statistics;
 
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::time::Instant;
 
 use ibex_embedder::Embedder;
 use ibex_indexer::Index;
 use serde::{Deserialize, Serialize};
 
+pub use cursor::Cursors;
+pub use diversity::{GroupBy, HitGroup, Mmr};
 pub use error::{Result, SearchError};
+pub use facets::{Facet, FacetCount, FacetScope};
 pub use filter::{Condition, Filter, Scalar};
 pub use fusion::{DocScore, Fusion};
 pub use passages::Passage;
@@ -96,6 +103,24 @@ pub struct SearchRequest {
     /// BM25 statistics of the whole collection when this index is one shard of several (see
     /// [`statistics`]); `None` scores with the index's own.
     pub statistics: Option<std::sync::Arc<TermStatistics>>,
+    /// Ranked documents (or groups, with `group_by`) skipped before the first hit returned:
+    /// page `n` (from 0) of `top_k` hits is `offset = n × top_k`. `offset + top_k` is bounded
+    /// by [`MAX_TOP_K`].
+    pub offset: usize,
+    /// Drops hits scoring below this, in the score space of the mode: the BM25 score (bm25),
+    /// the cosine similarity of the best chunk (dense; the sum of the best chunks' cosines
+    /// with [`ChunkAggregation::TopKSum`]), or the weighted fused score in [0, 1] (hybrid with
+    /// [`Fusion::Weighted`]: normalized over the candidate lists, so relative to this query's
+    /// candidates). Refused with reciprocal rank fusion, whose scores are functions of rank
+    /// positions alone and say nothing about how well a document matches.
+    pub min_score: Option<f32>,
+    /// Re-ranks the best `fetch_k` documents by maximal marginal relevance (see [`Mmr`]).
+    pub mmr: Option<Mmr>,
+    /// Groups hits by a metadata field (see [`GroupBy`]); `top_k` and `offset` then count
+    /// groups.
+    pub group_by: Option<GroupBy>,
+    /// Metadata fields whose value counts come back with the hits (see [`facets`]).
+    pub facets: Vec<String>,
 }
 
 impl SearchRequest {
@@ -112,8 +137,36 @@ impl SearchRequest {
             candidates: 100,
             vector: None,
             statistics: None,
+            offset: 0,
+            min_score: None,
+            mmr: None,
+            group_by: None,
+            facets: Vec::new(),
         }
     }
+}
+
+/// How many documents a search found in all, as Elasticsearch states it: exact, or a lower
+/// bound.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct Total {
+    /// The count.
+    pub value: usize,
+    /// Whether `value` is exact or a lower bound.
+    pub relation: TotalRelation,
+}
+
+/// Whether a [`Total`] is exact.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TotalRelation {
+    /// Exactly `value` documents: every match of the BM25 query under the filters (bm25), or
+    /// every document the filters allow (dense and hybrid, where every document has a
+    /// similarity to the query).
+    Eq,
+    /// At least `value`: with `min_score`, when every candidate ranked scored above it (more
+    /// may lie deeper).
+    Gte,
 }
 
 /// One ranked document.
@@ -138,8 +191,18 @@ pub struct SearchResults {
     pub query: String,
     /// The mode that ran.
     pub mode: Mode,
-    /// The ranked documents, best first.
+    /// The ranked documents, best first (with `group_by`: each group's hits in group order).
     pub hits: Vec<SearchHit>,
+    /// Ranked documents (or groups) skipped before `hits`.
+    pub offset: usize,
+    /// How many documents the search found in all (documents, also with `group_by`).
+    pub total: Total,
+    /// The groups of a `group_by` search, in order, each naming its hits.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub groups: Option<Vec<HitGroup>>,
+    /// Value counts of the fields the request named in `facets`.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub facets: BTreeMap<String, Facet>,
     /// Time spent searching, in milliseconds.
     pub took_ms: f64,
 }
@@ -247,6 +310,77 @@ fn validate(request: &SearchRequest) -> Result<()> {
             )));
         }
     }
+    validate_paging(request)
+}
+
+/// The checks of offset, min_score, MMR, grouping and facets.
+fn validate_paging(request: &SearchRequest) -> Result<()> {
+    let invalid = |message: String| Err(SearchError::InvalidRequest(message));
+    let wanted = request.offset.saturating_add(request.top_k);
+    if wanted > MAX_TOP_K {
+        return invalid(format!(
+            "offset + top_k must be at most {MAX_TOP_K}, not {wanted}: page deeper by narrowing the search with a filter"
+        ));
+    }
+    if let Some(min_score) = request.min_score {
+        if !min_score.is_finite() {
+            return invalid(format!(
+                "min_score must be a finite number, not {min_score}"
+            ));
+        }
+        if request.mode == Mode::Hybrid && matches!(request.fusion, Fusion::ReciprocalRank { .. }) {
+            return invalid(
+                "min_score cannot apply to reciprocal rank fusion, whose scores depend only on rank positions: give alpha (weighted fusion, scores in [0, 1]) or use mode bm25 or dense"
+                    .into(),
+            );
+        }
+    }
+    if let Some(mmr) = request.mmr {
+        if !(0.0..=1.0).contains(&mmr.lambda) {
+            return invalid(format!(
+                "mmr.lambda must be between 0 and 1, not {}",
+                mmr.lambda
+            ));
+        }
+        if mmr.fetch_k < wanted || mmr.fetch_k > diversity::MAX_MMR_FETCH_K {
+            return invalid(format!(
+                "mmr.fetch_k must be between offset + top_k ({wanted}) and {}, not {}",
+                diversity::MAX_MMR_FETCH_K,
+                mmr.fetch_k
+            ));
+        }
+        if request.group_by.is_some() {
+            return invalid("mmr and group_by cannot be combined: choose one".into());
+        }
+    }
+    if let Some(group_by) = &request.group_by {
+        if group_by.field.trim().is_empty() {
+            return invalid("group_by needs a metadata field name".into());
+        }
+        if group_by.per_group == 0 || group_by.per_group > diversity::MAX_PER_GROUP {
+            return invalid(format!(
+                "per_group must be between 1 and {}, not {}",
+                diversity::MAX_PER_GROUP,
+                group_by.per_group
+            ));
+        }
+        if wanted.saturating_mul(group_by.per_group) > MAX_TOP_K {
+            return invalid(format!(
+                "(offset + top_k) × per_group must be at most {MAX_TOP_K}, not {}",
+                wanted.saturating_mul(group_by.per_group)
+            ));
+        }
+    }
+    if request.facets.len() > facets::MAX_FACETS {
+        return invalid(format!(
+            "at most {} facets per search, not {}",
+            facets::MAX_FACETS,
+            request.facets.len()
+        ));
+    }
+    if request.facets.iter().any(|f| f.trim().is_empty()) {
+        return invalid("a facet needs a metadata field name".into());
+    }
     Ok(())
 }
 
@@ -255,7 +389,10 @@ fn retrieve(
     request: &SearchRequest,
     prepared: &PreparedQuery,
 ) -> Result<Vec<DocScore>> {
-    Ok(rank(request, &lists(index, request, prepared)?))
+    Ok(rank(
+        request,
+        &lists(index, request, prepared, list_depth(request))?,
+    ))
 }
 
 /// The ranked lists a search ranks documents from, before they are cut and fused: BM25 (modes
@@ -270,6 +407,12 @@ pub struct RankedLists {
     /// The dense list (empty in bm25 mode).
     #[serde(default)]
     pub dense: Vec<DocScore>,
+    /// Documents the BM25 query matches under the filters (0 in dense mode).
+    #[serde(default)]
+    pub bm25_matches: usize,
+    /// Documents the filters allow (every live document without filters).
+    #[serde(default)]
+    pub allowed_documents: usize,
 }
 
 /// How deep each list goes: the final depth, or the fusion's candidates in hybrid mode.
@@ -280,16 +423,20 @@ fn list_depth(request: &SearchRequest) -> usize {
     }
 }
 
-fn lists(index: &Index, request: &SearchRequest, prepared: &PreparedQuery) -> Result<RankedLists> {
-    let depth = list_depth(request);
-    let bm25 = if request.mode == Mode::Dense {
-        Vec::new()
+fn lists(
+    index: &Index,
+    request: &SearchRequest,
+    prepared: &PreparedQuery,
+    depth: usize,
+) -> Result<RankedLists> {
+    let (bm25, bm25_matches) = if request.mode == Mode::Dense {
+        (Vec::new(), 0)
     } else {
         Bm25Retriever {
             depth,
             statistics: request.statistics.as_deref(),
         }
-        .retrieve(index, prepared)?
+        .retrieve_counted(index, prepared)?
     };
     let dense = if request.mode == Mode::Bm25 {
         Vec::new()
@@ -300,7 +447,12 @@ fn lists(index: &Index, request: &SearchRequest, prepared: &PreparedQuery) -> Re
         }
         .retrieve(index, prepared)?
     };
-    Ok(RankedLists { bm25, dense })
+    Ok(RankedLists {
+        bm25,
+        dense,
+        bm25_matches,
+        allowed_documents: prepared.allowed_documents,
+    })
 }
 
 /// This index's ranked lists for `request` (one shard's part of a sharded search).
@@ -310,7 +462,7 @@ pub fn ranked_lists(
     request: &SearchRequest,
 ) -> Result<RankedLists> {
     let prepared = prepare(index, embedder, request)?;
-    lists(index, request, &prepared)
+    lists(index, request, &prepared, list_depth(request))
 }
 
 /// The lists of disjoint indexes (shards) merged into the lists one index holding all their
@@ -323,22 +475,21 @@ pub fn merge_lists(request: &SearchRequest, parts: Vec<RankedLists>) -> RankedLi
         all.truncate(depth);
         all
     };
+    let bm25_matches = parts.iter().map(|p| p.bm25_matches).sum();
+    let allowed_documents = parts.iter().map(|p| p.allowed_documents).sum();
     let (bm25, dense): (Vec<_>, Vec<_>) = parts.into_iter().map(|p| (p.bm25, p.dense)).unzip();
     RankedLists {
         bm25: merge(bm25),
         dense: merge(dense),
+        bm25_matches,
+        allowed_documents,
     }
 }
 
 /// The documents a search returns from its lists: the top `top_k` of the mode's list, or of the
 /// fused lists in hybrid mode.
 pub fn rank(request: &SearchRequest, lists: &RankedLists) -> Vec<DocScore> {
-    let top = |list: &[DocScore]| list.iter().take(request.top_k).cloned().collect();
-    match request.mode {
-        Mode::Bm25 => top(&lists.bm25),
-        Mode::Dense => top(&lists.dense),
-        Mode::Hybrid => fuse_hybrid(request.fusion, &lists.bm25, &lists.dense, request.top_k),
-    }
+    rank_to(request, lists, request.top_k)
 }
 
 /// The hits for ranked documents of this index, with their best passages for the query: the
@@ -392,7 +543,8 @@ fn hits_with(
     Ok(hits)
 }
 
-/// Runs a search: ranked documents with their best passages.
+/// Runs a search: ranked documents with their best passages, the total, and the groups and
+/// facets asked for.
 pub fn search(
     index: &Index,
     embedder: Option<&dyn Embedder>,
@@ -400,12 +552,180 @@ pub fn search(
 ) -> Result<SearchResults> {
     let started = Instant::now();
     let prepared = prepare(index, embedder, request)?;
-    let ranked = retrieve(index, request, &prepared)?;
-    let hits = hits_with(index, request, prepared.vector.as_deref(), ranked)?;
+    let page = page(index, request, &prepared)?;
+    let facets = if request.facets.is_empty() {
+        BTreeMap::new()
+    } else if request.mode == Mode::Bm25 {
+        let matches = lexical::bm25_matches(index, &request.query, &request.filters)?;
+        facets::count_facets(
+            index,
+            &request.facets,
+            FacetScope::Matches,
+            matches.len(),
+            |segment, doc| matches.contains(&tantivy::DocAddress::new(segment, doc)),
+        )?
+    } else {
+        let candidates: HashSet<&str> = page.candidates.iter().map(|d| d.id.as_str()).collect();
+        let live = index.live_docs();
+        facets::count_facets(
+            index,
+            &request.facets,
+            FacetScope::Candidates,
+            candidates.len(),
+            |segment, doc| {
+                live.at_address(segment, doc)
+                    .is_some_and(|d| candidates.contains(d.id.as_str()))
+            },
+        )?
+    };
+    let hits = hits_with(index, request, prepared.vector.as_deref(), page.docs)?;
     Ok(SearchResults {
         query: request.query.clone(),
         mode: request.mode,
         hits,
+        offset: request.offset,
+        total: page.total,
+        groups: page.groups,
+        facets,
         took_ms: started.elapsed().as_secs_f64() * 1000.0,
     })
+}
+
+/// One page of a search before its documents are loaded.
+struct Page {
+    /// The page's documents, in order.
+    docs: Vec<DocScore>,
+    /// The page's groups (with `group_by`).
+    groups: Option<Vec<HitGroup>>,
+    total: Total,
+    /// Every document ranked before the cut (what facets count in dense and hybrid mode).
+    candidates: Vec<DocScore>,
+}
+
+/// Ranks deep enough for the page the request asks for, then applies `min_score`, MMR or
+/// grouping, and cuts the page.
+fn page(index: &Index, request: &SearchRequest, prepared: &PreparedQuery) -> Result<Page> {
+    let wanted = request.offset + request.top_k;
+    let mut depth = match (&request.mmr, &request.group_by) {
+        (Some(mmr), _) => mmr.fetch_k,
+        // A first guess: every group full and twice as many documents as that, grown below
+        // while the best groups are not yet full.
+        (None, Some(group_by)) => wanted * group_by.per_group * 2,
+        (None, None) => wanted,
+    };
+    if !request.facets.is_empty() && request.mode != Mode::Bm25 {
+        depth = depth.max(request.candidates);
+    }
+    let mut group_values: HashMap<String, serde_json::Value> = HashMap::new();
+    loop {
+        depth = depth.clamp(wanted, MAX_CANDIDATES.max(wanted));
+        let lists = lists(index, request, prepared, list_depth(request).max(depth))?;
+        let mut ranked = rank_to(request, &lists, depth);
+        let exhausted = ranked.len() < depth;
+        let all = match request.mode {
+            Mode::Bm25 => lists.bm25_matches,
+            Mode::Dense | Mode::Hybrid => lists.allowed_documents.max(lists.bm25_matches),
+        };
+        let total = match request.min_score {
+            None => Total {
+                value: all,
+                relation: TotalRelation::Eq,
+            },
+            Some(min_score) => {
+                let before = ranked.len();
+                // Best first: everything from the first hit below the threshold goes.
+                let keep = ranked.partition_point(|d| d.score >= min_score);
+                ranked.truncate(keep);
+                Total {
+                    value: ranked.len(),
+                    relation: if ranked.len() < before || exhausted {
+                        TotalRelation::Eq
+                    } else {
+                        TotalRelation::Gte
+                    },
+                }
+            }
+        };
+        if let Some(mmr) = request.mmr {
+            let order = diversity::mmr_order(
+                index,
+                prepared.vector.as_deref(),
+                &ranked,
+                mmr.lambda,
+                wanted,
+                request.mode == Mode::Dense && request.aggregation == ChunkAggregation::Max,
+            );
+            return Ok(Page {
+                docs: order.into_iter().skip(request.offset).collect(),
+                groups: None,
+                total,
+                candidates: ranked,
+            });
+        }
+        let Some(group_by) = &request.group_by else {
+            return Ok(Page {
+                docs: ranked
+                    .iter()
+                    .skip(request.offset)
+                    .take(request.top_k)
+                    .cloned()
+                    .collect(),
+                groups: None,
+                total,
+                candidates: ranked,
+            });
+        };
+        for doc in &ranked {
+            if !group_values.contains_key(&doc.id) {
+                let value = index
+                    .get_document(&doc.id)?
+                    .and_then(|d| diversity::metadata_value(&d.metadata, &group_by.field).cloned())
+                    .unwrap_or(serde_json::Value::Null);
+                group_values.insert(doc.id.clone(), value);
+            }
+        }
+        let groups = diversity::group(
+            &ranked,
+            |id| group_values.get(id).cloned(),
+            group_by.per_group,
+        );
+        let full = groups.len() >= wanted
+            && groups[..wanted]
+                .iter()
+                .all(|(_, docs)| docs.len() == group_by.per_group);
+        if full || exhausted || depth >= MAX_CANDIDATES {
+            let page: Vec<(serde_json::Value, Vec<DocScore>)> = groups
+                .into_iter()
+                .skip(request.offset)
+                .take(request.top_k)
+                .collect();
+            return Ok(Page {
+                docs: page
+                    .iter()
+                    .flat_map(|(_, docs)| docs.iter().cloned())
+                    .collect(),
+                groups: Some(
+                    page.into_iter()
+                        .map(|(value, docs)| HitGroup {
+                            value,
+                            ids: docs.into_iter().map(|d| d.id).collect(),
+                        })
+                        .collect(),
+                ),
+                total,
+                candidates: ranked,
+            });
+        }
+        depth = depth.saturating_mul(4);
+    }
+}
+
+/// The best `depth` documents of the mode's list, or of the fused lists in hybrid mode.
+fn rank_to(request: &SearchRequest, lists: &RankedLists, depth: usize) -> Vec<DocScore> {
+    let top = |list: &[DocScore]| list.iter().take(depth).cloned().collect();
+    match request.mode {
+        Mode::Bm25 => top(&lists.bm25),
+        Mode::Dense => top(&lists.dense),
+        Mode::Hybrid => fuse_hybrid(request.fusion, &lists.bm25, &lists.dense, depth),
+    }
 }

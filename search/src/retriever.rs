@@ -4,13 +4,12 @@ use std::collections::HashMap;
 
 use ibex_embedder::{Embedder, TextKind};
 use ibex_indexer::{ChunkSet, Index};
-use tantivy::collector::TopDocs;
-use tantivy::query::{BooleanQuery, Occur};
+use tantivy::collector::{Count, TopDocs};
 
 use crate::error::{Result, SearchError};
-use crate::filter::{filter_query, Filter};
+use crate::filter::Filter;
 use crate::fusion::{fuse_reciprocal_rank, fuse_weighted, DocScore, Fusion};
-use crate::lexical::{allowed_chunks, bag_of_words_query};
+use crate::lexical::{allowed_chunks, bm25_query};
 use crate::statistics::{CollectionStatistics, TermStatistics};
 
 /// How a document's score is computed from its chunks' scores.
@@ -33,6 +32,9 @@ pub struct PreparedQuery<'q> {
     pub vector: Option<Vec<f32>>,
     /// Chunks allowed by the filters (`None`: all live chunks).
     pub allowed: Option<ChunkSet>,
+    /// How many live documents the filters allow (all of them without filters): every one has
+    /// a similarity to the query, so this is the dense and hybrid total.
+    pub allowed_documents: usize,
 }
 
 impl<'q> PreparedQuery<'q> {
@@ -47,12 +49,13 @@ impl<'q> PreparedQuery<'q> {
             Some(e) => Some(e.embed(&[text], TextKind::Query)?.pop().unwrap_or_default()),
             None => None,
         };
-        let allowed = allowed_chunks(index, &index.searcher(), filters)?;
+        let (allowed, allowed_documents) = resolve_filters(index, filters)?;
         Ok(PreparedQuery {
             text,
             filters,
             vector,
             allowed,
+            allowed_documents,
         })
     }
 }
@@ -66,14 +69,22 @@ impl<'q> PreparedQuery<'q> {
         filters: &'q [Filter],
         vector: Vec<f32>,
     ) -> Result<Self> {
-        let allowed = allowed_chunks(index, &index.searcher(), filters)?;
+        let (allowed, allowed_documents) = resolve_filters(index, filters)?;
         Ok(PreparedQuery {
             text,
             filters,
             vector: Some(vector),
             allowed,
+            allowed_documents,
         })
     }
+}
+
+fn resolve_filters(index: &Index, filters: &[Filter]) -> Result<(Option<ChunkSet>, usize)> {
+    Ok(match allowed_chunks(index, &index.searcher(), filters)? {
+        Some((allowed, documents)) => (Some(allowed), documents),
+        None => (None, index.num_documents()),
+    })
 }
 
 /// Ranks an index's documents for a query.
@@ -93,23 +104,31 @@ pub struct Bm25Retriever<'s> {
 
 impl Retriever for Bm25Retriever<'_> {
     fn retrieve(&self, index: &Index, query: &PreparedQuery) -> Result<Vec<DocScore>> {
+        Ok(self.retrieve_counted(index, query)?.0)
+    }
+}
+
+impl Bm25Retriever<'_> {
+    /// The best `depth` documents, and how many documents match in all (exact: the query's
+    /// terms under the filters, counted in the same pass).
+    pub fn retrieve_counted(
+        &self,
+        index: &Index,
+        query: &PreparedQuery,
+    ) -> Result<(Vec<DocScore>, usize)> {
         let fields = index.fields();
         if let Some(statistics) = self.statistics {
             statistics.check_covers(query.text)?;
         }
-        let Some(terms) = bag_of_words_query(fields, query.text) else {
-            return Ok(Vec::new());
-        };
-        let query = match filter_query(fields, query.filters) {
-            Some(filter) => Box::new(BooleanQuery::new(vec![
-                (Occur::Must, filter),
-                (Occur::Must, terms),
-            ])),
-            None => terms,
+        let Some(query) = bm25_query(fields, query.text, query.filters) else {
+            return Ok((Vec::new(), 0));
         };
         let searcher = index.searcher();
-        let collector = TopDocs::with_limit(self.depth.max(1)).order_by_score();
-        let hits = match self.statistics {
+        let collector = (
+            TopDocs::with_limit(self.depth.max(1)).order_by_score(),
+            Count,
+        );
+        let (hits, matches) = match self.statistics {
             Some(statistics) => searcher.search_with_statistics_provider(
                 &*query,
                 &collector,
@@ -136,7 +155,7 @@ impl Retriever for Bm25Retriever<'_> {
         // Equal scores in document-id order, as the merged lists of a sharded index are: the
         // rank of a tie then does not depend on where the documents happen to lie.
         out.sort_by(|a, b| b.score.total_cmp(&a.score).then_with(|| a.id.cmp(&b.id)));
-        Ok(out)
+        Ok((out, matches))
     }
 }
 

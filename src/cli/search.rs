@@ -2,8 +2,10 @@
 
 use std::path::PathBuf;
 
-use ibex::search::Filter;
-use ibex::{Mode, Result};
+use std::io::Write;
+
+use ibex::search::{FacetScope, Filter, GroupBy, Mmr, TotalRelation};
+use ibex::{Mode, Result, SearchResults};
 
 use super::args::RankingArgs;
 use super::{print_json, stdout_error, Context};
@@ -28,6 +30,29 @@ pub struct Args {
     /// '{"year": {"$gte": 2020}, "$or": [{"lang": "en"}, {"lang": "de"}]}'.
     #[arg(long = "filter-json")]
     filter_json: Vec<String>,
+    /// Ranked documents (groups with --group-by) to skip: page n from 0 is --offset n×top_k.
+    #[arg(long, default_value_t = 0)]
+    offset: usize,
+    /// Drop hits scoring below this: BM25 score (bm25), cosine (dense), fused score in [0, 1]
+    /// (hybrid with --alpha; refused with reciprocal rank fusion).
+    #[arg(long)]
+    min_score: Option<f32>,
+    /// Re-rank by maximal marginal relevance with this lambda in [0, 1] (1: relevance only).
+    #[arg(long)]
+    mmr: Option<f32>,
+    /// Documents MMR chooses from [default: 4 × (offset + top_k), at least 20].
+    #[arg(long, requires = "mmr")]
+    fetch_k: Option<usize>,
+    /// Group hits by this metadata field; --top-k and --offset then count groups.
+    #[arg(long)]
+    group_by: Option<String>,
+    /// Hits kept per group with --group-by.
+    #[arg(long, default_value_t = 1, requires = "group_by")]
+    per_group: usize,
+    /// Count the values of this metadata field (repeatable): over all matches in bm25 mode,
+    /// over the ranked candidates in dense and hybrid mode.
+    #[arg(long = "facet")]
+    facets: Vec<String>,
     #[command(flatten)]
     ranking: RankingArgs,
     /// Print the results as one JSON object.
@@ -47,7 +72,21 @@ pub fn run(args: Args, context: &Context) -> Result<()> {
         (index, Some(embedder))
     };
     request.top_k = args.top_k;
+    request.offset = args.offset;
     request.passages = args.passages;
+    request.candidates = request.candidates.max(args.offset + args.top_k);
+    request.min_score = args.min_score;
+    request.mmr = args.mmr.map(|lambda| Mmr {
+        lambda,
+        fetch_k: args
+            .fetch_k
+            .unwrap_or(((args.offset + args.top_k) * 4).clamp(20, 1000)),
+    });
+    request.group_by = args.group_by.map(|field| GroupBy {
+        field,
+        per_group: args.per_group,
+    });
+    request.facets = args.facets;
     request.filters = args
         .filters
         .iter()
@@ -66,5 +105,42 @@ pub fn run(args: Args, context: &Context) -> Result<()> {
         return print_json(&results);
     }
     let mut out = std::io::stdout().lock();
-    ibex::quickstart::print_results(&mut out, &results).map_err(stdout_error)
+    ibex::quickstart::print_results(&mut out, &results).map_err(stdout_error)?;
+    print_summary(&mut out, &results).map_err(stdout_error)
+}
+
+/// The total, the groups and the facets after the hits.
+fn print_summary(out: &mut dyn Write, results: &SearchResults) -> std::io::Result<()> {
+    let bound = match results.total.relation {
+        TotalRelation::Eq => "",
+        TotalRelation::Gte => "at least ",
+    };
+    writeln!(
+        out,
+        "{bound}{} documents found; showing {} from {}",
+        results.total.value,
+        results.hits.len(),
+        results.offset + 1
+    )?;
+    for group in results.groups.iter().flatten() {
+        writeln!(out, "group {}: {}", group.value, group.ids.join(", "))?;
+    }
+    for (field, facet) in &results.facets {
+        let values: Vec<String> = facet
+            .values
+            .iter()
+            .map(|v| format!("{} ({})", v.value, v.count))
+            .collect();
+        let over = match facet.counted_over {
+            FacetScope::Matches => "matches",
+            FacetScope::Candidates => "candidates",
+        };
+        writeln!(
+            out,
+            "facet {field} over {} {over}: {}",
+            facet.documents,
+            values.join(", ")
+        )?;
+    }
+    Ok(())
 }

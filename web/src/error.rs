@@ -167,6 +167,10 @@ impl From<SearchError> for ApiError {
             SearchError::UnknownMode(_) | SearchError::InvalidRequest(_) => {
                 ApiError::invalid("invalid_field", message)
             }
+            SearchError::CursorNotFound(_) => ApiError::not_found("cursor_not_found", message),
+            SearchError::TooManyCursors(_) => {
+                ApiError::new(StatusCode::TOO_MANY_REQUESTS, "too_many_cursors", message)
+            }
             SearchError::Index(e) => e.into(),
             SearchError::Embedder(e) => e.into(),
             _ => ApiError::internal(message),

@@ -15,6 +15,7 @@ pub mod generate;
 pub mod metrics;
 mod openapi;
 pub mod request_log;
+pub mod search;
 pub mod snapshots;
 
 use std::future::Future;
@@ -173,6 +174,8 @@ pub struct AppState {
     /// Write requests being handled (bodies read, handler running): what shutdown waits for
     /// after abandoning writes, so that their clients get their answer before connections close.
     writes_running: Arc<std::sync::atomic::AtomicUsize>,
+    /// Open search cursors, each pinning the index snapshot its search started on.
+    pub(crate) cursors: Arc<ibex_search::Cursors>,
 }
 
 type CoOccurrenceCache = std::collections::HashMap<
@@ -195,6 +198,7 @@ impl AppState {
             generator: Arc::new(Mutex::new(None)),
             co_occurrence: Arc::new(Mutex::new(Default::default())),
             writes_running: Arc::new(std::sync::atomic::AtomicUsize::new(0)),
+            cursors: Arc::new(ibex_search::Cursors::default()),
         })
     }
 
@@ -345,7 +349,8 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/indexes", get(api::list_indexes))
         .route("/v1/indexes/{name}", get(api::get_index))
         .route("/v1/indexes/{name}/documents/{id}", get(api::get_document))
-        .route("/v1/indexes/{name}/search", post(api::search))
+        .route("/v1/indexes/{name}/search", post(search::search))
+        .route("/v1/indexes/{name}/search/next", post(search::next_page))
         .route(
             "/v1/indexes/{name}/snapshots/{snapshot}",
             get(snapshots::download_snapshot).delete(snapshots::delete_snapshot),
