@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, HashSet};
 
 use ibex_indexer::{english_analyzer, ChunkSet, Fields, Index};
 use tantivy::collector::DocSetCollector;
-use tantivy::query::{BooleanQuery, BoostQuery, Occur, Query, TermQuery};
+use tantivy::query::{BooleanQuery, BoostQuery, EnableScoring, Occur, Query, TermQuery};
 use tantivy::schema::IndexRecordOption;
 use tantivy::tokenizer::TextAnalyzer;
 use tantivy::{DocAddress, Searcher, Term};
@@ -61,6 +61,10 @@ pub fn bag_of_words_query(fields: &Fields, text: &str) -> Option<Box<dyn Query>>
 
 /// The chunk keys of the documents that pass `filters`, and how many documents those are
 /// (`None`: no filter, every live chunk is allowed).
+///
+/// Walks the filter's matches segment by segment with each segment's chunk columns opened once:
+/// opening them for every matching document made a filter keeping 25,000 of 50,000 documents
+/// cost 60 ms a query (bench/filtered_search.sh).
 pub fn allowed_chunks(
     index: &Index,
     searcher: &Searcher,
@@ -69,16 +73,25 @@ pub fn allowed_chunks(
     let Some(query) = filter_query(index.fields(), filters) else {
         return Ok(None);
     };
-    let docs = searcher.search(&query, &DocSetCollector)?;
-    let documents = docs.len();
+    let weight = query.weight(EnableScoring::disabled_from_searcher(searcher))?;
     let mut allowed = ChunkSet::default();
-    for address in docs {
-        let fast = searcher.segment_reader(address.segment_ord).fast_fields();
-        let base = fast.u64("chunk_base")?.first(address.doc_id);
-        let count = fast.u64("chunk_count")?.first(address.doc_id);
-        if let (Some(base), Some(count)) = (base, count) {
-            allowed.insert_range(base, base + count);
-        }
+    let mut documents = 0;
+    for segment in searcher.segment_readers() {
+        let fast = segment.fast_fields();
+        let bases = fast.u64("chunk_base")?;
+        let counts = fast.u64("chunk_count")?;
+        let alive = segment.alive_bitset();
+        weight.for_each_no_score(segment, &mut |docs| {
+            for &doc in docs {
+                if alive.is_some_and(|a| a.is_deleted(doc)) {
+                    continue;
+                }
+                if let (Some(base), Some(count)) = (bases.first(doc), counts.first(doc)) {
+                    allowed.insert_range(base, base + count);
+                    documents += 1;
+                }
+            }
+        })?;
     }
     Ok(Some((allowed, documents)))
 }

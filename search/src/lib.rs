@@ -15,6 +15,7 @@ pub mod lexical;
 pub mod passages;
 pub mod retriever;
 pub mod statistics;
+mod top_count;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::time::Instant;
@@ -31,10 +32,11 @@ pub use filter::{Condition, Filter, Scalar};
 pub use fusion::{DocScore, Fusion};
 pub use passages::Passage;
 pub use retriever::{
-    fuse_hybrid, Bm25Retriever, ChunkAggregation, DenseRetriever, HybridRetriever, PreparedQuery,
+    fuse_hybrid, Bm25List, Bm25Retriever, ChunkAggregation, DenseRetriever, HybridRetriever, PreparedQuery,
     Retriever,
 };
 pub use statistics::TermStatistics;
+pub use top_count::EXACT_TOTAL_UP_TO;
 
 /// Retrieval mode.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -410,6 +412,9 @@ pub struct RankedLists {
     /// Documents the BM25 query matches under the filters (0 in dense mode).
     #[serde(default)]
     pub bm25_matches: usize,
+    /// Whether `bm25_matches` is exact (else a lower bound: see [`EXACT_TOTAL_UP_TO`]).
+    #[serde(default)]
+    pub bm25_matches_exact: bool,
     /// Documents the filters allow (every live document without filters).
     #[serde(default)]
     pub allowed_documents: usize,
@@ -429,8 +434,11 @@ fn lists(
     prepared: &PreparedQuery,
     depth: usize,
 ) -> Result<RankedLists> {
-    let (bm25, bm25_matches) = if request.mode == Mode::Dense {
-        (Vec::new(), 0)
+    let bm25 = if request.mode == Mode::Dense {
+        Bm25List {
+            exact: true,
+            ..Bm25List::default()
+        }
     } else {
         Bm25Retriever {
             depth,
@@ -448,9 +456,10 @@ fn lists(
         .retrieve(index, prepared)?
     };
     Ok(RankedLists {
-        bm25,
+        bm25: bm25.ranked,
         dense,
-        bm25_matches,
+        bm25_matches: bm25.matches,
+        bm25_matches_exact: bm25.exact,
         allowed_documents: prepared.allowed_documents,
     })
 }
@@ -476,12 +485,14 @@ pub fn merge_lists(request: &SearchRequest, parts: Vec<RankedLists>) -> RankedLi
         all
     };
     let bm25_matches = parts.iter().map(|p| p.bm25_matches).sum();
+    let bm25_matches_exact = parts.iter().all(|p| p.bm25_matches_exact);
     let allowed_documents = parts.iter().map(|p| p.allowed_documents).sum();
     let (bm25, dense): (Vec<_>, Vec<_>) = parts.into_iter().map(|p| (p.bm25, p.dense)).unzip();
     RankedLists {
         bm25: merge(bm25),
         dense: merge(dense),
         bm25_matches,
+        bm25_matches_exact,
         allowed_documents,
     }
 }
@@ -626,10 +637,15 @@ fn page(index: &Index, request: &SearchRequest, prepared: &PreparedQuery) -> Res
             Mode::Bm25 => lists.bm25_matches,
             Mode::Dense | Mode::Hybrid => lists.allowed_documents.max(lists.bm25_matches),
         };
+        let counted_all = request.mode != Mode::Bm25 || lists.bm25_matches_exact;
         let total = match request.min_score {
             None => Total {
                 value: all,
-                relation: TotalRelation::Eq,
+                relation: if counted_all {
+                    TotalRelation::Eq
+                } else {
+                    TotalRelation::Gte
+                },
             },
             Some(min_score) => {
                 let before = ranked.len();

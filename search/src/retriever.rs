@@ -4,13 +4,13 @@ use std::collections::HashMap;
 
 use ibex_embedder::{Embedder, TextKind};
 use ibex_indexer::{ChunkSet, Index};
-use tantivy::collector::{Count, TopDocs};
 
 use crate::error::{Result, SearchError};
 use crate::filter::Filter;
 use crate::fusion::{fuse_reciprocal_rank, fuse_weighted, DocScore, Fusion};
 use crate::lexical::{allowed_chunks, bm25_query};
 use crate::statistics::{CollectionStatistics, TermStatistics};
+use crate::top_count::{TopAndCount, EXACT_TOTAL_UP_TO};
 
 /// How a document's score is computed from its chunks' scores.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -104,31 +104,30 @@ pub struct Bm25Retriever<'s> {
 
 impl Retriever for Bm25Retriever<'_> {
     fn retrieve(&self, index: &Index, query: &PreparedQuery) -> Result<Vec<DocScore>> {
-        Ok(self.retrieve_counted(index, query)?.0)
+        Ok(self.retrieve_counted(index, query)?.ranked)
     }
 }
 
 impl Bm25Retriever<'_> {
-    /// The best `depth` documents, and how many documents match in all (exact: the query's
-    /// terms under the filters, counted in the same pass).
-    pub fn retrieve_counted(
-        &self,
-        index: &Index,
-        query: &PreparedQuery,
-    ) -> Result<(Vec<DocScore>, usize)> {
+    /// The best `depth` documents, and how many documents match in all (the query's terms
+    /// under the filters), counted in the same pass.
+    pub fn retrieve_counted(&self, index: &Index, query: &PreparedQuery) -> Result<Bm25List> {
         let fields = index.fields();
         if let Some(statistics) = self.statistics {
             statistics.check_covers(query.text)?;
         }
         let Some(query) = bm25_query(fields, query.text, query.filters) else {
-            return Ok((Vec::new(), 0));
+            return Ok(Bm25List {
+                exact: true,
+                ..Bm25List::default()
+            });
         };
         let searcher = index.searcher();
-        let collector = (
-            TopDocs::with_limit(self.depth.max(1)).order_by_score(),
-            Count,
-        );
-        let (hits, matches) = match self.statistics {
+        let collector = TopAndCount {
+            k: self.depth.max(1),
+            count_up_to: EXACT_TOTAL_UP_TO,
+        };
+        let found = match self.statistics {
             Some(statistics) => searcher.search_with_statistics_provider(
                 &*query,
                 &collector,
@@ -143,8 +142,8 @@ impl Bm25Retriever<'_> {
         // documents would decompress whole documents (long ones are most of the store) just to
         // read their ids.
         let live = index.live_docs();
-        let mut out = Vec::with_capacity(hits.len());
-        for (score, address) in hits {
+        let mut out = Vec::with_capacity(found.top.len());
+        for (score, address) in found.top {
             if let Some(doc) = live.at_address(address.segment_ord, address.doc_id) {
                 out.push(DocScore {
                     id: doc.id.clone(),
@@ -155,8 +154,24 @@ impl Bm25Retriever<'_> {
         // Equal scores in document-id order, as the merged lists of a sharded index are: the
         // rank of a tie then does not depend on where the documents happen to lie.
         out.sort_by(|a, b| b.score.total_cmp(&a.score).then_with(|| a.id.cmp(&b.id)));
-        Ok((out, matches))
+        Ok(Bm25List {
+            ranked: out,
+            matches: found.matches,
+            exact: found.exact,
+        })
     }
+}
+
+/// A BM25 list and how many documents matched.
+#[derive(Debug, Clone, Default)]
+pub struct Bm25List {
+    /// The best documents, best first.
+    pub ranked: Vec<DocScore>,
+    /// Documents matching the query's terms under the filters: exact when `exact`, else a
+    /// lower bound (see [`EXACT_TOTAL_UP_TO`]).
+    pub matches: usize,
+    /// Whether `matches` counts every match.
+    pub exact: bool,
 }
 
 /// Dense retrieval: nearest chunks by cosine, aggregated per document.
