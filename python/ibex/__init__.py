@@ -102,8 +102,9 @@ class Results(list):
     beside them.
 
     ``total`` is ``{"value": n, "relation": "eq" | "gte"}``: every BM25 match under the filter
-    (bm25), or every document the filter allows (dense, hybrid); with ``min_score``, those scoring
-    above it, a lower bound (``gte``) when every ranked candidate passed. ``offset`` is the number
+    (bm25; exact up to 10,000 per index segment, then a lower bound, ``gte``), or every document
+    the filter allows (dense, hybrid); with ``min_score``, those scoring above it, a lower bound
+    when every ranked candidate passed. ``offset`` is the number
     of documents (groups) skipped. ``groups`` (with ``group_by``) lists each group's ``value`` and
     the ``ids`` of its hits; ``facets`` maps each field asked for to its ``values`` with counts,
     ``counted_over`` (``"matches"`` in bm25 mode, ``"candidates"`` otherwise) and ``documents``.

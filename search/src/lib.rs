@@ -32,8 +32,8 @@ pub use filter::{Condition, Filter, Scalar};
 pub use fusion::{DocScore, Fusion};
 pub use passages::Passage;
 pub use retriever::{
-    fuse_hybrid, Bm25List, Bm25Retriever, ChunkAggregation, DenseRetriever, HybridRetriever, PreparedQuery,
-    Retriever,
+    fuse_hybrid, Bm25List, Bm25Retriever, ChunkAggregation, DenseRetriever, HybridRetriever,
+    PreparedQuery, Retriever,
 };
 pub use statistics::TermStatistics;
 pub use top_count::EXACT_TOTAL_UP_TO;
@@ -391,10 +391,9 @@ fn retrieve(
     request: &SearchRequest,
     prepared: &PreparedQuery,
 ) -> Result<Vec<DocScore>> {
-    Ok(rank(
-        request,
-        &lists(index, request, prepared, list_depth(request))?,
-    ))
+    // Ranking alone (evaluation) needs no total: BM25 prunes from the start.
+    let lists = lists(index, request, prepared, list_depth(request), false)?;
+    Ok(rank(request, &lists))
 }
 
 /// The ranked lists a search ranks documents from, before they are cut and fused: BM25 (modes
@@ -409,7 +408,8 @@ pub struct RankedLists {
     /// The dense list (empty in bm25 mode).
     #[serde(default)]
     pub dense: Vec<DocScore>,
-    /// Documents the BM25 query matches under the filters (0 in dense mode).
+    /// Documents the BM25 query matches under the filters (0 in dense mode; not counted, and
+    /// not exact, in the lists of [`ranked_lists`]).
     #[serde(default)]
     pub bm25_matches: usize,
     /// Whether `bm25_matches` is exact (else a lower bound: see [`EXACT_TOTAL_UP_TO`]).
@@ -433,6 +433,7 @@ fn lists(
     request: &SearchRequest,
     prepared: &PreparedQuery,
     depth: usize,
+    count_matches: bool,
 ) -> Result<RankedLists> {
     let bm25 = if request.mode == Mode::Dense {
         Bm25List {
@@ -444,7 +445,11 @@ fn lists(
             depth,
             statistics: request.statistics.as_deref(),
         }
-        .retrieve_counted(index, prepared)?
+        .retrieve_counted(
+            index,
+            prepared,
+            if count_matches { EXACT_TOTAL_UP_TO } else { 0 },
+        )?
     };
     let dense = if request.mode == Mode::Bm25 {
         Vec::new()
@@ -471,7 +476,7 @@ pub fn ranked_lists(
     request: &SearchRequest,
 ) -> Result<RankedLists> {
     let prepared = prepare(index, embedder, request)?;
-    lists(index, request, &prepared, list_depth(request))
+    lists(index, request, &prepared, list_depth(request), false)
 }
 
 /// The lists of disjoint indexes (shards) merged into the lists one index holding all their
@@ -630,7 +635,13 @@ fn page(index: &Index, request: &SearchRequest, prepared: &PreparedQuery) -> Res
     let mut group_values: HashMap<String, serde_json::Value> = HashMap::new();
     loop {
         depth = depth.clamp(wanted, MAX_CANDIDATES.max(wanted));
-        let lists = lists(index, request, prepared, list_depth(request).max(depth))?;
+        let lists = lists(
+            index,
+            request,
+            prepared,
+            list_depth(request).max(depth),
+            true,
+        )?;
         let mut ranked = rank_to(request, &lists, depth);
         let exhausted = ranked.len() < depth;
         let all = match request.mode {

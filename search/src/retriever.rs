@@ -10,7 +10,7 @@ use crate::filter::Filter;
 use crate::fusion::{fuse_reciprocal_rank, fuse_weighted, DocScore, Fusion};
 use crate::lexical::{allowed_chunks, bm25_query};
 use crate::statistics::{CollectionStatistics, TermStatistics};
-use crate::top_count::{TopAndCount, EXACT_TOTAL_UP_TO};
+use crate::top_count::TopAndCount;
 
 /// How a document's score is computed from its chunks' scores.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -104,14 +104,21 @@ pub struct Bm25Retriever<'s> {
 
 impl Retriever for Bm25Retriever<'_> {
     fn retrieve(&self, index: &Index, query: &PreparedQuery) -> Result<Vec<DocScore>> {
-        Ok(self.retrieve_counted(index, query)?.ranked)
+        Ok(self.retrieve_counted(index, query, 0)?.ranked)
     }
 }
 
 impl Bm25Retriever<'_> {
-    /// The best `depth` documents, and how many documents match in all (the query's terms
-    /// under the filters), counted in the same pass.
-    pub fn retrieve_counted(&self, index: &Index, query: &PreparedQuery) -> Result<Bm25List> {
+    /// The best `depth` documents, and how many documents match (the query's terms under the
+    /// filters), counted in the same pass exactly up to `count_up_to` per segment: counting
+    /// scores every match it counts, so a caller that needs no total passes 0 and ranking
+    /// prunes from the start.
+    pub fn retrieve_counted(
+        &self,
+        index: &Index,
+        query: &PreparedQuery,
+        count_up_to: usize,
+    ) -> Result<Bm25List> {
         let fields = index.fields();
         if let Some(statistics) = self.statistics {
             statistics.check_covers(query.text)?;
@@ -125,7 +132,7 @@ impl Bm25Retriever<'_> {
         let searcher = index.searcher();
         let collector = TopAndCount {
             k: self.depth.max(1),
-            count_up_to: EXACT_TOTAL_UP_TO,
+            count_up_to,
         };
         let found = match self.statistics {
             Some(statistics) => searcher.search_with_statistics_provider(
@@ -168,7 +175,7 @@ pub struct Bm25List {
     /// The best documents, best first.
     pub ranked: Vec<DocScore>,
     /// Documents matching the query's terms under the filters: exact when `exact`, else a
-    /// lower bound (see [`EXACT_TOTAL_UP_TO`]).
+    /// lower bound (see [`crate::EXACT_TOTAL_UP_TO`]).
     pub matches: usize,
     /// Whether `matches` counts every match.
     pub exact: bool,

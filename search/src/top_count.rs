@@ -133,7 +133,7 @@ impl Collector for TopAndCount {
         Ok(SegmentTopAndCount {
             segment_ord,
             k: self.k.max(1),
-            count_up_to: self.count_up_to.max(1),
+            count_up_to: self.count_up_to,
             heap: BinaryHeap::new(),
             matches: 0,
         })
@@ -248,6 +248,11 @@ mod tests {
                 if all > 150 {
                     assert!(!bounded.exact && bounded.matches >= 50 && bounded.matches <= all);
                 }
+                // No count at all: pruning from the first document, the same top k.
+                let uncounted = searcher
+                    .search(&query, &TopAndCount { k, count_up_to: 0 })
+                    .unwrap();
+                assert_eq!(scores(&uncounted.top), scores(&expected), "k={k}");
             }
         }
     }

@@ -150,7 +150,8 @@ pub struct TotalResponse {
     /// The count: every BM25 match under the filter (bm25), or every document the filter
     /// allows (dense, hybrid: each has a similarity); with `min_score`, those scoring above it.
     pub value: usize,
-    /// `eq` (exact) or `gte` (a lower bound: with `min_score`, every candidate ranked passed).
+    /// `eq` (exact) or `gte` (a lower bound: BM25 matches are counted exactly up to 10,000 per
+    /// index segment; with `min_score`, every candidate ranked passed).
     pub relation: String,
 }
 
