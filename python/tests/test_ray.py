@@ -252,6 +252,7 @@ def test_the_router_answers_as_ibex_serve(cranfield, served, tmp_path: pathlib.P
                 return type(value).__name__ if not isinstance(value, int) or isinstance(value, bool) else "number"
 
             assert shape(routed) == shape(direct), mode
+            assert routed["total"] == direct["total"], mode
             assert [h["id"] for h in routed["hits"]] == [h["id"] for h in direct["hits"]], mode
             for a, b in zip(routed["hits"], direct["hits"]):
                 assert a["score"] == pytest.approx(b["score"], rel=1e-5)

@@ -408,8 +408,7 @@ pub struct RankedLists {
     /// The dense list (empty in bm25 mode).
     #[serde(default)]
     pub dense: Vec<DocScore>,
-    /// Documents the BM25 query matches under the filters (0 in dense mode; not counted, and
-    /// not exact, in the lists of [`ranked_lists`]).
+    /// Documents the BM25 query matches under the filters (0 in dense mode).
     #[serde(default)]
     pub bm25_matches: usize,
     /// Whether `bm25_matches` is exact (else a lower bound: see [`EXACT_TOTAL_UP_TO`]).
@@ -476,7 +475,8 @@ pub fn ranked_lists(
     request: &SearchRequest,
 ) -> Result<RankedLists> {
     let prepared = prepare(index, embedder, request)?;
-    lists(index, request, &prepared, list_depth(request), false)
+    // A shard's lists serve a search, whose answer states the total: count.
+    lists(index, request, &prepared, list_depth(request), true)
 }
 
 /// The lists of disjoint indexes (shards) merged into the lists one index holding all their

@@ -246,6 +246,9 @@ class SearchOutcome:
 
     hits: list[Hit]
     missing_shards: list[str] = field(default_factory=list)
+    #: How many documents the search found in all shards, as ``ibex serve`` states it:
+    #: ``{"value": n, "relation": "eq" | "gte"}`` (``gte`` also when shards were missing).
+    total: dict[str, Any] = field(default_factory=lambda: {"value": 0, "relation": "eq"})
 
 
 class ShardClient:
@@ -392,9 +395,15 @@ class ScatterGather:
         )
         missing += more_missing
         owner: dict[str, int] = {}
+        matches, allowed, exact = 0, 0, True
         for shard, answer in lists.items():
-            for entries in json.loads(answer).values():
-                for entry in entries:
+            parsed = json.loads(answer)
+            matches += parsed.get("bm25_matches", 0)
+            allowed += parsed.get("allowed_documents", 0)
+            exact = exact and parsed.get("bm25_matches_exact", False)
+            # The lists hold the ranked entries; their other fields are the shard's counts.
+            for key in ("bm25", "dense"):
+                for entry in parsed.get(key, []):
                     owner[entry["id"]] = shard
         ranked = _native.rank_shard_lists(request_json, list(lists.values()))
         by_shard: dict[int, list[tuple[str, float]]] = {}
@@ -410,7 +419,15 @@ class ScatterGather:
         missing += more_missing
         hits_by_id = {h[0]: h for answer in found.values() for h in answer}
         hits = [_hit(hits_by_id[id]) for id, _ in ranked if id in hits_by_id]
-        return SearchOutcome(hits=hits, missing_shards=sorted(set(missing)))
+        # The total as one index would count it: BM25 matches (bm25 mode), or every document
+        # the filter allows (each has a similarity in dense and hybrid mode).
+        if mode in ("bm25", "lexical"):
+            total = {"value": matches, "relation": "eq" if exact else "gte"}
+        else:
+            total = {"value": max(allowed, matches), "relation": "eq"}
+        if missing:
+            total["relation"] = "gte"
+        return SearchOutcome(hits=hits, missing_shards=sorted(set(missing)), total=total)
 
     def upsert(self, documents: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
         """Adds or replaces documents, each in its shard; returns the summed write report."""

@@ -344,6 +344,8 @@ class RestApi:
                 }
                 for h in outcome.hits
             ],
+            "offset": 0,
+            "total": outcome.total,
             "took_ms": 0.0,
         }
         if body.get("allow_partial"):
