@@ -134,7 +134,8 @@ def test_rest_api_answers_as_ibex_serve(sharded) -> None:
         "POST", "/v1/indexes/docs/search", read, json.dumps({"query": query, "mode": "bm25", "top_k": 3}).encode()
     )
     assert status == 200, answer
-    assert set(answer) == {"query", "mode", "hits", "took_ms"}
+    assert set(answer) == {"query", "mode", "hits", "offset", "total", "took_ms"}
+    assert answer["total"] == single.search(query, mode="bm25", top_k=3).total
     assert set(answer["hits"][0]) == {"id", "score", "title", "metadata", "passages"}
     assert set(answer["hits"][0]["passages"][0]) == {"text", "start", "end", "score", "highlights"}
     assert [h["id"] for h in answer["hits"]] == [h.id for h in single.search(query, mode="bm25", top_k=3)]
