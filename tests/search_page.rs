@@ -117,28 +117,35 @@ impl Driver {
     }
 
     fn wait_for_within(&self, css: &str, limit: Duration) -> String {
-        let started = Instant::now();
-        loop {
-            if let Some(element) = self.find(css) {
-                return element;
-            }
-            assert!(started.elapsed() < limit, "{css} never appeared");
-            std::thread::sleep(Duration::from_millis(100));
-        }
+        self.poll(limit, || self.find(css), || format!("{css} never appeared"))
     }
 
     /// Waits until `check` holds of the texts of the elements `css` selects.
     fn wait_until(&self, css: &str, what: &str, check: impl Fn(&[String]) -> bool) -> Vec<String> {
+        self.poll(
+            Duration::from_secs(30),
+            || {
+                let texts = self.text_of_all(css);
+                check(&texts).then_some(texts)
+            },
+            || format!("{what}: {css} shows {:?}", self.text_of_all(css)),
+        )
+    }
+
+    /// Asks the browser `probe` until it answers (the page changes on its own schedule and
+    /// WebDriver cannot notify), failing with `failure` after `limit`.
+    fn poll<T>(
+        &self,
+        limit: Duration,
+        mut probe: impl FnMut() -> Option<T>,
+        failure: impl Fn() -> String,
+    ) -> T {
         let started = Instant::now();
         loop {
-            let texts = self.text_of_all(css);
-            if check(&texts) {
-                return texts;
+            if let Some(found) = probe() {
+                return found;
             }
-            assert!(
-                started.elapsed() < Duration::from_secs(30),
-                "{what}: {css} shows {texts:?}"
-            );
+            assert!(started.elapsed() < limit, "{}", failure());
             std::thread::sleep(Duration::from_millis(100));
         }
     }
