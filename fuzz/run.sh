@@ -9,13 +9,15 @@
 # compiler is told to accept them (RUSTC_BOOTSTRAP=1). Needs `cargo install cargo-fuzz` and a C++
 # compiler (libFuzzer is built from source by libfuzzer-sys). The corpora grow under
 # fuzz/corpus/TARGET (ignored by git); a crash is saved under fuzz/artifacts/TARGET and becomes a
-# regression test in the crate it belongs to. Never run beside a cargo build: both want the cores.
+# regression test in the crate it belongs to. A target with a folder under fuzz/seeds starts from
+# those inputs too (valid requests the fuzzer would take long to find alone). Never run beside a
+# cargo build: both want the cores.
 set -euo pipefail
 cd "$(dirname "$0")"
 SECONDS_PER_TARGET=${SECONDS_PER_TARGET:-600}
 TARGETS=("$@")
 if [ ${#TARGETS[@]} -eq 0 ]; then
-    TARGETS=(corpus index_files search_request api_request)
+    TARGETS=(corpus index_files search_request api_request llm_request)
 fi
 export RUSTC_BOOTSTRAP=1
 echo "CPU: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs); $(nproc) cores; $(grep -o -w -m1 avx512f /proc/cpuinfo || echo 'no avx512f')"
@@ -25,11 +27,13 @@ run_one() {
     local target=$1
     local status=0
     mkdir -p "corpus/$target"
+    local seeds=()
+    if [ -d "seeds/$target" ]; then seeds=("seeds/$target"); fi
     # -rss_limit_mb: an allocation sized by a damaged length field shows up as a crash.
     # -detect_leaks=0: the targets keep their fixture index and the server's tokio runtime in
     # statics for the whole run, and LeakSanitizer reports the runtime's live blocking threads
     # at exit as leaks (an api_request run of 600 s ended that way, with no failing input).
-    cargo fuzz run -O --fuzz-dir . "$target" "corpus/$target" -- \
+    cargo fuzz run -O --fuzz-dir . "$target" "corpus/$target" "${seeds[@]}" -- \
         -max_total_time="$SECONDS_PER_TARGET" -rss_limit_mb=2048 -timeout=20 -print_final_stats=1 \
         -detect_leaks=0 \
         > "logs/$target.log" 2>&1 || status=$?

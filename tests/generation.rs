@@ -473,3 +473,55 @@ fn the_http_backend_reports_what_the_server_did_wrong() {
         "a URL without a scheme is refused"
     );
 }
+
+/// `--max-generated-tokens` bounds what one request may make the LLM do: a chat completion asking
+/// for more gets that many tokens (finish reason `length`), an answer likewise, and a
+/// recommendation whose list could need more is refused before any work, saying what to change.
+#[test]
+fn the_server_caps_the_tokens_one_request_may_generate() {
+    ibex::generator::fetch::ensure_default_llm().expect("the embedded LLM is cached");
+    let dir = tempfile::tempdir().expect("temp dir");
+    let server = Server::start(dir.path(), &["--max-generated-tokens", "6"]);
+
+    let (status, completion) = server.post(
+        "/v1/chat/completions",
+        &json!({"messages": [{"role": "user", "content": "Count from one to one hundred, in words."}],
+                "max_tokens": 500}),
+    );
+    assert_eq!(status, 200, "{completion}");
+    assert_eq!(completion["usage"]["completion_tokens"], 6, "{completion}");
+    assert_eq!(completion["choices"][0]["finish_reason"], "length");
+
+    let docs: Vec<Value> = ibex::quickstart::CORPUS
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect();
+    assert_eq!(server.put("/v1/indexes/kb", &json!({})).0, 201);
+    let (status, body) = server.post("/v1/indexes/kb/documents", &Value::Array(docs));
+    assert_eq!(status, 200, "{body}");
+    let (status, answer) = server.post(
+        "/v1/indexes/kb/answer",
+        &json!({"question": "What do the rovers on Mars search for?", "max_tokens": 300}),
+    );
+    assert_eq!(status, 200, "{answer}");
+    let generated = answer["tokens"]["completion"]
+        .as_u64()
+        .unwrap_or_else(|| panic!("the answer counts its generated tokens: {answer}"));
+    assert!(generated <= 6, "{answer}");
+
+    // One item without reasons needs 8 + 8 tokens: over 6.
+    let (status, body) = server.post(
+        "/v1/indexes/kb/recommend",
+        &json!({"history": ["astro-mars-rover"], "k": 1, "reasons": false}),
+    );
+    assert_eq!(
+        (status, server::error_code(&body).as_str()),
+        (422, "too_many_tokens"),
+        "{body}"
+    );
+    let message = body["error"]["message"].as_str().unwrap_or_default();
+    assert!(
+        message.contains("16") && message.contains("6") && message.contains("fewer items"),
+        "{message}"
+    );
+}

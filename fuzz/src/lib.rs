@@ -8,6 +8,8 @@
 //! written by ibex's own writer (`IndexWriter::upsert_embedded`, the path distributed builds use),
 //! so its files are exactly what a real index holds.
 
+pub mod api;
+
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 

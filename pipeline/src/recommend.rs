@@ -53,6 +53,19 @@ pub struct RecommendOptions {
     pub recency_half_life: Option<f32>,
 }
 
+impl RecommendOptions {
+    /// The most tokens the LLM may generate for a list of `k` items, so a server can refuse a
+    /// request beyond its limit before any work.
+    pub fn max_generated_tokens(&self) -> usize {
+        self.generated_tokens_for(self.k)
+    }
+
+    /// Each line is an id, and with reasons a sentence: the output is bounded accordingly.
+    fn generated_tokens_for(&self, listed: usize) -> usize {
+        listed * if self.with_reasons { 48 } else { 8 } + 8
+    }
+}
+
 impl Default for RecommendOptions {
     fn default() -> Self {
         RecommendOptions {
@@ -373,8 +386,7 @@ pub fn recommend(
         options.with_reasons,
     );
     let mut request = GenerationRequest::new(messages);
-    // Each line is an id, and with reasons a sentence: bound the output accordingly.
-    request.max_tokens = listed * if options.with_reasons { 48 } else { 8 } + 8;
+    request.max_tokens = options.generated_tokens_for(listed);
 
     let generate_start = Instant::now();
     let grammar = ItemListGrammar::new(&candidate_ids, listed, options.with_reasons, 160);

@@ -26,9 +26,8 @@ use crate::api::{blocking, shared_index, ApiJson, ApiPath};
 use crate::error::{ApiError, ErrorBody};
 use crate::AppState;
 
-/// Most messages of a chat request, and most tokens one request may ask for.
+/// Most messages of a chat request.
 const MAX_MESSAGES: usize = 64;
-const MAX_GENERATED_TOKENS: usize = 2048;
 
 /// The configured generator, built on first use (fetching the embedded model if needed). A
 /// failed build is not remembered, so fixing the configuration or the network needs no restart.
@@ -98,7 +97,7 @@ pub struct AnswerBody {
     pub compress: Option<bool>,
     /// Token budget of the compressed context. Default 64.
     pub budget: Option<usize>,
-    /// Most tokens of the answer. Default 200.
+    /// Most tokens of the answer. Default 200; capped by the server's `--max-generated-tokens`.
     pub max_tokens: Option<usize>,
     /// Answer as server-sent events: `token` events (`{"text"}`), then one `answer` event with
     /// the whole result (or an `error` event).
@@ -155,7 +154,7 @@ pub async fn answer(
         max_tokens: body
             .max_tokens
             .unwrap_or(200)
-            .clamp(1, MAX_GENERATED_TOKENS),
+            .clamp(1, limits.max_generated_tokens),
         ..AnswerOptions::default()
     };
     let index = shared_index(&state, &name)?;
@@ -199,7 +198,9 @@ pub struct RecommendBody {
     /// The user's items, oldest first (document ids of the index).
     #[serde(default)]
     pub history: Vec<String>,
-    /// Items to recommend. Default 10.
+    /// Items to recommend. Default 10. The list may need k x 48 + 8 generated tokens with reasons
+    /// (k x 8 + 8 without), which must fit the server's `--max-generated-tokens` (default 2048:
+    /// k <= 42 with reasons).
     pub k: Option<usize>,
     /// What the user asks for, in their words ("something lighter").
     pub query: Option<String>,
@@ -247,6 +248,18 @@ pub async fn recommend(
         with_reasons: body.reasons.unwrap_or(true),
         ..RecommendOptions::default()
     };
+    let needed = options.max_generated_tokens();
+    let allowed = state.config.limits.max_generated_tokens;
+    if needed > allowed {
+        return Err(ApiError::invalid(
+            "too_many_tokens",
+            format!(
+                "a list of {k} items{} may need {needed} generated tokens, over this server's limit of {allowed}: ask for fewer items{}",
+                if options.with_reasons { " with reasons" } else { "" },
+                if options.with_reasons { " or set reasons to false" } else { "" },
+            ),
+        ));
+    }
     let index = shared_index(&state, &name)?;
     let result = blocking(move || {
         let generator = generator(&state)?;
@@ -331,7 +344,7 @@ pub struct ChatCompletionBody {
     pub model: Option<String>,
     /// The conversation, oldest first.
     pub messages: Vec<ChatMessageBody>,
-    /// Most tokens to generate (default 256).
+    /// Most tokens to generate (default 256; capped by the server's `--max-generated-tokens`).
     pub max_tokens: Option<usize>,
     /// OpenAI's newer name for `max_tokens` (wins when both are given).
     pub max_completion_tokens: Option<usize>,
@@ -397,7 +410,7 @@ pub async fn chat_completions(
         .max_completion_tokens
         .or(body.max_tokens)
         .unwrap_or(256)
-        .clamp(1, MAX_GENERATED_TOKENS);
+        .clamp(1, state.config.limits.max_generated_tokens);
     request.temperature = body.temperature.unwrap_or(0.0);
     request.seed = body.seed.unwrap_or(0);
     request.validate().map_err(ApiError::from)?;

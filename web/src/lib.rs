@@ -57,6 +57,11 @@ pub struct Limits {
     pub write_timeout: Duration,
     /// Limit on an LLM request (answers, recommendations, chat completions), waiting included.
     pub generate_timeout: Duration,
+    /// Most tokens one LLM request may generate. Answers and chat completions asking for more
+    /// get this many (as OpenAI servers cap `max_tokens`); a recommendation whose list could need
+    /// more (items x tokens per item) is refused with 422. A generation keeps its CPU until it
+    /// ends even when its client is gone, so this bounds what one request can take.
+    pub max_generated_tokens: usize,
     /// Longest a request body may go without sending a byte (longer: 408, and the connection is
     /// closed). Measured between reads, not over the whole body, so a large upload on a slow
     /// link is not cut while it makes progress.
@@ -80,6 +85,7 @@ impl Default for Limits {
             read_timeout: Duration::from_secs(30),
             write_timeout: Duration::from_secs(600),
             generate_timeout: Duration::from_secs(300),
+            max_generated_tokens: 2048,
             body_idle_timeout: Duration::from_secs(30),
             shutdown_grace: Duration::from_secs(30),
             documents: ibex_indexer::DocumentLimits::default(),
