@@ -144,6 +144,11 @@ pub struct EvalReport {
     pub mean: Measures,
     /// Queries evaluated (those with judgments).
     pub queries: usize,
+    /// Median time of one query's search, in milliseconds (depth 1000, one thread): the cost of
+    /// a setting, compared between runs on the same machine.
+    pub latency_ms_p50: f64,
+    /// 99th percentile of the same.
+    pub latency_ms_p99: f64,
 }
 
 /// Runs `search` on every query that has judgments and scores the rankings. `search` returns
@@ -156,6 +161,7 @@ pub fn run_evaluation(
     mut search: impl FnMut(&str) -> Result<Vec<(String, f32)>>,
 ) -> Result<EvalReport> {
     let mut per_query = Vec::new();
+    let mut latencies = Vec::new();
     let mut run_writer = match run_file {
         Some(path) => Some(std::io::BufWriter::new(
             std::fs::File::create(path)
@@ -171,7 +177,9 @@ pub fn run_evaluation(
         let Some(judgments) = qrels.get(&query.id) else {
             continue;
         };
+        let started = std::time::Instant::now();
         let mut ranking = search(texts[query.id.as_str()])?;
+        latencies.push(started.elapsed().as_secs_f64() * 1000.0);
         trec_order(&mut ranking);
         ranking.truncate(1000);
         if let Some(writer) = run_writer.as_mut() {
@@ -195,9 +203,19 @@ pub fn run_evaluation(
             .flush()
             .map_err(EvalError::io("writing the run file"))?;
     }
+    latencies.sort_by(f64::total_cmp);
+    let percentile = |p: f64| {
+        if latencies.is_empty() {
+            return 0.0;
+        }
+        let rank = ((p * latencies.len() as f64).ceil() as usize).clamp(1, latencies.len());
+        latencies[rank - 1]
+    };
     Ok(EvalReport {
         mean: mean(&per_query),
         queries: per_query.len(),
+        latency_ms_p50: percentile(0.5),
+        latency_ms_p99: percentile(0.99),
     })
 }
 

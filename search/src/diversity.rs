@@ -129,7 +129,11 @@ pub(crate) fn mmr_order(
 
 /// A unit vector standing for document `id`: its chunk closest to the query, or the mean of its
 /// chunks without a query vector. `None` when it has no live chunk.
-fn document_vector(index: &Index, id: &str, query_vector: Option<&[f32]>) -> Option<Vec<f32>> {
+pub(crate) fn document_vector(
+    index: &Index,
+    id: &str,
+    query_vector: Option<&[f32]>,
+) -> Option<Vec<f32>> {
     let chunks = index.doc_chunks(id)?;
     let vectors = (chunks.chunk_base..chunks.chunk_base + u64::from(chunks.chunk_count))
         .filter_map(|key| index.chunk_vector(key));

@@ -13,6 +13,7 @@ use tantivy::{DocAddress, Searcher, Term};
 
 use crate::error::Result;
 use crate::filter::{filter_query, Filter};
+use crate::retriever::PreparedQuery;
 
 /// The query's analyzed terms with their counts, as BM25 sees them.
 pub fn analyze(text: &str) -> BTreeMap<String, u32> {
@@ -96,17 +97,57 @@ pub fn allowed_chunks(
     Ok(Some((allowed, documents)))
 }
 
+/// A BM25 query over `contents` from weighted terms (pseudo-relevance feedback's expanded
+/// query): one clause per term, boosted by its weight. `None` without terms.
+pub fn weighted_terms_query(fields: &Fields, terms: &[(String, f32)]) -> Option<Box<dyn Query>> {
+    let clauses: Vec<(Occur, Box<dyn Query>)> = terms
+        .iter()
+        .map(|(term, weight)| {
+            let query: Box<dyn Query> = Box::new(TermQuery::new(
+                Term::from_field_text(fields.contents, term),
+                IndexRecordOption::WithFreqs,
+            ));
+            (
+                Occur::Should,
+                Box::new(BoostQuery::new(query, *weight)) as Box<dyn Query>,
+            )
+        })
+        .collect();
+    (!clauses.is_empty()).then(|| Box::new(BooleanQuery::new(clauses)) as Box<dyn Query>)
+}
+
 /// The query BM25 runs: the bag of words, required together with the filters (`None` when no
 /// term survives analysis).
 pub fn bm25_query(fields: &Fields, text: &str, filters: &[Filter]) -> Option<Box<dyn Query>> {
-    let terms = bag_of_words_query(fields, text)?;
-    Some(match filter_query(fields, filters) {
+    Some(with_filters(
+        fields,
+        bag_of_words_query(fields, text)?,
+        filters,
+    ))
+}
+
+/// The query the BM25 retriever runs for a prepared query: its expanded terms when feedback
+/// gave some, else its bag of words, under its filters.
+pub(crate) fn expanded_bm25_query(
+    fields: &Fields,
+    query: &PreparedQuery,
+) -> Option<Box<dyn Query>> {
+    let terms = match &query.expansion.terms {
+        Some(terms) => weighted_terms_query(fields, terms)?,
+        None => bag_of_words_query(fields, query.text)?,
+    };
+    Some(with_filters(fields, terms, query.filters))
+}
+
+/// `terms` required together with the filters.
+fn with_filters(fields: &Fields, terms: Box<dyn Query>, filters: &[Filter]) -> Box<dyn Query> {
+    match filter_query(fields, filters) {
         Some(filter) => Box::new(BooleanQuery::new(vec![
             (Occur::Must, filter),
             (Occur::Must, terms),
         ])),
         None => terms,
-    })
+    }
 }
 
 /// Every document BM25 matches for `text` under `filters` (what facets count in bm25 mode).

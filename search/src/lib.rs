@@ -9,6 +9,7 @@ pub mod cursor;
 pub mod diversity;
 mod error;
 pub mod facets;
+pub mod feedback;
 pub mod filter;
 pub mod fusion;
 pub mod lexical;
@@ -28,6 +29,7 @@ pub use cursor::Cursors;
 pub use diversity::{GroupBy, HitGroup, Mmr};
 pub use error::{Result, SearchError};
 pub use facets::{Facet, FacetCount, FacetScope};
+pub use feedback::{Feedback, FeedbackSource};
 pub use filter::{Condition, Filter, Scalar};
 pub use fusion::{DocScore, Fusion};
 pub use passages::Passage;
@@ -123,6 +125,10 @@ pub struct SearchRequest {
     pub group_by: Option<GroupBy>,
     /// Metadata fields whose value counts come back with the hits (see [`facets`]).
     pub facets: Vec<String>,
+    /// Pseudo-relevance feedback (see [`feedback`]): a first round's best documents expand the
+    /// query (RM3 on the BM25 query, Rocchio on the dense vector) before the lists are
+    /// retrieved again. Totals and facets still count the original query's matches.
+    pub feedback: Option<Feedback>,
 }
 
 impl SearchRequest {
@@ -144,6 +150,7 @@ impl SearchRequest {
             mmr: None,
             group_by: None,
             facets: Vec::new(),
+            feedback: None,
         }
     }
 }
@@ -227,6 +234,25 @@ fn prepare<'q>(
     request: &'q SearchRequest,
 ) -> Result<PreparedQuery<'q>> {
     validate(request)?;
+    let prepared = prepare_query(index, embedder, request)?;
+    match &request.feedback {
+        Some(feedback) => {
+            let expansion = feedback::expand(index, request, &prepared, feedback)?;
+            Ok(PreparedQuery {
+                expansion,
+                ..prepared
+            })
+        }
+        None => Ok(prepared),
+    }
+}
+
+/// The query as the request gives it: its vector (supplied or embedded) and its filters.
+fn prepare_query<'q>(
+    index: &Index,
+    embedder: Option<&dyn Embedder>,
+    request: &'q SearchRequest,
+) -> Result<PreparedQuery<'q>> {
     if let Some(vector) = &request.vector {
         let expected = index.model().dimension;
         if vector.len() != expected {
@@ -311,6 +337,9 @@ fn validate(request: &SearchRequest) -> Result<()> {
                 "alpha must be between 0 and 1, not {alpha}"
             )));
         }
+    }
+    if let Some(feedback) = &request.feedback {
+        feedback.validate(request)?;
     }
     validate_paging(request)
 }

@@ -6,9 +6,10 @@ use ibex_embedder::{Embedder, TextKind};
 use ibex_indexer::{ChunkSet, Index};
 
 use crate::error::{Result, SearchError};
+use crate::feedback::Expansion;
 use crate::filter::Filter;
 use crate::fusion::{fuse_reciprocal_rank, fuse_weighted, DocScore, Fusion};
-use crate::lexical::{allowed_chunks, bm25_query};
+use crate::lexical::{allowed_chunks, expanded_bm25_query};
 use crate::statistics::{CollectionStatistics, TermStatistics};
 use crate::top_count::TopAndCount;
 
@@ -35,6 +36,9 @@ pub struct PreparedQuery<'q> {
     /// How many live documents the filters allow (all of them without filters): every one has
     /// a similarity to the query, so this is the dense and hybrid total.
     pub allowed_documents: usize,
+    /// What pseudo-relevance feedback changed (nothing without it): the retrievers use the
+    /// expanded queries, passages and MMR the query's own text and vector.
+    pub expansion: Expansion,
 }
 
 impl<'q> PreparedQuery<'q> {
@@ -56,6 +60,7 @@ impl<'q> PreparedQuery<'q> {
             vector,
             allowed,
             allowed_documents,
+            expansion: Expansion::default(),
         })
     }
 }
@@ -76,6 +81,7 @@ impl<'q> PreparedQuery<'q> {
             vector: Some(vector),
             allowed,
             allowed_documents,
+            expansion: Expansion::default(),
         })
     }
 }
@@ -123,7 +129,7 @@ impl Bm25Retriever<'_> {
         if let Some(statistics) = self.statistics {
             statistics.check_covers(query.text)?;
         }
-        let Some(query) = bm25_query(fields, query.text, query.filters) else {
+        let Some(query) = expanded_bm25_query(fields, query) else {
             return Ok(Bm25List {
                 exact: true,
                 ..Bm25List::default()
@@ -192,8 +198,10 @@ pub struct DenseRetriever {
 impl Retriever for DenseRetriever {
     fn retrieve(&self, index: &Index, query: &PreparedQuery) -> Result<Vec<DocScore>> {
         let vector = query
+            .expansion
             .vector
             .as_deref()
+            .or(query.vector.as_deref())
             .ok_or(SearchError::NoEmbedder("dense"))?;
         let available = query
             .allowed

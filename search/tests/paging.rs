@@ -3,78 +3,16 @@
 
 use std::time::Duration;
 
-use ibex_indexer::{ChunkSpan, ChunkingParams, Document, EmbeddedChunks, Index, ModelInfo};
+use ibex_indexer::Index;
 use ibex_search::{
     search, Cursors, FacetScope, Filter, Fusion, GroupBy, Mmr, Mode, SearchError, SearchRequest,
     TotalRelation,
 };
-use serde_json::{json, Map, Value};
+use serde_json::{json, Value};
 
-const DIMENSION: usize = 4;
-const MODEL_ID: &str = "test/synthetic-4";
+mod common;
 
-struct Doc {
-    id: String,
-    text: String,
-    metadata: Value,
-    vector: [f32; DIMENSION],
-}
-
-fn unit(v: [f32; DIMENSION]) -> [f32; DIMENSION] {
-    let norm = v.iter().map(|x| x * x).sum::<f32>().sqrt();
-    v.map(|x| x / norm)
-}
-
-fn doc(id: &str, text: &str, metadata: Value, vector: [f32; DIMENSION]) -> Doc {
-    Doc {
-        id: id.into(),
-        text: text.into(),
-        metadata,
-        vector: unit(vector),
-    }
-}
-
-fn create(dir: &std::path::Path) -> Index {
-    let model = ModelInfo {
-        id: MODEL_ID.into(),
-        source: "test".into(),
-        dimension: DIMENSION,
-    };
-    Index::create(dir, model, ChunkingParams::default()).unwrap()
-}
-
-/// Upserts `docs` (one chunk each) and deletes `delete` in one commit.
-fn write(index: &mut Index, docs: &[Doc], delete: &[&str]) {
-    let batch: Vec<(Document, EmbeddedChunks)> = docs
-        .iter()
-        .map(|d| {
-            let metadata: Map<String, Value> = d.metadata.as_object().cloned().unwrap_or_default();
-            (
-                Document {
-                    id: d.id.clone(),
-                    title: String::new(),
-                    text: d.text.clone(),
-                    metadata,
-                },
-                EmbeddedChunks {
-                    spans: vec![ChunkSpan {
-                        start: 0,
-                        end: d.text.chars().count(),
-                    }],
-                    vectors: d.vector.to_vec(),
-                },
-            )
-        })
-        .collect();
-    let mut writer = index.embedded_writer().unwrap();
-    if !batch.is_empty() {
-        writer.upsert_embedded(MODEL_ID, &batch).unwrap();
-    }
-    writer.delete(delete);
-    writer.commit().unwrap();
-    writer.finish().unwrap();
-    index.refresh().unwrap();
-}
+use common::{create, doc, write, Doc};
 
 /// 60 documents: `river` in every text, repeated `n % 7 + 1` times so BM25 scores differ;
 /// `lake` in the even ones; vectors spread around the first axis; metadata `source` (6

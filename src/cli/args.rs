@@ -64,6 +64,30 @@ pub struct RankingArgs {
     /// Score a document by the sum of its best K chunks instead of its best chunk.
     #[arg(long)]
     pub chunk_sum: Option<usize>,
+    /// Hybrid only: the reciprocal rank fusion constant (default 60).
+    #[arg(long, conflicts_with = "alpha")]
+    pub rrf_k: Option<f32>,
+    /// Pseudo-relevance feedback: RM3 expands the BM25 query from the first round's best
+    /// documents (as Anserini's -rm3). The --prf-* options and --rocchio imply it.
+    #[arg(long)]
+    pub prf: bool,
+    /// Feedback documents (default 10).
+    #[arg(long)]
+    pub prf_docs: Option<usize>,
+    /// RM3 expansion terms (default 10; 0: no RM3, only --rocchio).
+    #[arg(long)]
+    pub prf_terms: Option<usize>,
+    /// Weight of the original query's terms against the expansion's, in [0, 1] (default 0.5).
+    #[arg(long)]
+    pub prf_weight: Option<f32>,
+    /// Rocchio feedback on the dense query: weight of the feedback documents' mean vector
+    /// (default 0: off).
+    #[arg(long)]
+    pub rocchio: Option<f32>,
+    /// Where feedback documents come from: `own` (each list's first round) or `fused` (the
+    /// hybrid first round, for both lists).
+    #[arg(long)]
+    pub prf_from: Option<String>,
 }
 
 impl RankingArgs {
@@ -77,7 +101,47 @@ impl RankingArgs {
         if let Some(k) = self.chunk_sum {
             request.aggregation = ChunkAggregation::TopKSum(k);
         }
+        if let Some(k) = self.rrf_k {
+            request.fusion = Fusion::ReciprocalRank { k };
+        }
+        request.feedback = self.feedback()?;
         Ok(request)
+    }
+
+    /// The feedback settings the --prf options give (`None` when none is given).
+    fn feedback(&self) -> Result<Option<ibex::search::Feedback>> {
+        let any = self.prf
+            || self.prf_docs.is_some()
+            || self.prf_terms.is_some()
+            || self.prf_weight.is_some()
+            || self.rocchio.is_some()
+            || self.prf_from.is_some();
+        if !any {
+            return Ok(None);
+        }
+        let mut feedback = ibex::search::Feedback::default();
+        if let Some(documents) = self.prf_docs {
+            feedback.documents = documents;
+        }
+        if let Some(terms) = self.prf_terms {
+            feedback.terms = terms;
+        }
+        if let Some(weight) = self.prf_weight {
+            feedback.original_weight = weight;
+        }
+        if let Some(beta) = self.rocchio {
+            feedback.rocchio_beta = beta;
+        }
+        feedback.source = match self.prf_from.as_deref() {
+            None | Some("own") => ibex::search::FeedbackSource::OwnList,
+            Some("fused") => ibex::search::FeedbackSource::Fused,
+            Some(other) => {
+                return Err(IbexError::Usage(format!(
+                    "--prf-from must be `own` or `fused`, not `{other}`"
+                )))
+            }
+        };
+        Ok(Some(feedback))
     }
 }
 
@@ -138,6 +202,9 @@ pub struct ServerArgs {
     /// Most top-level metadata keys of a document.
     #[arg(long, default_value_t = 256)]
     max_metadata_keys: usize,
+    /// Most tokens one LLM request (answer, chat completion, recommendation) may generate.
+    #[arg(long, default_value_t = 2048)]
+    max_generated_tokens: usize,
 }
 
 /// A duration from a number of seconds given on the command line.
@@ -178,6 +245,7 @@ impl ServerArgs {
             read_timeout: std::time::Duration::from_secs(self.timeout_secs.max(1)),
             body_idle_timeout: seconds(self.body_idle_timeout_secs, "body-idle-timeout-secs")?,
             shutdown_grace: seconds(self.shutdown_grace_secs, "shutdown-grace-secs")?,
+            max_generated_tokens: self.max_generated_tokens.max(1),
             documents: ibex::indexer::DocumentLimits {
                 max_id_bytes: self.max_id_bytes.max(1),
                 max_title_bytes: self.max_title_bytes,

@@ -38,14 +38,15 @@ pub fn run(args: Args, context: &Context) -> Result<()> {
     }
     let m = report.mean;
     println!(
-        "{} ({}, {} queries): nDCG@10 {:.4}  Recall@100 {:.4}  MAP {:.4}  MRR@10 {:.4}",
+        "{} ({}, {} queries): nDCG@10 {:.4}  Recall@100 {:.4}  MAP {:.4}  MRR@10 {:.4}  query p50 {:.1} ms",
         args.beir_dir.display(),
         request.mode,
         report.queries,
         m.ndcg_at_10,
         m.recall_at_100,
         m.map,
-        m.mrr_at_10
+        m.mrr_at_10,
+        report.latency_ms_p50
     );
     Ok(())
 }
