@@ -71,8 +71,20 @@ def zscore(lst):
     return {d: ((s - mean) / sd if sd > 0 else 0.0) for d, s in lst}
 
 
-def convex(dense, bm25, alpha, normalize):
-    nd, nb = normalize(dense), normalize(bm25)
+def theoretical_min(lower):
+    """Bruch et al.'s theoretical min-max: the scale's lower bound, the list's maximum."""
+
+    def normalize(lst):
+        if not lst:
+            return {}
+        hi = max(s for _, s in lst)
+        return {d: ((s - lower) / (hi - lower) if hi > lower else 1.0) for d, s in lst}
+
+    return normalize
+
+
+def convex(dense, bm25, alpha, normalize, normalize_bm25=None):
+    nd, nb = normalize(dense), (normalize_bm25 or normalize)(bm25)
     floor_d = min(nd.values(), default=0.0)
     floor_b = min(nb.values(), default=0.0)
     scores = {}
@@ -100,6 +112,12 @@ def main():
         row = []
         for alpha in (0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8):
             row.append("a=%.1f %.4f" % (alpha, mean(lambda b, d: convex(d, b, alpha, normalize))))
+        print(name, "  ".join(row))
+    # Theoretical min-max: BM25 from 0; cosine from 0 or from -1.
+    for name, lower in (("tmm0", 0.0), ("tmm-1", -1.0)):
+        row = []
+        for alpha in (0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8):
+            row.append("a=%.1f %.4f" % (alpha, mean(lambda b, d: convex(d, b, alpha, theoretical_min(lower), theoretical_min(0.0)))))
         print(name, "  ".join(row))
 
 

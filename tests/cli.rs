@@ -116,7 +116,24 @@ fn index_search_eval_and_embed_speak_their_formats() {
         .map(String::as_str)
         .collect();
     keys.sort();
-    assert_eq!(keys, ["map", "mrr@10", "ndcg@10", "queries", "recall@100"]);
+    assert_eq!(
+        keys,
+        [
+            "latency_ms_p50",
+            "latency_ms_p99",
+            "map",
+            "mrr@10",
+            "ndcg@10",
+            "queries",
+            "recall@100"
+        ]
+    );
+    let p50 = report["latency_ms_p50"].as_f64().unwrap();
+    let p99 = report["latency_ms_p99"].as_f64().unwrap();
+    assert!(
+        p50 > 0.0 && p99 >= p50,
+        "latency percentiles are measured: p50 {p50} p99 {p99}"
+    );
     assert_eq!(report["queries"], 2, "only judged queries count");
     assert_eq!(report["mrr@10"], 1.0);
     let run = std::fs::read_to_string(&run_file).unwrap();

@@ -207,6 +207,24 @@ fn index_lifecycle_over_http() {
         &json!({"query": "water", "mmr": {"lambda": 0.5}, "top_k": 2}),
     );
     assert_eq!(status, 200);
+    let (status, expanded) = server.post(
+        "/v1/indexes/books/search",
+        &json!({"query": "water", "feedback": {"documents": 2, "rocchio": 0.3, "from": "fused"}}),
+    );
+    assert_eq!(status, 200, "{expanded}");
+    assert!(!expanded["hits"].as_array().unwrap().is_empty());
+    for (feedback, expected) in [
+        (json!({"from": "elsewhere"}), "own` or `fused"),
+        (json!({"documents": 0}), "feedback documents"),
+        (json!({"weight": 0.5}), "unknown field"),
+    ] {
+        let (status, refused) = server.post(
+            "/v1/indexes/books/search",
+            &json!({"query": "water", "feedback": feedback}),
+        );
+        assert!(status == 422 || status == 400, "{status} {refused}");
+        assert!(refused.to_string().contains(expected), "{refused}");
+    }
     assert_eq!(
         server.delete("/v1/indexes/books/documents/glaciers-2").0,
         200

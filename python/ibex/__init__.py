@@ -282,6 +282,7 @@ class Index:
         group_by: Optional[str] = None,
         per_group: Optional[int] = None,
         facets: Optional[Sequence[str]] = None,
+        feedback: Optional[Union[bool, Mapping[str, Any]]] = None,
     ) -> Results:
         """Searches the index.
 
@@ -302,6 +303,10 @@ class Index:
         against near-duplicate hits. ``group_by`` keeps the best ``per_group`` (default 1) hits
         per value of a metadata field; ``top_k`` and ``offset`` then count groups. ``facets``
         names metadata fields whose value counts come back in ``Results.facets``.
+        ``feedback`` (``True``, or ``{"documents": 10, "terms": 10, "original_weight": 0.5,
+        "rocchio": 0.3, "from": "own" | "fused"}``) expands the query from the first round's
+        best documents (RM3 on BM25, Rocchio on the dense vector) and searches again; it helps
+        some collections and hurts others (EVALUATION.md), so it is off by default.
         """
         request: dict[str, Any] = {
             "query": query,
@@ -323,6 +328,8 @@ class Index:
             request["min_score"] = float(min_score)
         if mmr:
             request["mmr"] = {} if mmr is True else dict(mmr)
+        if feedback:
+            request["feedback"] = {} if feedback is True else dict(feedback)
         if group_by is not None:
             request["group_by"] = group_by
         if per_group is not None:

@@ -534,6 +534,8 @@ pub(crate) struct SearchBody {
     per_group: Option<usize>,
     #[serde(default)]
     facets: Vec<String>,
+    #[serde(default)]
+    feedback: Option<ibex::search::FeedbackOptions>,
 }
 
 /// `mmr` of a search: `{"lambda": 0.5, "fetch_k": 40}`, both optional.
@@ -596,6 +598,10 @@ impl SearchBody {
             per_group: self.per_group.unwrap_or(1),
         });
         request.facets = self.facets;
+        request.feedback = match &self.feedback {
+            Some(options) => Some(options.settings().map_err(to_py)?),
+            None => None,
+        };
         Ok(request)
     }
 }

@@ -79,6 +79,12 @@ def test_pages_totals_groups_and_facets_equal_the_command_line(quickstart_index:
     assert len(values) == len(set(values)) == 4
     assert all(len(group["ids"]) <= 2 for group in grouped.groups)
     assert [h.id for h in grouped] == [i for group in grouped.groups for i in group["ids"]]
+    expanded = quickstart_index.search(query, mode="bm25", top_k=5, feedback={"documents": 3})
+    cli = json.loads(run_cli("search", "--index", quickstart_index.path, "--mode", "bm25", "--top-k", "5",
+                             "--prf", "--prf-docs", "3", "--json", query))
+    assert [h.id for h in expanded] == [h["id"] for h in cli["hits"]]
+    with pytest.raises(ibex.InvalidInputError, match="own` or `fused"):
+        quickstart_index.search(query, feedback={"from": "elsewhere"})
     diverse = quickstart_index.search(query, mode="dense", top_k=5, mmr={"lambda": 0.5, "fetch_k": 20})
     assert len(diverse) == 5
     strong = quickstart_index.search(query, mode="dense", top_k=50, min_score=0.3)

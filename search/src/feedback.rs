@@ -115,6 +115,50 @@ impl Feedback {
     }
 }
 
+/// Feedback settings as the REST API and the Python package take them: every field optional,
+/// `from` named `own` or `fused`.
+#[derive(Debug, Clone, Default, PartialEq, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FeedbackOptions {
+    /// First-round documents taken as relevant (default 10).
+    #[serde(default)]
+    pub documents: Option<usize>,
+    /// RM3 expansion terms (default 10; 0: no RM3).
+    #[serde(default)]
+    pub terms: Option<usize>,
+    /// Weight of the original query's terms (default 0.5).
+    #[serde(default)]
+    pub original_weight: Option<f32>,
+    /// Rocchio's beta (default 0: off).
+    #[serde(default)]
+    pub rocchio: Option<f32>,
+    /// `own` (default) or `fused`.
+    #[serde(default)]
+    pub from: Option<String>,
+}
+
+impl FeedbackOptions {
+    /// The settings these options give, defaults filled in (ranges are checked by the search).
+    pub fn settings(&self) -> Result<Feedback> {
+        let defaults = Feedback::default();
+        Ok(Feedback {
+            documents: self.documents.unwrap_or(defaults.documents),
+            terms: self.terms.unwrap_or(defaults.terms),
+            original_weight: self.original_weight.unwrap_or(defaults.original_weight),
+            rocchio_beta: self.rocchio.unwrap_or(defaults.rocchio_beta),
+            source: match self.from.as_deref() {
+                None | Some("own") => FeedbackSource::OwnList,
+                Some("fused") => FeedbackSource::Fused,
+                Some(other) => {
+                    return Err(SearchError::InvalidRequest(format!(
+                        "feedback `from` must be `own` or `fused`, not `{other}`"
+                    )))
+                }
+            },
+        })
+    }
+}
+
 /// What feedback changes in a prepared query: the weighted terms of the second BM25 query and
 /// the second dense query vector (`None`: that list runs as before).
 #[derive(Debug, Clone, Default, PartialEq)]

@@ -29,7 +29,7 @@ pub use cursor::Cursors;
 pub use diversity::{GroupBy, HitGroup, Mmr};
 pub use error::{Result, SearchError};
 pub use facets::{Facet, FacetCount, FacetScope};
-pub use feedback::{Feedback, FeedbackSource};
+pub use feedback::{Feedback, FeedbackOptions, FeedbackSource};
 pub use filter::{Condition, Filter, Scalar};
 pub use fusion::{DocScore, Fusion};
 pub use passages::Passage;

@@ -6,8 +6,8 @@ use std::collections::BTreeMap;
 use axum::extract::State;
 use axum::Json;
 use ibex_search::{
-    ChunkAggregation, Filter, Fusion, GroupBy, Mmr, Mode, SearchRequest, SearchResults,
-    TotalRelation,
+    ChunkAggregation, Feedback, FeedbackOptions, Filter, Fusion, GroupBy, Mmr, Mode, SearchRequest,
+    SearchResults, TotalRelation,
 };
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
@@ -50,6 +50,26 @@ pub struct MmrBody {
     /// Documents MMR chooses from, between offset + top_k and 1000 (default 4 × (offset +
     /// top_k), at least 20).
     pub fetch_k: Option<usize>,
+}
+
+/// Pseudo-relevance feedback: the first round's best documents expand the query, then the
+/// lists are retrieved again. Measured on three collections (EVALUATION.md), it helps some and
+/// hurts others: an option, off by default.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct FeedbackBody {
+    /// First-round documents taken as relevant, 1 to 100 (default 10).
+    pub documents: Option<usize>,
+    /// RM3 expansion terms of the BM25 query, at most 100 (default 10; 0: no RM3).
+    pub terms: Option<usize>,
+    /// Weight of the original query's terms against the expansion's, in [0, 1] (default 0.5).
+    pub original_weight: Option<f32>,
+    /// Rocchio feedback on the dense query vector: weight of the feedback documents' mean
+    /// vector (default 0: off).
+    pub rocchio: Option<f32>,
+    /// `own` (default: each list learns from its own first round) or `fused` (hybrid only:
+    /// both learn from the fused first-round ranking).
+    pub from: Option<String>,
 }
 
 /// A search.
@@ -98,6 +118,9 @@ pub struct SearchBody {
     /// bm25 mode, over the ranked candidates in dense and hybrid mode (each facet says which,
     /// and how many documents it counted).
     pub facets: Option<Vec<String>>,
+    /// Pseudo-relevance feedback (RM3 on the BM25 query, Rocchio on the dense vector); off
+    /// without it. Totals and facets count the original query's matches.
+    pub feedback: Option<FeedbackBody>,
     /// Keep a cursor for the next pages: `next_cursor` in the answer, sent to
     /// `POST /v1/indexes/{name}/search/next`, gives the next page from the same committed
     /// state of the index, whatever is written meanwhile (for 5 minutes unused).
@@ -287,7 +310,24 @@ fn search_request(body: SearchBody, limits: &crate::Limits) -> Result<SearchRequ
         per_group: body.per_group.unwrap_or(1),
     });
     request.facets = body.facets.unwrap_or_default();
+    request.feedback = match body.feedback {
+        Some(feedback) => Some(feedback_settings(feedback)?),
+        None => None,
+    };
     Ok(request)
+}
+
+/// The feedback settings of a request body, defaults filled in (the search checks ranges).
+fn feedback_settings(body: FeedbackBody) -> Result<Feedback, ApiError> {
+    FeedbackOptions {
+        documents: body.documents,
+        terms: body.terms,
+        original_weight: body.original_weight,
+        rocchio: body.rocchio,
+        from: body.from,
+    }
+    .settings()
+    .map_err(ApiError::from)
 }
 
 /// Searches an index.
