@@ -29,12 +29,16 @@ run_one() {
     mkdir -p "corpus/$target"
     local seeds=()
     if [ -d "seeds/$target" ]; then seeds=("seeds/$target"); fi
+    # -timeout: seconds one input may take. llm_request's inputs run the embedded LLM (a prompt of
+    # up to the body limit is prefilled under AddressSanitizer), so it gets more.
+    local timeout=20
+    if [ "$target" = llm_request ]; then timeout=120; fi
     # -rss_limit_mb: an allocation sized by a damaged length field shows up as a crash.
     # -detect_leaks=0: the targets keep their fixture index and the server's tokio runtime in
     # statics for the whole run, and LeakSanitizer reports the runtime's live blocking threads
     # at exit as leaks (an api_request run of 600 s ended that way, with no failing input).
     cargo fuzz run -O --fuzz-dir . "$target" "corpus/$target" "${seeds[@]}" -- \
-        -max_total_time="$SECONDS_PER_TARGET" -rss_limit_mb=2048 -timeout=20 -print_final_stats=1 \
+        -max_total_time="$SECONDS_PER_TARGET" -rss_limit_mb=2048 -timeout="$timeout" -print_final_stats=1 \
         -detect_leaks=0 \
         > "logs/$target.log" 2>&1 || status=$?
     local runs

@@ -1,6 +1,8 @@
-//! Request bodies of the LLM routes through the real router and the real models: RAG answers
-//! (JSON and server-sent events), recommendations over a catalog index, and OpenAI-compatible
-//! chat completions (JSON and events), with the embedded SmolLM2 and the default embedder.
+//! Request bodies of the LLM routes through the real router and the real models' code: RAG
+//! answers (JSON and server-sent events), recommendations over a catalog index, and
+//! OpenAI-compatible chat completions (JSON and events), with the default embedder and the
+//! embedded SmolLM2's loader, tokenizer and decoding loop over tiny weights (`tiny_llm`: the real
+//! weights cost 116 s an answer under the fuzzer's instrumentation).
 //!
 //! The server caps generation at a few tokens (`max_generated_tokens`, a limit every server
 //! has), so a valid request costs a prompt's prefill and a few decoding steps rather than
@@ -15,6 +17,7 @@ use std::sync::OnceLock;
 
 use axum::http::{Method, StatusCode};
 use ibex_fuzz::api::{check_answer, ApiServer};
+use ibex_fuzz::tiny_llm::write_tiny_llm;
 use ibex_fuzz::Input;
 use libfuzzer_sys::fuzz_target;
 
@@ -25,8 +28,13 @@ const MAX_GENERATED_TOKENS: usize = 16;
 fn server() -> &'static ApiServer {
     static SERVER: OnceLock<ApiServer> = OnceLock::new();
     SERVER.get_or_init(|| {
-        // The embedded model, whatever the environment of the run names.
+        // The embedded model's code with tiny weights (see ibex_fuzz::tiny_llm), whatever the
+        // environment of the run names.
         std::env::remove_var("IBEX_LLM_URL");
+        let real = ibex_generator::fetch::ensure_default_llm().expect("the default LLM");
+        let tiny = std::env::temp_dir().join(format!("ibex-fuzz-tiny-llm-{}.gguf", std::process::id()));
+        write_tiny_llm(&real, &tiny).expect("the tiny LLM is written");
+        std::env::set_var("IBEX_LLM_GGUF", &tiny);
         ApiServer::start(
             |config| {
                 config.limits.max_body_bytes = 64 * 1024;
@@ -67,7 +75,23 @@ fn events(body: &[u8]) -> Vec<(String, String)> {
     events
 }
 
-fuzz_target!(|data: &[u8]| {
+/// Starts the server and runs one answer before the first input, so that fetching and loading
+/// the models is not charged to an input's timeout.
+fn warm_up() {
+    let (status, answer) = server().send(
+        Method::POST,
+        "/v1/indexes/fz/answer",
+        "application/json",
+        br#"{"question": "Why do glaciers retreat?"}"#.to_vec(),
+    );
+    assert!(
+        status.is_success(),
+        "warming up the fuzz server: /answer answered {status}: {}",
+        String::from_utf8_lossy(&answer)
+    );
+}
+
+fuzz_target!(init: warm_up(), |data: &[u8]| {
     let server = server();
     let mut input = Input::new(data);
     let path = match input.byte() % 3 {

@@ -52,10 +52,12 @@ fuzz_target!(|data: &[u8]| {
     let filters: Vec<Filter> = input
         .rest()
         .split(|&b| b == 0)
-        .filter_map(|spec| match serde_json::from_slice::<serde_json::Value>(spec) {
-            Ok(value) => Filter::from_json(&value).ok(),
-            Err(_) => Filter::parse_cli(&String::from_utf8_lossy(spec)).ok(),
-        })
+        .filter_map(
+            |spec| match serde_json::from_slice::<serde_json::Value>(spec) {
+                Ok(value) => Filter::from_json(&value).ok(),
+                Err(_) => Filter::parse_cli(&String::from_utf8_lossy(spec)).ok(),
+            },
+        )
         .collect();
 
     let mut request = SearchRequest::new(query);
@@ -82,7 +84,10 @@ fuzz_target!(|data: &[u8]| {
             assert!(groups.len() <= request.top_k, "more groups than top_k");
         }
         if let Some(min_score) = request.min_score {
-            assert!(results.hits.iter().all(|h| h.score >= min_score), "below min_score");
+            assert!(
+                results.hits.iter().all(|h| h.score >= min_score),
+                "below min_score"
+            );
         }
         for hit in &results.hits {
             assert!(hit.score.is_finite(), "score {}", hit.score);

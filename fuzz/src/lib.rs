@@ -9,6 +9,7 @@
 //! so its files are exactly what a real index holds.
 
 pub mod api;
+pub mod tiny_llm;
 
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
