@@ -4,7 +4,10 @@
 # 100-200 tokens cut from ../shared/data, same threads (default 2), in the same run.
 # Also checks that the engines' vectors agree (cosine to ibex's).
 #
-#   [ROUNDS=3] [PASSES=2] bash bench/embed.sh [THREADS]
+#   [ROUNDS=3] [PASSES=2] [IBEX_CPU=avx2|scalar] bash bench/embed.sh [THREADS]
+#
+# IBEX_CPU forces ibex's own kernels onto a narrower SIMD path than the CPU's widest (the peers
+# keep theirs), so each path can be measured on one machine; the class recorded then says so.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 threads=${1:-2}
@@ -17,6 +20,7 @@ model="${IBEX_HOME:-$HOME/.cache/ibex}/models/all-MiniLM-L6-v2"
 [ -f "$model/model.safetensors" ] || echo warm-up | ./target/release/ibex embed > /dev/null
 [ -f "$dir/passages.jsonl" ] || "$py" bench/embed_peers.py passages "$model" "$dir/passages.jsonl" >&2
 cpu_class=$(bash bench/cpu_class.sh)
+if [ -n "${IBEX_CPU:-}" ]; then cpu_class="$cpu_class/ibex-$IBEX_CPU"; fi
 echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), CPU class $cpu_class; $(date -u +%F); threads: $threads"
 results="$dir/results.jsonl"
 : > "$results"

@@ -91,3 +91,43 @@ fn vectors_are_normalized_and_tokens_carry_character_offsets() {
         "offsets are in characters, not bytes"
     );
 }
+
+/// The reference test again on every narrower SIMD path this CPU can take (`IBEX_CPU`), each in
+/// a process of its own: the path is chosen once per process, and the default path is the one
+/// the test above already ran.
+#[test]
+fn every_simd_path_matches_the_reference() {
+    use ibex::embedder::cpu::{detected, SimdLevel};
+    if std::env::var_os("IBEX_CPU").is_some() {
+        // A child of this test, or a run that forced one path itself.
+        return;
+    }
+    let narrower: Vec<SimdLevel> = SimdLevel::supported()
+        .into_iter()
+        .filter(|&level| level < detected())
+        .collect();
+    for level in narrower {
+        let output = std::process::Command::new(std::env::current_exe().unwrap())
+            .args([
+                "--exact",
+                "matches_sentence_transformers_reference_alone_and_in_mixed_batches",
+                "--nocapture",
+            ])
+            .env("IBEX_CPU", level.as_str())
+            .output()
+            .unwrap();
+        let log = String::from_utf8_lossy(&output.stdout).into_owned()
+            + &String::from_utf8_lossy(&output.stderr);
+        assert!(
+            output.status.success(),
+            "IBEX_CPU={}: {log}",
+            level.as_str()
+        );
+        // The filter matched the test (a renamed test would otherwise pass by running nothing).
+        assert!(
+            log.contains("1 passed"),
+            "IBEX_CPU={}: {log}",
+            level.as_str()
+        );
+    }
+}

@@ -631,31 +631,50 @@ fn fast_exp(x: f32) -> f32 {
     p * f32::from_bits(bits)
 }
 
-/// Runs `body` compiled for AVX-512 when the CPU has it (the loops in these element-wise passes
-/// then run 16 lanes wide instead of SSE2's 4).
+/// Defines `$name`, which runs `$body` compiled for the path [`crate::cpu::simd_level`] chose
+/// (AVX-512: the loops of these element-wise passes run 16 lanes wide; AVX2+FMA: 8; the
+/// baseline: SSE2's 4), and `$name_at`, the same on a given path, for the tests that compare
+/// the paths on one machine. The bodies are written with 16 independent partial sums, which
+/// each width vectorizes.
 macro_rules! with_widest_simd {
-    ($name:ident, $body:ident, $($arg:ident: $ty:ty),+) => {
+    ($name:ident, $at:ident, $body:ident, $($arg:ident: $ty:ty),+) => {
         fn $name($($arg: $ty),+) {
+            $at(crate::cpu::simd_level(), $($arg),+)
+        }
+
+        /// `level` must be one this CPU supports.
+        #[inline]
+        fn $at(level: crate::cpu::SimdLevel, $($arg: $ty),+) {
             #[cfg(target_arch = "x86_64")]
             {
                 #[target_feature(enable = "avx512f,avx2,fma")]
-                fn wide($($arg: $ty),+) {
+                fn avx512($($arg: $ty),+) {
                     $body($($arg),+)
                 }
-                if std::arch::is_x86_feature_detected!("avx512f") {
-                    // SAFETY: the CPU supports AVX-512F (checked just above).
-                    return unsafe { wide($($arg),+) };
+                #[target_feature(enable = "avx2,fma")]
+                fn avx2($($arg: $ty),+) {
+                    $body($($arg),+)
+                }
+                match level {
+                    // SAFETY: crate::cpu hands out only levels the CPU supports: AVX-512F here.
+                    crate::cpu::SimdLevel::Avx512 => return unsafe { avx512($($arg),+) },
+                    // SAFETY: as above; the CPU has AVX2 and FMA.
+                    crate::cpu::SimdLevel::Avx2 => return unsafe { avx2($($arg),+) },
+                    crate::cpu::SimdLevel::Scalar => {}
                 }
             }
+            #[cfg(not(target_arch = "x86_64"))]
+            let _ = level;
             $body($($arg),+)
         }
     };
 }
 
-with_widest_simd!(softmax, softmax_body, row: &mut [f32]);
-with_widest_simd!(gelu_erf, gelu_erf_body, values: &mut [f32]);
+with_widest_simd!(softmax, softmax_at, softmax_body, row: &mut [f32]);
+with_widest_simd!(gelu_erf, gelu_erf_at, gelu_erf_body, values: &mut [f32]);
 with_widest_simd!(
     layer_norm_rows,
+    layer_norm_rows_at,
     layer_norm_rows_body,
     rows: &mut [f32],
     residual: Option<&[f32]>,
@@ -752,5 +771,51 @@ mod tests {
         softmax(&mut row);
         assert!((row.iter().sum::<f32>() - 1.0).abs() < 1e-6);
         assert!(row[2] > row[1] && row[1] > row[0]);
+    }
+
+    /// Each SIMD path this CPU can take computes the baseline path's values (to rounding: the
+    /// partial sums are added in another order).
+    #[test]
+    fn every_simd_path_matches_the_baseline() {
+        use crate::cpu::SimdLevel;
+        let input: Vec<f32> = (0..(384 * 3 + 5))
+            .map(|i| ((i * 37 % 101) as f32 - 50.0) / 9.0)
+            .collect();
+        let close = |a: &[f32], b: &[f32], what: &str, level: SimdLevel| {
+            for (i, (x, y)) in a.iter().zip(b).enumerate() {
+                assert!(
+                    (x - y).abs() <= 1e-5 * (1.0 + y.abs()),
+                    "{what} on {}: value {i} is {x}, the baseline's {y}",
+                    level.as_str()
+                );
+            }
+        };
+        let mut base_softmax = input.clone();
+        softmax_at(SimdLevel::Scalar, &mut base_softmax);
+        let mut base_gelu = input.clone();
+        gelu_erf_at(SimdLevel::Scalar, &mut base_gelu);
+        let gamma: Vec<f32> = (0..384).map(|i| 1.0 + i as f32 / 384.0).collect();
+        let beta: Vec<f32> = (0..384).map(|i| i as f32 / 1000.0).collect();
+        let residual: Vec<f32> = input[5..].iter().map(|v| v * 0.5).collect();
+        let mut base_norm = input[..384 * 3].to_vec();
+        layer_norm_rows_at(
+            SimdLevel::Scalar,
+            &mut base_norm,
+            Some(&residual),
+            &gamma,
+            &beta,
+            1e-12,
+        );
+        for level in SimdLevel::supported() {
+            let mut row = input.clone();
+            softmax_at(level, &mut row);
+            close(&row, &base_softmax, "softmax", level);
+            let mut values = input.clone();
+            gelu_erf_at(level, &mut values);
+            close(&values, &base_gelu, "gelu", level);
+            let mut rows = input[..384 * 3].to_vec();
+            layer_norm_rows_at(level, &mut rows, Some(&residual), &gamma, &beta, 1e-12);
+            close(&rows, &base_norm, "layer norm", level);
+        }
     }
 }

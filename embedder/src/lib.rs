@@ -14,6 +14,7 @@
 mod batching;
 mod bert;
 mod bert_cpu;
+pub mod cpu;
 #[cfg(feature = "cuda")]
 mod cuda_kernels;
 pub mod device;

@@ -2,25 +2,33 @@
 //! and the compressor's sentence similarities all call [`dot`], so they agree to the last bit.
 //! It lives in the embedder, the lowest crate that handles vectors.
 
-/// Dot product: AVX-512 or AVX2+FMA when the CPU has them (checked at run time, so one binary
-/// serves every x86-64 machine), else eight independent accumulators the compiler vectorizes.
-/// Exact scans and graph walks spend nearly all their time here.
+use crate::cpu::SimdLevel;
+
+/// Dot product: AVX-512 or AVX2+FMA when the CPU has them (chosen at run time, so one binary
+/// serves every x86-64 machine; `IBEX_CPU` forces a narrower path, see [`crate::cpu`]), else
+/// eight independent accumulators the compiler vectorizes. Exact scans and graph walks spend
+/// nearly all their time here.
 #[inline]
 pub fn dot(a: &[f32], b: &[f32]) -> f32 {
+    dot_at(crate::cpu::simd_level(), a, b)
+}
+
+/// [`dot`] on the path `level`, which must be one this CPU supports.
+#[inline]
+fn dot_at(level: SimdLevel, a: &[f32], b: &[f32]) -> f32 {
     let len = a.len().min(b.len());
     let (a, b) = (&a[..len], &b[..len]);
     #[cfg(target_arch = "x86_64")]
-    {
-        if std::arch::is_x86_feature_detected!("avx512f") {
-            // SAFETY: the CPU supports AVX-512F (checked just above).
-            return unsafe { dot_avx512(a, b) };
-        }
-        if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
-        {
-            // SAFETY: the CPU supports AVX2 and FMA (checked just above).
-            return unsafe { dot_avx2(a, b) };
-        }
+    match level {
+        // SAFETY: `level` is at most what the CPU supports (crate::cpu only hands out such
+        // levels), so it has AVX-512F.
+        SimdLevel::Avx512 => return unsafe { dot_avx512(a, b) },
+        // SAFETY: as above; the CPU has AVX2 and FMA.
+        SimdLevel::Avx2 => return unsafe { dot_avx2(a, b) },
+        SimdLevel::Scalar => {}
     }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = level;
     dot_portable(a, b)
 }
 
@@ -109,4 +117,32 @@ unsafe fn dot_avx2(a: &[f32], b: &[f32]) -> f32 {
         i += 1;
     }
     sum
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every path this CPU can take agrees with a double-precision sum, at every length around
+    /// the vector widths (so each remainder loop runs) and at the default model's 384.
+    #[test]
+    fn every_path_matches_the_exact_sum() {
+        for len in (0..=70).chain([383, 384, 1024]) {
+            let a: Vec<f32> = (0..len)
+                .map(|i| ((i * 7 % 13) as f32 - 6.0) / 5.0)
+                .collect();
+            let b: Vec<f32> = (0..len)
+                .map(|i| ((i * 11 % 17) as f32 - 8.0) / 3.0)
+                .collect();
+            let exact: f64 = a.iter().zip(&b).map(|(x, y)| *x as f64 * *y as f64).sum();
+            for level in SimdLevel::supported() {
+                let got = dot_at(level, &a, &b) as f64;
+                assert!(
+                    (got - exact).abs() <= 1e-5 * (1.0 + exact.abs()),
+                    "{} at length {len}: {got} against {exact}",
+                    level.as_str()
+                );
+            }
+        }
+    }
 }
