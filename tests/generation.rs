@@ -474,6 +474,50 @@ fn the_http_backend_reports_what_the_server_did_wrong() {
     );
 }
 
+/// Likelihoods over HTTP: a server that echoes prompt log-probabilities (vLLM's `/v1/completions`
+/// format) gives the continuation's tokens only; one that does not (llama.cpp's server answers
+/// without `logprobs`, or has no such route) is named as lacking the capability.
+#[test]
+fn the_http_backend_scores_continuations_where_the_server_can() {
+    // "Context: c\n" is 11 characters; the continuation "Question: q" ends at 22, and the
+    // one generated token (max_tokens 1) comes after.
+    let vllm = r#"{"choices":[{"text":"Context: c\nQuestion: q !","index":0,"finish_reason":"length",
+        "logprobs":{"tokens":["Context",":"," c","\n","Question",":"," q"," !"],
+                    "token_logprobs":[null,-1.0,-2.0,-0.5,-0.25,-0.125,-1.5,-3.0],
+                    "text_offset":[0,7,8,10,11,19,20,22],"top_logprobs":null}}]}"#;
+    let (url, _) =
+        misbehaving_server(move |_| Some(http_response("200 OK", "application/json", vllm)));
+    let likelihood = client(&url, Duration::from_secs(5))
+        .likelihood("Context: c\n", "Question: q")
+        .expect("scored");
+    assert_eq!(likelihood.token_logprobs, vec![-0.25, -0.125, -1.5]);
+    assert_eq!(likelihood.total(), -1.875);
+
+    let llama_cpp =
+        r#"{"choices":[{"text":" !","index":0,"logprobs":null,"finish_reason":"length"}]}"#;
+    let (url, _) =
+        misbehaving_server(move |_| Some(http_response("200 OK", "application/json", llama_cpp)));
+    let error = client(&url, Duration::from_secs(5))
+        .likelihood("Context: c\n", "Question: q")
+        .expect_err("no logprobs");
+    assert!(
+        matches!(error, GeneratorError::Unsupported { .. }) && error.to_string().contains("vLLM"),
+        "{error}"
+    );
+    let (url, _) =
+        misbehaving_server(|_| Some(http_response("404 Not Found", "text/plain", "no route")));
+    let error = client(&url, Duration::from_secs(5))
+        .likelihood("Context: c\n", "Question: q")
+        .expect_err("no route");
+    assert!(
+        matches!(error, GeneratorError::Unsupported { .. }),
+        "{error}"
+    );
+    assert!(client(&url, Duration::from_secs(5))
+        .likelihood("", "x")
+        .is_err());
+}
+
 /// `--max-generated-tokens` bounds what one request may make the LLM do: a chat completion asking
 /// for more gets that many tokens (finish reason `length`), an answer likewise, and a
 /// recommendation whose list could need more is refused before any work, saying what to change.

@@ -13,7 +13,7 @@ use crate::error::{GeneratorError, Result};
 use crate::fetch::{ensure_default_llm, DEFAULT_LLM_NAME};
 use crate::grammar::OutputGrammar;
 use crate::tokenizer::SmolTokenizer;
-use crate::{Completion, FinishReason, GenerationRequest, Generator};
+use crate::{Completion, FinishReason, GenerationRequest, Generator, Likelihood};
 
 /// The longest sequence (prompt plus generated tokens) the embedded model runs: the size of
 /// candle's rotary tables for quantized llama models.
@@ -200,6 +200,47 @@ impl EmbeddedGenerator {
         })
     }
 
+    /// See [`Generator::likelihood`]: the prompt is prefilled once, then each continuation token
+    /// is scored from the logits before it and fed in turn (candle's model returns the last
+    /// position's logits only, so a continuation of n tokens costs n single-token steps).
+    fn score(&self, prompt: &str, continuation: &str) -> Result<Likelihood> {
+        let prompt_ids = self.tokenizer.encode(prompt)?;
+        if prompt_ids.is_empty() {
+            return Err(GeneratorError::InvalidRequest(
+                "a likelihood needs a prompt of at least one token".into(),
+            ));
+        }
+        let continuation_ids = self.tokenizer.encode(continuation)?;
+        let total = prompt_ids.len() + continuation_ids.len();
+        if total > MAX_CONTEXT_TOKENS {
+            return Err(GeneratorError::ContextTooLong {
+                tokens: prompt_ids.len(),
+                max_tokens: continuation_ids.len(),
+                limit: MAX_CONTEXT_TOKENS,
+            });
+        }
+        let mut token_logprobs = Vec::with_capacity(continuation_ids.len());
+        if continuation_ids.is_empty() {
+            return Ok(Likelihood { token_logprobs });
+        }
+        let mut model = self
+            .model
+            .lock()
+            .map_err(|_| GeneratorError::Inference("a previous generation panicked".into()))?;
+        model.clear_kv_cache();
+        let input = Tensor::new(prompt_ids.as_slice(), &Device::Cpu)?.unsqueeze(0)?;
+        let mut logits = model.forward(&input, 0)?;
+        for (i, &token) in continuation_ids.iter().enumerate() {
+            let scores: Vec<f32> = logits.squeeze(0)?.to_vec1()?;
+            token_logprobs.push(log_softmax_at(&scores, token as usize)?);
+            if i + 1 < continuation_ids.len() {
+                let input = Tensor::new(&[token], &Device::Cpu)?.unsqueeze(0)?;
+                logits = model.forward(&input, prompt_ids.len() + i)?;
+            }
+        }
+        Ok(Likelihood { token_logprobs })
+    }
+
     fn penalize_repeats(&self, scores: &mut [f32], generated: &[u32]) {
         let penalty = self.options.repeat_penalty;
         if penalty == 1.0 {
@@ -219,6 +260,19 @@ impl EmbeddedGenerator {
             }
         }
     }
+}
+
+/// log softmax(`scores`)[`index`], summed in f64 (a vocabulary of 49,152 terms).
+fn log_softmax_at(scores: &[f32], index: usize) -> Result<f32> {
+    let chosen = *scores.get(index).ok_or_else(|| {
+        GeneratorError::Inference(format!(
+            "token {index} is outside the model's {} logits",
+            scores.len()
+        ))
+    })?;
+    let max = scores.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    let sum: f64 = scores.iter().map(|&s| ((s - max) as f64).exp()).sum();
+    Ok(((chosen - max) as f64 - sum.ln()) as f32)
 }
 
 /// Greedy (temperature 0) or sampled choice of the next token among finite scores.
@@ -293,6 +347,10 @@ impl Generator for EmbeddedGenerator {
     ) -> Option<Result<Completion>> {
         Some(self.run(request, Some(grammar), &mut |_| {}))
     }
+
+    fn likelihood(&self, prompt: &str, continuation: &str) -> Result<Likelihood> {
+        self.score(prompt, continuation)
+    }
 }
 
 #[cfg(test)]
@@ -310,6 +368,18 @@ mod tests {
         emit_complete_chars(&mut pending, &mut |t| out.push_str(t));
         assert_eq!(out, "éx");
         assert!(pending.is_empty());
+    }
+
+    #[test]
+    fn log_softmax_is_a_log_probability() {
+        let scores = [1.0f32, 2.0, 3.0];
+        let total: f64 = (0..3)
+            .map(|i| (log_softmax_at(&scores, i).unwrap() as f64).exp())
+            .sum();
+        assert!((total - 1.0).abs() < 1e-6);
+        let expected = 3.0 - (1f64.exp() + 2f64.exp() + 3f64.exp()).ln();
+        assert!((log_softmax_at(&scores, 2).unwrap() as f64 - expected).abs() < 1e-6);
+        assert!(log_softmax_at(&scores, 3).is_err());
     }
 
     #[test]

@@ -71,6 +71,15 @@ pub enum GeneratorError {
     /// A request that cannot be served.
     #[error("{0}")]
     InvalidRequest(String),
+    /// The backend cannot do what was asked (e.g. a server that returns no prompt
+    /// log-probabilities).
+    #[error("the LLM backend {backend} cannot return {capability}")]
+    Unsupported {
+        /// The backend (model name, or the server's URL).
+        backend: String,
+        /// What it lacks, and where it can be had.
+        capability: String,
+    },
     /// The model's computation failed.
     #[error("LLM inference failed: {0}")]
     Inference(String),

@@ -15,7 +15,7 @@ use std::time::Duration;
 use serde_json::{json, Value};
 
 use crate::error::{GeneratorError, Result};
-use crate::{Completion, FinishReason, GenerationRequest, Generator};
+use crate::{Completion, FinishReason, GenerationRequest, Generator, Likelihood};
 
 /// Connection settings of an [`HttpGenerator`].
 #[derive(Debug, Clone)]
@@ -56,6 +56,8 @@ impl HttpOptions {
 pub struct HttpGenerator {
     options: HttpOptions,
     url: String,
+    /// `{base}/completions`, where likelihoods are asked (OpenAI's legacy text endpoint).
+    completions_url: String,
     agent: ureq::Agent,
 }
 
@@ -75,11 +77,9 @@ impl HttpGenerator {
                 "no model name for the LLM server: set IBEX_LLM_MODEL".into(),
             ));
         }
-        let url = if base.ends_with("/chat/completions") {
-            base.to_string()
-        } else {
-            format!("{base}/chat/completions")
-        };
+        let base = base.strip_suffix("/chat/completions").unwrap_or(base);
+        let url = format!("{base}/chat/completions");
+        let completions_url = format!("{base}/completions");
         // `timeout` bounds the whole exchange, reading a streamed body included, as a deadline.
         let agent = ureq::AgentBuilder::new()
             .timeout(options.timeout)
@@ -88,6 +88,7 @@ impl HttpGenerator {
         Ok(HttpGenerator {
             options,
             url,
+            completions_url,
             agent,
         })
     }
@@ -112,16 +113,18 @@ impl HttpGenerator {
         body
     }
 
-    /// Sends the request, retrying what is worth retrying; returns a successful response.
+    /// Sends the chat request, retrying what is worth retrying; returns a successful response.
     fn send(&self, body: &Value) -> Result<ureq::Response> {
+        self.send_to(&self.url, body)
+    }
+
+    /// Sends `body` to `url`, retrying what is worth retrying; returns a successful response.
+    fn send_to(&self, url: &str, body: &Value) -> Result<ureq::Response> {
         let payload = body.to_string();
         let mut backoff = self.options.initial_backoff;
         let mut attempt = 0;
         loop {
-            let mut request = self
-                .agent
-                .post(&self.url)
-                .set("Content-Type", "application/json");
+            let mut request = self.agent.post(url).set("Content-Type", "application/json");
             if let Some(key) = &self.options.api_key {
                 request = request.set("Authorization", &format!("Bearer {key}"));
             }
@@ -136,7 +139,7 @@ impl HttpGenerator {
                     if !retryable || attempt >= self.options.max_retries {
                         let text = response.into_string().unwrap_or_default();
                         return Err(GeneratorError::Status {
-                            url: self.url.clone(),
+                            url: url.to_string(),
                             status,
                             body: excerpt(&text),
                         });
@@ -149,7 +152,7 @@ impl HttpGenerator {
                 Err(ureq::Error::Transport(transport)) => {
                     if attempt >= self.options.max_retries {
                         return Err(GeneratorError::Unreachable {
-                            url: self.url.clone(),
+                            url: url.to_string(),
                             reason: transport.to_string(),
                         });
                     }
@@ -284,7 +287,104 @@ impl HttpGenerator {
     }
 }
 
+/// What a server lacks when it returns no prompt log-probabilities, and which servers have them.
+const PROMPT_LOGPROBS: &str = "prompt log-probabilities: they need OpenAI's text endpoint \
+(/v1/completions) with `echo` and `logprobs`, which vLLM serves; llama.cpp's server and Ollama do \
+not echo them (use vLLM, or the embedded model)";
+
+impl HttpGenerator {
+    /// [`Generator::likelihood`] through `POST {base}/completions` with the prompt and
+    /// continuation as one text, `echo` and `logprobs`: the server scores the whole text, and
+    /// the tokens that start at or after the prompt's end are the continuation's (a token that
+    /// straddles the join counts as the prompt's).
+    fn score(&self, prompt: &str, continuation: &str) -> Result<Likelihood> {
+        if prompt.is_empty() {
+            return Err(GeneratorError::InvalidRequest(
+                "a likelihood needs a prompt of at least one token".into(),
+            ));
+        }
+        let text = format!("{prompt}{continuation}");
+        let body = json!({
+            "model": self.options.model,
+            "prompt": text,
+            "max_tokens": 1,
+            "temperature": 0,
+            "echo": true,
+            "logprobs": 0,
+        });
+        let unsupported = || GeneratorError::Unsupported {
+            backend: self.completions_url.clone(),
+            capability: PROMPT_LOGPROBS.into(),
+        };
+        let response = match self.send_to(&self.completions_url, &body) {
+            Err(GeneratorError::Status {
+                status: 404 | 405 | 501,
+                ..
+            }) => return Err(unsupported()),
+            other => other?,
+        };
+        let answer = response.into_string().map_err(|e| self.read_error(e))?;
+        let value: Value = serde_json::from_str(&answer)
+            .map_err(|e| self.malformed(format!("not JSON ({e}): {}", excerpt(&answer))))?;
+        let logprobs = value
+            .get("choices")
+            .and_then(|c| c.get(0))
+            .and_then(|c| c.get("logprobs"))
+            .filter(|l| l.is_object())
+            .ok_or_else(unsupported)?;
+        let (Some(offsets), Some(values)) = (
+            logprobs.get("text_offset").and_then(Value::as_array),
+            logprobs.get("token_logprobs").and_then(Value::as_array),
+        ) else {
+            return Err(unsupported());
+        };
+        if offsets.len() != values.len() {
+            return Err(self.malformed(format!(
+                "logprobs has {} text offsets for {} token log-probabilities",
+                offsets.len(),
+                values.len()
+            )));
+        }
+        // Offsets count characters of the echoed text; the generated token comes after `end`.
+        let (start, end) = (prompt.chars().count(), text.chars().count());
+        let mut token_logprobs = Vec::new();
+        let mut echoed = false;
+        for (offset, logprob) in offsets.iter().zip(values) {
+            let offset = offset
+                .as_u64()
+                .ok_or_else(|| self.malformed(format!("a text offset is {offset}")))?
+                as usize;
+            echoed |= offset < end;
+            if offset < start || offset >= end {
+                continue;
+            }
+            let logprob = logprob.as_f64().ok_or_else(|| {
+                self.malformed(format!(
+                    "the log-probability at offset {offset} is {logprob}"
+                ))
+            })?;
+            token_logprobs.push(logprob as f32);
+        }
+        if !echoed {
+            // Log-probabilities of the generated token only: the text was not echoed.
+            return Err(unsupported());
+        }
+        if !continuation.is_empty() && token_logprobs.is_empty() {
+            return Err(GeneratorError::InvalidRequest(
+                "the server's tokenizer merged the whole continuation into the prompt's last \
+                 token (end the prompt with a space or a newline)"
+                    .into(),
+            ));
+        }
+        Ok(Likelihood { token_logprobs })
+    }
+}
+
 impl Generator for HttpGenerator {
+    fn likelihood(&self, prompt: &str, continuation: &str) -> Result<Likelihood> {
+        self.score(prompt, continuation)
+    }
+
     fn model(&self) -> &str {
         &self.options.model
     }

@@ -152,6 +152,32 @@ pub struct Completion {
     pub constrained: bool,
 }
 
+/// The probability a model gives a continuation after a prompt: what the information bottleneck
+/// measures (does this context make the answer likelier?) and what a query-likelihood reranker
+/// ranks by.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Likelihood {
+    /// The natural-log probability of each token of the continuation, in order.
+    pub token_logprobs: Vec<f32>,
+}
+
+impl Likelihood {
+    /// log P(continuation | prompt): the sum over its tokens.
+    pub fn total(&self) -> f32 {
+        self.token_logprobs.iter().sum()
+    }
+
+    /// The mean log-probability per token (0 for an empty continuation), comparable across
+    /// continuations of different lengths.
+    pub fn mean(&self) -> f32 {
+        if self.token_logprobs.is_empty() {
+            0.0
+        } else {
+            self.total() / self.token_logprobs.len() as f32
+        }
+    }
+}
+
 /// Turns a chat into text.
 ///
 /// `on_text` receives the text as it is produced (whole UTF-8 characters), so servers can stream
@@ -177,6 +203,18 @@ pub trait Generator: Send + Sync {
     ) -> Option<Result<Completion>> {
         let _ = (request, grammar);
         None
+    }
+
+    /// log P(`continuation` | `prompt`), token by token, with both texts as they are (no chat
+    /// template: the caller writes the prompt it wants scored). The prompt must not be empty.
+    /// Backends that cannot return prompt log-probabilities answer
+    /// [`GeneratorError::Unsupported`] naming what is missing.
+    fn likelihood(&self, prompt: &str, continuation: &str) -> Result<Likelihood> {
+        let _ = (prompt, continuation);
+        Err(GeneratorError::Unsupported {
+            backend: self.model().to_string(),
+            capability: "log-probabilities of a given text".into(),
+        })
     }
 }
 

@@ -193,3 +193,38 @@ fn a_prompt_beyond_the_context_is_refused_with_its_size() {
         "{message}"
     );
 }
+
+/// The likelihood seam on the real model: the continuation the context supports is the likelier
+/// one, every token has a log-probability at most 0, and what cannot be scored is refused.
+#[test]
+fn likelihood_prefers_the_continuation_the_prompt_supports() {
+    let prompt = "The Eiffel Tower is in the city of";
+    let paris = model().likelihood(prompt, " Paris").expect("scored");
+    let banana = model().likelihood(prompt, " banana bread").expect("scored");
+    assert!(!paris.token_logprobs.is_empty() && banana.token_logprobs.len() >= 2);
+    assert!(
+        paris
+            .token_logprobs
+            .iter()
+            .chain(&banana.token_logprobs)
+            .all(|&lp| lp <= 0.0 && lp.is_finite()),
+        "{paris:?} {banana:?}"
+    );
+    assert!(
+        paris.total() > banana.total() + 2.0,
+        "Paris {} against banana bread {}",
+        paris.total(),
+        banana.total()
+    );
+    // The same text scored twice gives the same figures (the key-value cache is reset).
+    assert_eq!(model().likelihood(prompt, " Paris").expect("scored"), paris);
+    assert!(model()
+        .likelihood(prompt, "")
+        .expect("scored")
+        .token_logprobs
+        .is_empty());
+    assert!(model().likelihood("", "Paris").is_err(), "an empty prompt");
+    let long = "word ".repeat(5000);
+    let error = model().likelihood(&long, " x").expect_err("too long");
+    assert!(error.to_string().contains("4096"), "{error}");
+}

@@ -208,6 +208,7 @@ impl From<ibex_generator::GeneratorError> for ApiError {
             G::Config(_) => Self::internal(message),
             G::ContextTooLong { .. } => Self::invalid("context_too_long", message),
             G::InvalidRequest(_) => Self::invalid("invalid_request", message),
+            G::Unsupported { .. } => Self::new(StatusCode::BAD_GATEWAY, "llm_unsupported", message),
             G::Inference(_) => Self::internal(message),
         }
     }
