@@ -26,6 +26,9 @@ from collections import Counter, defaultdict
 
 import Stemmer
 
+# Run files, nDCG and the fusion functions are fusion_sweep's (this script's folder is on the path).
+from fusion_sweep import convex, minmax, ndcg_at_10, read_qrels, read_run, rrf
+
 STOP = set(
     "a an and are as at be but by for if in into is it no not of on or such that the their then "
     "there these they this to was will with".split()
@@ -68,55 +71,7 @@ def read_beir(beir):
         for line in f:
             q = json.loads(line)
             queries[q["_id"]] = q["text"]
-    qrels = {}
-    with open(f"{beir}/qrels/test.tsv") as f:
-        for line in f:
-            parts = line.split()
-            if len(parts) < 3 or not parts[-1].lstrip("-").isdigit():
-                continue
-            qrels.setdefault(parts[0], {})[parts[-2]] = int(parts[-1])
-    return docs, queries, qrels
-
-
-def read_run(path):
-    run = {}
-    with open(path) as f:
-        for line in f:
-            qid, _, did, _, score, _ = line.split()
-            run.setdefault(qid, []).append((did, float(score)))
-    return run
-
-
-def ndcg_at_10(ranked, judged):
-    dcg = sum(judged.get(did, 0) / math.log2(i + 2) for i, did in enumerate(ranked[:10]))
-    ideal = sorted((g for g in judged.values() if g > 0), reverse=True)[:10]
-    idcg = sum(g / math.log2(i + 2) for i, g in enumerate(ideal))
-    return dcg / idcg if idcg > 0 else 0.0
-
-
-def ordered(scores):
-    return [d for d, _ in sorted(scores.items(), key=lambda kv: (-kv[1], kv[0]))]
-
-
-def rrf(lists, k=60):
-    scores = {}
-    for lst in lists:
-        for rank, (did, _) in enumerate(lst, 1):
-            scores[did] = scores.get(did, 0.0) + 1.0 / (k + rank)
-    return ordered(scores)
-
-
-def minmax(lst):
-    if not lst:
-        return {}
-    values = [s for _, s in lst]
-    lo, hi = min(values), max(values)
-    return {d: ((s - lo) / (hi - lo) if hi > lo else 1.0) for d, s in lst}
-
-
-def convex(dense, bm25, alpha=0.5):
-    nd, nb = minmax(dense), minmax(bm25)
-    return ordered({d: alpha * nd.get(d, 0.0) + (1 - alpha) * nb.get(d, 0.0) for d in set(nd) | set(nb)})
+    return docs, queries, read_qrels(f"{beir}/qrels/test.tsv")
 
 
 class Bm25:
@@ -148,7 +103,7 @@ class Bm25:
 def main():
     beir, dense_path = sys.argv[1], sys.argv[2]
     docs, queries, qrels = read_beir(beir)
-    dense = read_run(dense_path)
+    dense = read_run(dense_path, 1000)
     qids = sorted(qrels)
     print(f"{beir}: {len(docs)} documents, {len(qids)} judged queries")
     print("analyzer                          k1   b     bm25    rrf60   minmax0.5")
@@ -160,8 +115,8 @@ def main():
                 for k1, b in ((1.2, 0.75), (0.9, 0.4)):
                     runs = {q: index.search(analyze(queries[q]), k1, b) for q in qids}
                     alone = sum(ndcg_at_10([d for d, _ in runs[q]], qrels[q]) for q in qids) / len(qids)
-                    fused = sum(ndcg_at_10(rrf([runs[q], dense.get(q, [])]), qrels[q]) for q in qids) / len(qids)
-                    convexed = sum(ndcg_at_10(convex(dense.get(q, []), runs[q]), qrels[q]) for q in qids) / len(qids)
+                    fused = sum(ndcg_at_10(rrf([runs[q], dense.get(q, [])], 60), qrels[q]) for q in qids) / len(qids)
+                    convexed = sum(ndcg_at_10(convex(dense.get(q, []), runs[q], 0.5, minmax), qrels[q]) for q in qids) / len(qids)
                     name = f"{tokenizer}{'+possessive' if possessive else ''}+{stemmer}"
                     print(f"{name:33} {k1:4} {b:4}   {alone:.4f}  {fused:.4f}  {convexed:.4f}", flush=True)
 

@@ -119,28 +119,21 @@ impl RankingArgs {
         if !any {
             return Ok(None);
         }
-        let mut feedback = ibex::search::Feedback::default();
-        if let Some(documents) = self.prf_docs {
-            feedback.documents = documents;
-        }
-        if let Some(terms) = self.prf_terms {
-            feedback.terms = terms;
-        }
-        if let Some(weight) = self.prf_weight {
-            feedback.original_weight = weight;
-        }
-        if let Some(beta) = self.rocchio {
-            feedback.rocchio_beta = beta;
-        }
-        feedback.source = match self.prf_from.as_deref() {
-            None | Some("own") => ibex::search::FeedbackSource::OwnList,
-            Some("fused") => ibex::search::FeedbackSource::Fused,
-            Some(other) => {
-                return Err(IbexError::Usage(format!(
-                    "--prf-from must be `own` or `fused`, not `{other}`"
-                )))
-            }
+        let options = ibex::search::FeedbackOptions {
+            documents: self.prf_docs,
+            terms: self.prf_terms,
+            original_weight: self.prf_weight,
+            rocchio: self.rocchio,
+            from: self.prf_from.clone(),
         };
+        // The same settings (and the same refusal of an unknown source) as a request body's
+        // `feedback` object; the message names the flag the user typed.
+        let feedback = options.settings().map_err(|_| {
+            IbexError::Usage(format!(
+                "--prf-from must be `own` or `fused`, not `{}`",
+                self.prf_from.as_deref().unwrap_or_default()
+            ))
+        })?;
         Ok(Some(feedback))
     }
 }
