@@ -8,7 +8,8 @@
 #   bash bench/retrieval_levers.sh
 #
 # Never beside a cargo build: the latency column is only comparable on an idle machine.
-# Not yet run end to end: the figures in EVALUATION.md came from the same flags run one by one.
+# Its 2026-12-03 run is EVALUATION.md's table; one round's p50 moved by half on that shared
+# machine, so EVALUATION.md's latency column is the median of this run and three more rounds.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 cargo build --release -q
