@@ -132,16 +132,31 @@ impl Index {
         &'a mut self,
         embedder: Option<&'a dyn Embedder>,
     ) -> Result<IndexWriter<'a>> {
-        let lexical = self
-            .lexical
-            .writer_with_num_threads(1, 50_000_000)
-            .map_err(|e| match e {
-                TantivyError::LockFailure(..) => IndexError::Locked {
-                    path: self.dir.clone(),
-                    holder: read_lock_holder(&self.dir),
-                },
-                other => IndexError::Tantivy(other),
-            })?;
+        // tantivy's writer lock is a flock on an open file, and a child process forked by any
+        // thread of this process (a server spawning a subprocess, a test harness) shares that
+        // open file until it execs: a writer dropped just before keeps its lock held for that
+        // moment (a disk-full test met it under load, the holder file still empty). So a busy
+        // lock is retried for up to a second before it is reported; a lock another process
+        // really holds is reported after that second.
+        let mut waited = std::time::Duration::ZERO;
+        let mut pause = std::time::Duration::from_millis(10);
+        let lexical = loop {
+            match self.lexical.writer_with_num_threads(1, 50_000_000) {
+                Ok(writer) => break writer,
+                Err(TantivyError::LockFailure(..)) if waited < LOCK_RETRY_LIMIT => {
+                    std::thread::sleep(pause);
+                    waited += pause;
+                    pause = (pause * 2).min(std::time::Duration::from_millis(200));
+                }
+                Err(TantivyError::LockFailure(..)) => {
+                    return Err(IndexError::Locked {
+                        path: self.dir.clone(),
+                        holder: read_lock_holder(&self.dir),
+                    })
+                }
+                Err(other) => return Err(IndexError::Tantivy(other)),
+            }
+        };
         record_lock_holder(&self.dir);
         // Merge as soon as two segments of a size exist (tantivy's default waits for eight):
         // every BM25 query pays a term lookup and a scorer per segment, and a batch index
@@ -219,6 +234,9 @@ impl Index {
         );
     }
 }
+
+/// How long a busy writer lock is retried before it is reported (see `open_writer`).
+const LOCK_RETRY_LIMIT: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// File in which the process holding the writer lock names itself, so that another process
 /// refused the lock can say which one holds it. Written after the lock is taken and read only
