@@ -14,17 +14,19 @@ use std::sync::{Arc, Mutex};
 
 use ibex_embedder::Embedder;
 use serde::{Deserialize, Serialize};
-use tantivy::collector::TopDocs;
-use tantivy::query::TermQuery;
 use tantivy::schema::{IndexRecordOption, Value};
-use tantivy::{IndexReader, ReloadPolicy, Searcher, TantivyDocument, TantivyError, Term};
+use tantivy::{
+    DocAddress, DocSet, IndexReader, ReloadPolicy, Searcher, TantivyDocument, TantivyError, Term,
+    TERMINATED,
+};
 
 use crate::chunk::{ChunkSpan, ChunkingParams};
+use crate::chunk_terms::{self, ChunkPositions};
 use crate::durable::fsync_dir;
 use crate::error::{IndexError, Result};
 use crate::live::{DocChunks, LiveDocs};
 use crate::manifest::{Manifest, ModelInfo, FORMAT_VERSION};
-use crate::schema::{build_schema, english_analyzer, fields_of, Fields, ANALYZER};
+use crate::schema::{build_schema, english_analyzer, fields_of, is_ibex_schema, Fields, ANALYZER};
 use crate::vectors::{ChunkHit, ChunkSet, VectorSegment};
 
 pub(crate) const LEXICAL_DIR: &str = "lexical";
@@ -61,6 +63,9 @@ pub struct StoredDocument {
     pub chunks: Vec<ChunkSpan>,
     /// Key of its first chunk (keys are allocated in order and never reused).
     pub chunk_base: u64,
+    /// Each chunk's range of BM25 token positions and token count, in chunk order: what scores
+    /// passages from the postings. Empty for documents of indexes written before it was stored.
+    pub chunk_positions: Vec<ChunkPositions>,
     /// SHA-256 of its id, title, text and metadata: an upsert of the same content is skipped.
     pub content_hash: String,
 }
@@ -299,12 +304,11 @@ impl Index {
             });
         }
         let lexical = open_lexical(dir)?;
-        let (schema, _) = build_schema();
         let fields = fields_of(&lexical.schema()).map_err(|e| IndexError::Corrupt {
             path: dir.join(LEXICAL_DIR),
             reason: format!("unexpected schema: {e}"),
         })?;
-        if lexical.schema() != schema {
+        if !is_ibex_schema(&lexical.schema()) {
             return Err(IndexError::Corrupt {
                 path: dir.join(LEXICAL_DIR),
                 reason: "the lexical index's schema is not ibex's".into(),
@@ -546,16 +550,34 @@ impl Index {
 
     /// Looks a document up by id.
     pub fn get_document(&self, id: &str) -> Result<Option<StoredDocument>> {
+        Ok(self.find_document(id)?.map(|(_, doc)| doc))
+    }
+
+    /// Looks a document up by id, with its address in this snapshot's lexical index (where its
+    /// postings are).
+    pub fn find_document(&self, id: &str) -> Result<Option<(DocAddress, StoredDocument)>> {
         let searcher = self.searcher();
-        let query = TermQuery::new(
-            Term::from_field_text(self.fields.id, id),
-            IndexRecordOption::Basic,
-        );
-        let hits = searcher.search(&query, &TopDocs::with_limit(1).order_by_score())?;
-        match hits.first() {
-            None => Ok(None),
-            Some((_, address)) => Ok(Some(self.stored_document(&searcher.doc(*address)?))),
+        let term = Term::from_field_text(self.fields.id, id);
+        for (ordinal, reader) in searcher.segment_readers().iter().enumerate() {
+            let inverted = reader.inverted_index(self.fields.id)?;
+            let postings = inverted
+                .read_postings(&term, IndexRecordOption::Basic)
+                .map_err(|e| IndexError::io("reading the lexical index's document ids", e))?;
+            let Some(mut postings) = postings else {
+                continue;
+            };
+            let alive = reader.alive_bitset();
+            let mut doc_id = postings.doc();
+            while doc_id != TERMINATED {
+                if alive.is_none_or(|bits| bits.is_alive(doc_id)) {
+                    let address = DocAddress::new(ordinal as u32, doc_id);
+                    let stored = self.stored_document(&searcher.doc(address)?);
+                    return Ok(Some((address, stored)));
+                }
+                doc_id = postings.advance();
+            }
         }
+        Ok(None)
     }
 
     /// Decodes a stored tantivy document.
@@ -583,7 +605,14 @@ impl Index {
                 end: u32::from_le_bytes([c[4], c[5], c[6], c[7]]) as usize,
             })
             .collect();
+        let chunk_positions = f
+            .chunk_positions
+            .and_then(|field| doc.get_first(field))
+            .and_then(|v| v.as_bytes())
+            .and_then(chunk_terms::decode)
+            .unwrap_or_default();
         StoredDocument {
+            chunk_positions,
             id: text(f.id),
             title: text(f.title),
             text: text(f.text),

@@ -12,6 +12,7 @@
 pub mod bulk;
 pub mod catalog;
 pub mod chunk;
+pub mod chunk_terms;
 pub mod corpus;
 pub mod durable;
 mod error;

@@ -76,12 +76,28 @@ pub struct Fields {
     pub chunk_count: Field,
     /// Chunk spans (character offsets), as little-endian u32 pairs.
     pub chunk_spans: Field,
+    /// Each chunk's range of `contents` token positions and its token count
+    /// ([`crate::chunk_terms`]), so passages are scored from the postings. `None` in indexes
+    /// written before it existed: their passages are scored by analyzing the text.
+    pub chunk_positions: Option<Field>,
     /// Hash of the indexed content, to skip documents that did not change.
     pub content_hash: Field,
 }
 
 /// Builds the schema and returns it with its field handles.
 pub fn build_schema() -> (Schema, Fields) {
+    build_schema_with(true)
+}
+
+/// Whether `schema` is one ibex reads: the current one, or the one written before chunk
+/// positions were stored (its passages are scored by analyzing the text; reindexing stores the
+/// positions).
+pub fn is_ibex_schema(schema: &Schema) -> bool {
+    *schema == build_schema_with(true).0 || *schema == build_schema_with(false).0
+}
+
+/// The schema with or without the `chunk_positions` field.
+fn build_schema_with(chunk_positions: bool) -> (Schema, Fields) {
     let mut builder = Schema::builder();
     let contents_options = TextOptions::default().set_indexing_options(
         TextFieldIndexing::default()
@@ -98,6 +114,8 @@ pub fn build_schema() -> (Schema, Fields) {
         chunk_base: builder.add_u64_field("chunk_base", FAST | STORED),
         chunk_count: builder.add_u64_field("chunk_count", FAST | STORED),
         chunk_spans: builder.add_bytes_field("chunk_spans", STORED),
+        chunk_positions: chunk_positions
+            .then(|| builder.add_bytes_field("chunk_positions", STORED)),
         content_hash: builder.add_text_field("content_hash", STRING | STORED),
     };
     (builder.build(), fields)
@@ -115,6 +133,27 @@ pub fn fields_of(schema: &Schema) -> tantivy::Result<Fields> {
         chunk_base: schema.get_field("chunk_base")?,
         chunk_count: schema.get_field("chunk_count")?,
         chunk_spans: schema.get_field("chunk_spans")?,
+        chunk_positions: schema.get_field("chunk_positions").ok(),
         content_hash: schema.get_field("content_hash")?,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn indexes_from_before_chunk_positions_are_read_and_others_are_not() {
+        assert!(is_ibex_schema(&build_schema().0));
+        let legacy = build_schema_with(false).0;
+        assert!(is_ibex_schema(&legacy));
+        assert_eq!(fields_of(&legacy).unwrap().chunk_positions, None);
+        assert!(fields_of(&build_schema().0)
+            .unwrap()
+            .chunk_positions
+            .is_some());
+        let mut builder = Schema::builder();
+        builder.add_text_field("id", STRING | STORED);
+        assert!(!is_ibex_schema(&builder.build()));
+    }
 }

@@ -20,6 +20,7 @@ use tantivy::merge_policy::LogMergePolicy;
 use tantivy::{TantivyDocument, TantivyError, Term};
 
 use crate::chunk::{embed_chunks, EmbeddedChunks};
+use crate::chunk_terms::{self, contents_text};
 use crate::corpus::Document;
 use crate::durable::write_durably;
 use crate::error::{IndexError, Result};
@@ -664,7 +665,7 @@ fn lexical_entry(
     entry.add_text(f.id, &doc.id);
     entry.add_text(f.title, &doc.title);
     entry.add_text(f.text, &doc.text);
-    entry.add_text(f.contents, format!("{}\n{}", doc.title, doc.text));
+    entry.add_text(f.contents, contents_text(&doc.title, &doc.text));
     for term in metadata_terms(&doc.metadata) {
         entry.add_text(f.meta, term);
     }
@@ -680,6 +681,10 @@ fn lexical_entry(
         .flatten()
         .collect();
     entry.add_bytes(f.chunk_spans, &span_bytes);
+    if let Some(field) = f.chunk_positions {
+        let positions = chunk_terms::chunk_positions(&doc.title, &doc.text, spans);
+        entry.add_bytes(field, &chunk_terms::encode(&positions));
+    }
     entry.add_text(f.content_hash, hash);
     entry
 }

@@ -32,7 +32,7 @@ pub use facets::{Facet, FacetCount, FacetScope};
 pub use feedback::{Feedback, FeedbackOptions, FeedbackSource};
 pub use filter::{Condition, Filter, Scalar};
 pub use fusion::{DocScore, Fusion};
-pub use passages::Passage;
+pub use passages::{Passage, PassageScorer};
 pub use retriever::{
     fuse_hybrid, Bm25List, Bm25Retriever, ChunkAggregation, DenseRetriever, HybridRetriever,
     PreparedQuery, Retriever,
@@ -562,21 +562,20 @@ fn hits_with(
     vector: Option<&[f32]>,
     ranked: Vec<DocScore>,
 ) -> Result<Vec<SearchHit>> {
+    let scorer = passages::PassageScorer::new(
+        index,
+        &request.query,
+        vector,
+        request.mode != Mode::Dense,
+        request.passages,
+        request.statistics.as_deref(),
+    );
     let mut hits = Vec::with_capacity(ranked.len());
     for DocScore { id, score } in ranked {
-        let Some(doc) = index.get_document(&id)? else {
+        let Some((address, doc)) = index.find_document(&id)? else {
             continue;
         };
-        let lexical = request.mode != Mode::Dense;
-        let passages = passages::best_passages(
-            index,
-            &doc,
-            &request.query,
-            vector,
-            lexical,
-            request.passages,
-            request.statistics.as_deref(),
-        );
+        let passages = scorer.passages(address, &doc)?;
         hits.push(SearchHit {
             id,
             score,

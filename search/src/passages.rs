@@ -1,7 +1,17 @@
 //! The best passages of a result document: which of its chunks answer the query.
+//!
+//! A hit's chunks are ranked by cosine to the query vector and by BM25 of the query terms in
+//! each chunk. The terms' frequencies come from the lexical index's positions and the chunks'
+//! position ranges stored at index time ([`ibex_indexer::chunk_terms`]), so a hit costs what its
+//! query terms' occurrences cost, not what its length does; documents of indexes written before
+//! those ranges were stored are analyzed instead, with the same scores.
 
-use ibex_indexer::{slice_chars, Index, StoredDocument};
+use ibex_indexer::chunk_terms::ChunkPositions;
+use ibex_indexer::{Index, StoredDocument};
 use serde::Serialize;
+use tantivy::postings::Postings;
+use tantivy::schema::IndexRecordOption;
+use tantivy::{DocAddress, DocSet, Term};
 
 use std::cell::RefCell;
 use std::collections::{BTreeMap, HashMap};
@@ -9,7 +19,8 @@ use std::collections::{BTreeMap, HashMap};
 use ibex_indexer::{english_stemmer, english_words_analyzer};
 use tantivy::tokenizer::TextAnalyzer;
 
-use crate::lexical::{analyze, with_analyzer};
+use crate::error::{Result, SearchError};
+use crate::lexical::analyze;
 use crate::statistics::TermStatistics;
 
 /// A passage of a result: a chunk's text and its character offsets into the document text.
@@ -34,15 +45,11 @@ pub fn highlight_spans(text: &str, terms: &BTreeMap<String, u32>) -> Vec<[usize;
     if terms.is_empty() {
         return Vec::new();
     }
-    let byte_spans: Vec<(usize, usize)> = with_analyzer(|analyzer| {
-        let mut stream = analyzer.token_stream(text);
-        let mut spans = Vec::new();
-        while let Some(token) = stream.next() {
-            if terms.contains_key(&token.text) {
-                spans.push((token.offset_from, token.offset_to));
-            }
+    let mut byte_spans: Vec<(usize, usize)> = Vec::new();
+    for_each_word(text, |from, to, stem| {
+        if terms.contains_key(stem) {
+            byte_spans.push((from, to));
         }
-        spans
     });
     // Byte offsets to character offsets; tokens come in text order, so count incrementally.
     let mut spans = Vec::with_capacity(byte_spans.len());
@@ -60,10 +67,53 @@ pub fn highlight_spans(text: &str, terms: &BTreeMap<String, u32>) -> Vec<[usize;
     spans
 }
 
+/// The most words [`STEMMER`] remembers; past it, it starts again from empty.
+const REMEMBERED_STEMS: usize = 65_536;
+
+/// The index analyzer split in two (the words it keeps, then their stems), with the stems of
+/// the words met so far: stemming was a third of a search's time on cranfield (highlighting
+/// every hit's passages), and a collection's searches meet the same words again and again.
+struct Stemmer {
+    words: TextAnalyzer,
+    stemmer: TextAnalyzer,
+    stems: HashMap<String, String>,
+}
+
 thread_local! {
-    /// The index analyzer split in two (words, then stems), for [`TermFinder`].
-    static SPLIT_ANALYZER: RefCell<(TextAnalyzer, TextAnalyzer)> =
-        RefCell::new((english_words_analyzer(), english_stemmer()));
+    static STEMMER: RefCell<Stemmer> = RefCell::new(Stemmer {
+        words: english_words_analyzer(),
+        stemmer: english_stemmer(),
+        stems: HashMap::new(),
+    });
+}
+
+/// Calls `f(from, to, stem)` for each token of `text` the index's analyzer keeps, in order, with
+/// its byte range and its analyzed form: the terms [`analyze`] gives.
+fn for_each_word(text: &str, mut f: impl FnMut(usize, usize, &str)) {
+    STEMMER.with_borrow_mut(|s| {
+        let Stemmer {
+            words,
+            stemmer,
+            stems,
+        } = s;
+        let mut stream = words.token_stream(text);
+        while let Some(token) = stream.next() {
+            if let Some(stem) = stems.get(&token.text) {
+                f(token.offset_from, token.offset_to, stem);
+                continue;
+            }
+            let stem = stemmer
+                .token_stream(&token.text)
+                .next()
+                .map(|t| t.text.clone())
+                .unwrap_or_default();
+            f(token.offset_from, token.offset_to, &stem);
+            if stems.len() >= REMEMBERED_STEMS {
+                stems.clear();
+            }
+            stems.insert(token.text.clone(), stem);
+        }
+    });
 }
 
 /// One token of a scanned text, as BM25 counts it: its byte range and the query term it is.
@@ -74,100 +124,296 @@ struct ScannedToken {
 }
 
 /// The tokens of `text` that the index's analyzer keeps, each with the position in `terms`
-/// (sorted) of its stem. Same terms as [`analyze`], but each distinct word is stemmed once:
-/// a long document repeats its words, and stemming is most of the analyzer's cost.
+/// (sorted) of its stem: the terms [`analyze`] gives.
 fn scan_terms(text: &str, terms: &[String]) -> Vec<ScannedToken> {
-    SPLIT_ANALYZER.with_borrow_mut(|(words, stemmer)| {
-        let mut stems: HashMap<String, Option<u32>> = HashMap::new();
-        let mut tokens = Vec::new();
-        let mut stream = words.token_stream(text);
-        while let Some(token) = stream.next() {
-            let term = match stems.get(&token.text) {
-                Some(&term) => term,
-                None => {
-                    let mut stemmed = stemmer.token_stream(&token.text);
-                    let term = stemmed
-                        .next()
-                        .and_then(|stem| terms.binary_search(&stem.text).ok())
-                        .map(|i| i as u32);
-                    stems.insert(token.text.clone(), term);
-                    term
-                }
-            };
-            tokens.push(ScannedToken {
-                from: token.offset_from,
-                to: token.offset_to,
-                term,
-            });
-        }
-        tokens
-    })
+    let mut tokens = Vec::new();
+    for_each_word(text, |from, to, stem| {
+        tokens.push(ScannedToken {
+            from,
+            to,
+            term: terms
+                .binary_search_by(|t| t.as_str().cmp(stem))
+                .ok()
+                .map(|i| i as u32),
+        });
+    });
+    tokens
 }
 
-/// Byte offsets of the character offsets `positions` in `text`, in one pass over the text.
+/// Byte offsets of the character offsets `positions` in `text` (its length for offsets past
+/// its end), in one pass that stops at the largest. The pass counts characters 64 bytes at a
+/// time (the bytes that start a character), which the compiler vectorizes: walking `char_indices`
+/// to a passage deep in a 10,000-word transcript was a fifth of a qmsum-val search.
 fn byte_offsets(text: &str, positions: &[usize]) -> Vec<usize> {
+    const BLOCK: usize = 64;
+    let bytes = text.as_bytes();
+    let starts_a_character = |b: u8| (b as i8) >= -64;
     let mut order: Vec<usize> = (0..positions.len()).collect();
     order.sort_by_key(|&i| positions[i]);
     let mut out = vec![text.len(); positions.len()];
-    let mut chars = text
-        .char_indices()
-        .map(|(byte, _)| byte)
-        .chain(std::iter::once(text.len()))
-        .enumerate()
-        .peekable();
+    // Characters starting before `byte`.
+    let (mut byte, mut characters) = (0usize, 0usize);
     for i in order {
-        while chars.peek().is_some_and(|&(c, _)| c < positions[i]) {
-            chars.next();
+        let target = positions[i];
+        while byte + BLOCK <= bytes.len() {
+            let starts = bytes[byte..byte + BLOCK]
+                .iter()
+                .filter(|&&b| starts_a_character(b))
+                .count();
+            if characters + starts > target {
+                break;
+            }
+            characters += starts;
+            byte += BLOCK;
         }
-        if let Some(&(_, byte)) = chars.peek() {
-            out[i] = byte;
+        while byte < bytes.len() {
+            if starts_a_character(bytes[byte]) {
+                if characters == target {
+                    break;
+                }
+                characters += 1;
+            }
+            byte += 1;
         }
+        out[i] = byte;
     }
     out
 }
 
-/// BM25 (k1 = 1.2, b = 0.75) of each chunk against the query terms, with the collection's idf
-/// (from `statistics` when the index is one shard of several), so lexical results point at the
-/// chunks where the query's rare words occur. The document is analyzed once; each chunk (chunks
-/// overlap) counts the tokens inside its range.
-fn lexical_chunk_scores(
-    index: &Index,
-    doc: &StoredDocument,
-    query: &str,
-    statistics: Option<&TermStatistics>,
-) -> Vec<f32> {
-    let terms: Vec<String> = analyze(query).into_keys().collect();
-    if terms.is_empty() {
-        return vec![0.0; doc.chunks.len()];
+/// What scores the passages of every hit of one search: the query's analyzed terms, their idf
+/// and its vector, prepared once per search rather than once per hit.
+pub struct PassageScorer<'a> {
+    index: &'a Index,
+    /// The query's analyzed terms, sorted (a term's index is its place in `idf`).
+    terms: Vec<String>,
+    /// The same terms with their counts, for highlighting.
+    highlight_terms: BTreeMap<String, u32>,
+    /// Each term's BM25 idf in the collection.
+    idf: Vec<f32>,
+    vector: Option<&'a [f32]>,
+    lexical: bool,
+    count: usize,
+}
+
+impl<'a> PassageScorer<'a> {
+    /// A scorer of `count` passages per hit. With a query vector, chunks are scored by cosine;
+    /// with `lexical` too, by BM25 against the query terms, both rankings fused by reciprocal
+    /// rank. `statistics` are the collection's when the index is one shard of several, so the
+    /// idf is the collection's.
+    pub fn new(
+        index: &'a Index,
+        query: &str,
+        vector: Option<&'a [f32]>,
+        lexical: bool,
+        count: usize,
+        statistics: Option<&TermStatistics>,
+    ) -> Self {
+        let highlight_terms = analyze(query);
+        let terms: Vec<String> = highlight_terms.keys().cloned().collect();
+        let idf = if lexical {
+            term_idf(index, &terms, statistics)
+        } else {
+            Vec::new()
+        };
+        PassageScorer {
+            index,
+            terms,
+            highlight_terms,
+            idf,
+            vector,
+            lexical,
+            count,
+        }
     }
+
+    /// The best passages of `doc` (found at `address` in the index's snapshot), best first.
+    pub fn passages(&self, address: DocAddress, doc: &StoredDocument) -> Result<Vec<Passage>> {
+        if self.count == 0 || doc.chunks.is_empty() {
+            return Ok(Vec::new());
+        }
+        let dense: Option<Vec<f32>> = self.vector.map(|q| {
+            (0..doc.chunks.len())
+                .map(|i| {
+                    self.index
+                        .chunk_vector(doc.chunk_base + i as u64)
+                        .map_or(0.0, |v| ibex_indexer::vectors::dot(q, v))
+                })
+                .collect()
+        });
+        let lexical = if self.lexical {
+            Some(self.lexical_chunk_scores(address, doc)?)
+        } else {
+            None
+        };
+        let scores: Vec<f32> = match (dense, lexical) {
+            (Some(d), Some(l)) => {
+                let (rd, rl) = (ranks(&d), ranks(&l));
+                (0..d.len())
+                    .map(|i| 1.0 / (61.0 + rd[i] as f32) + 1.0 / (61.0 + rl[i] as f32))
+                    .collect()
+            }
+            (Some(d), None) => d,
+            (None, Some(l)) => l,
+            (None, None) => vec![0.0; doc.chunks.len()],
+        };
+        let mut order: Vec<usize> = (0..scores.len()).collect();
+        order.sort_by(|&a, &b| scores[b].total_cmp(&scores[a]).then(a.cmp(&b)));
+        order.truncate(self.count);
+        // The passages' byte ranges: stored with the chunk positions, or found in one pass
+        // that stops at the last passage (slicing each passage by characters would walk a long
+        // text from its start every time).
+        let bytes: Vec<usize> = if doc.chunk_positions.len() == doc.chunks.len() {
+            order
+                .iter()
+                .flat_map(|&i| {
+                    let p = doc.chunk_positions[i];
+                    [p.byte_start as usize, p.byte_end as usize]
+                })
+                .collect()
+        } else {
+            let characters: Vec<usize> = order
+                .iter()
+                .flat_map(|&i| [doc.chunks[i].start, doc.chunks[i].end])
+                .collect();
+            byte_offsets(&doc.text, &characters)
+        };
+        Ok(order
+            .into_iter()
+            .zip(bytes.chunks_exact(2))
+            .map(|(i, range)| {
+                let span = doc.chunks[i];
+                // A damaged record gives an empty passage, never a panic.
+                let text = doc.text.get(range[0]..range[1]).unwrap_or_default();
+                Passage {
+                    text: text.to_string(),
+                    start: span.start,
+                    end: span.end,
+                    score: scores[i],
+                    highlights: highlight_spans(text, &self.highlight_terms),
+                }
+            })
+            .collect())
+    }
+
+    /// BM25 (k1 = 1.2, b = 0.75) of each chunk of `doc` against the query terms, chunk lengths
+    /// averaged over the document's chunks, so lexical results point at the chunks where the
+    /// query's rare words occur. Term frequencies come from the postings' positions and the
+    /// chunks' stored position ranges; a document stored without them (an older index) is
+    /// analyzed instead, which gives the same scores at a cost that follows its length.
+    fn lexical_chunk_scores(&self, address: DocAddress, doc: &StoredDocument) -> Result<Vec<f32>> {
+        if self.terms.is_empty() {
+            return Ok(vec![0.0; doc.chunks.len()]);
+        }
+        let (lengths, frequencies) = if doc.chunk_positions.len() == doc.chunks.len() {
+            self.frequencies_from_postings(address, &doc.chunk_positions)?
+        } else {
+            frequencies_by_scanning(doc, &self.terms)
+        };
+        let average = (lengths.iter().sum::<f32>() / lengths.len().max(1) as f32).max(1.0);
+        Ok(frequencies
+            .iter()
+            .zip(&lengths)
+            .map(|(tf, &len)| {
+                self.idf
+                    .iter()
+                    .zip(tf)
+                    .map(|(idf, &tf)| {
+                        let tf = tf as f32;
+                        idf * tf * 2.2 / (tf + 1.2 * (0.25 + 0.75 * len / average))
+                    })
+                    .sum()
+            })
+            .collect())
+    }
+
+    /// Each chunk's length and query-term frequencies, counted from the positions of the query
+    /// terms in the document's postings.
+    fn frequencies_from_postings(
+        &self,
+        address: DocAddress,
+        chunks: &[ChunkPositions],
+    ) -> Result<ChunkFrequencies> {
+        let contents = self.index.fields().contents;
+        let searcher = self.index.searcher();
+        let inverted = searcher
+            .segment_reader(address.segment_ord)
+            .inverted_index(contents)?;
+        let mut term_positions: Vec<Vec<u32>> = Vec::with_capacity(self.terms.len());
+        for term in &self.terms {
+            let term = Term::from_field_text(contents, term);
+            let mut positions = Vec::new();
+            let postings = inverted
+                .read_postings(&term, IndexRecordOption::WithFreqsAndPositions)
+                .map_err(|source| SearchError::Io {
+                    context: "reading the lexical index's positions".into(),
+                    source,
+                })?;
+            if let Some(mut postings) = postings {
+                // `seek` only moves forward: a list starting past the document lacks it.
+                if postings.doc() <= address.doc_id
+                    && postings.seek(address.doc_id) == address.doc_id
+                {
+                    postings.positions(&mut positions);
+                }
+            }
+            term_positions.push(positions);
+        }
+        let lengths = chunks.iter().map(|c| c.tokens as f32).collect();
+        let frequencies = chunks
+            .iter()
+            .map(|chunk| {
+                term_positions
+                    .iter()
+                    .map(|positions| {
+                        let from = positions.partition_point(|&p| p < chunk.first);
+                        let to = positions.partition_point(|&p| p < chunk.end);
+                        to.saturating_sub(from) as u32
+                    })
+                    .collect()
+            })
+            .collect();
+        Ok((lengths, frequencies))
+    }
+}
+
+/// Each chunk's length in tokens, and its frequency of each query term.
+type ChunkFrequencies = (Vec<f32>, Vec<Vec<u32>>);
+
+/// BM25 idf of each of `terms` in the collection (from `statistics` when the index is one shard
+/// of several), weighed against its live documents.
+fn term_idf(index: &Index, terms: &[String], statistics: Option<&TermStatistics>) -> Vec<f32> {
     let searcher = index.searcher();
     let total = match statistics {
         Some(s) => s.live_documents,
         None => searcher.num_docs(),
     }
     .max(1) as f32;
-    let idf: Vec<f32> = terms
+    terms
         .iter()
         .map(|t| {
             let df = match statistics {
                 Some(s) => s.doc_freq.get(t).copied().unwrap_or(0),
                 None => searcher
-                    .doc_freq(&tantivy::Term::from_field_text(index.fields().contents, t))
+                    .doc_freq(&Term::from_field_text(index.fields().contents, t))
                     .unwrap_or(0),
             } as f32;
             (1.0 + (total - df + 0.5) / (df + 0.5)).ln()
         })
-        .collect();
-    let tokens = scan_terms(&doc.text, &terms);
+        .collect()
+}
+
+/// [`PassageScorer::frequencies_from_postings`]'s answer found by analyzing the document's text
+/// once; each chunk (chunks overlap) counts the tokens inside its range.
+fn frequencies_by_scanning(doc: &StoredDocument, terms: &[String]) -> ChunkFrequencies {
+    let tokens = scan_terms(&doc.text, terms);
     let positions: Vec<usize> = doc.chunks.iter().flat_map(|s| [s.start, s.end]).collect();
     let bytes = byte_offsets(&doc.text, &positions);
-    let mut counts = vec![0u32; terms.len()];
     let mut lengths = Vec::with_capacity(doc.chunks.len());
     let mut frequencies = Vec::with_capacity(doc.chunks.len());
     for range in bytes.chunks_exact(2) {
         let (start, end) = (range[0], range[1]);
         let first = tokens.partition_point(|t| t.from < start);
-        counts.iter_mut().for_each(|c| *c = 0);
+        let mut counts = vec![0u32; terms.len()];
         let mut length = 0u32;
         for token in tokens[first..].iter().take_while(|t| t.from < end) {
             if token.to <= end {
@@ -178,22 +424,9 @@ fn lexical_chunk_scores(
             }
         }
         lengths.push(length as f32);
-        frequencies.push(counts.clone());
+        frequencies.push(counts);
     }
-    let average = (lengths.iter().sum::<f32>() / lengths.len().max(1) as f32).max(1.0);
-    frequencies
-        .iter()
-        .zip(&lengths)
-        .map(|(tf, &len)| {
-            idf.iter()
-                .zip(tf)
-                .map(|(idf, &tf)| {
-                    let tf = tf as f32;
-                    idf * tf * 2.2 / (tf + 1.2 * (0.25 + 0.75 * len / average))
-                })
-                .sum()
-        })
-        .collect()
+    (lengths, frequencies)
 }
 
 /// Ranks of `scores` (0 = best).
@@ -205,61 +438,6 @@ fn ranks(scores: &[f32]) -> Vec<usize> {
         rank[i] = r;
     }
     rank
-}
-
-/// The `count` best passages of `doc`, best first. With a query vector, chunks are scored by
-/// cosine; with lexical scoring too, both rankings are fused by reciprocal rank. `statistics`
-/// are the collection's when the index is one shard of several.
-pub fn best_passages(
-    index: &Index,
-    doc: &StoredDocument,
-    query: &str,
-    vector: Option<&[f32]>,
-    lexical: bool,
-    count: usize,
-    statistics: Option<&TermStatistics>,
-) -> Vec<Passage> {
-    if count == 0 || doc.chunks.is_empty() {
-        return Vec::new();
-    }
-    let dense: Option<Vec<f32>> = vector.map(|q| {
-        (0..doc.chunks.len())
-            .map(|i| {
-                index
-                    .chunk_vector(doc.chunk_base + i as u64)
-                    .map_or(0.0, |v| ibex_indexer::vectors::dot(q, v))
-            })
-            .collect()
-    });
-    let lexical_scores = lexical.then(|| lexical_chunk_scores(index, doc, query, statistics));
-    let scores: Vec<f32> = match (dense, lexical_scores) {
-        (Some(d), Some(l)) => {
-            let (rd, rl) = (ranks(&d), ranks(&l));
-            (0..d.len())
-                .map(|i| 1.0 / (61.0 + rd[i] as f32) + 1.0 / (61.0 + rl[i] as f32))
-                .collect()
-        }
-        (Some(d), None) => d,
-        (None, Some(l)) => l,
-        (None, None) => vec![0.0; doc.chunks.len()],
-    };
-    let mut order: Vec<usize> = (0..scores.len()).collect();
-    order.sort_by(|&a, &b| scores[b].total_cmp(&scores[a]).then(a.cmp(&b)));
-    let terms = analyze(query);
-    order
-        .into_iter()
-        .take(count)
-        .map(|i| {
-            let span = doc.chunks[i];
-            Passage {
-                text: slice_chars(&doc.text, span.start, span.end).to_string(),
-                start: span.start,
-                end: span.end,
-                score: scores[i],
-                highlights: highlight_spans(slice_chars(&doc.text, span.start, span.end), &terms),
-            }
-        })
-        .collect()
 }
 
 #[cfg(test)]
@@ -294,6 +472,22 @@ mod tests {
                 as usize] += 1;
         }
         assert_eq!(counts, analyzed.values().copied().collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn byte_offsets_agree_with_char_indices_across_blocks() {
+        let text = "ab é ∑ 𝄞 ".repeat(40);
+        let boundaries: Vec<usize> = text
+            .char_indices()
+            .map(|(b, _)| b)
+            .chain(std::iter::once(text.len()))
+            .collect();
+        let positions: Vec<usize> = (0..boundaries.len() + 5).rev().step_by(3).collect();
+        let expected: Vec<usize> = positions
+            .iter()
+            .map(|&p| boundaries.get(p).copied().unwrap_or(text.len()))
+            .collect();
+        assert_eq!(byte_offsets(&text, &positions), expected);
     }
 
     #[test]
