@@ -142,6 +142,40 @@ def run_onnxruntime(model_dir, texts, work, threads, rounds):
     return f"onnxruntime {ort.__version__} (fp32 ONNX export)", best, vectors
 
 
+def onnxruntime_query_latency(model_dir, texts, work, threads, rounds):
+    """One text at a time, as a search embeds its query: p50 and p99 of one call in ms."""
+    import onnxruntime as ort
+    from tokenizers import Tokenizer
+
+    path = os.path.join(work, "all-MiniLM-L6-v2.fp32.onnx")
+    if not os.path.exists(path):
+        export_onnx(model_dir, path + ".tmp")
+        os.replace(path + ".tmp", path)
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    session = ort.InferenceSession(path, options, providers=["CPUExecutionProvider"])
+    tokenizer = Tokenizer.from_file(os.path.join(model_dir, "tokenizer.json"))
+    tokenizer.no_padding()
+    tokenizer.enable_truncation(256)
+
+    def embed_one(text):
+        t = time.perf_counter()
+        ids = np.asarray([tokenizer.encode(text).ids], dtype=np.int64)
+        mask = np.ones_like(ids)
+        hidden = session.run(None, {"input_ids": ids, "attention_mask": mask, "token_type_ids": np.zeros_like(ids)})[0]
+        pooled = hidden.mean(1)
+        pooled / np.clip(np.linalg.norm(pooled, axis=1, keepdims=True), 1e-12, None)
+        return (time.perf_counter() - t) * 1000.0
+
+    for text in texts:
+        embed_one(text)
+    latencies = sorted(embed_one(text) for _ in range(max(rounds, 1)) for text in texts)
+    at = lambda q: latencies[round((len(latencies) - 1) * q)]
+    return f"onnxruntime {ort.__version__} (fp32 ONNX export)", at(0.5), at(0.99), len(latencies)
+
+
 def run_sentence_transformers(model_dir, texts, threads, rounds):
     import sentence_transformers
     import torch
@@ -175,7 +209,19 @@ def main():
     r.add_argument("--rounds", type=int, default=3)
     r.add_argument("--ibex-vectors")
     r.add_argument("--engines", default="onnxruntime,sentence-transformers")
+    q = sub.add_parser("queries")
+    q.add_argument("model_dir")
+    q.add_argument("queries")
+    q.add_argument("work")
+    q.add_argument("--threads", type=int, default=2)
+    q.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args()
+    if args.command == "queries":
+        texts = [json.loads(line)["text"] for line in open(args.queries) if line.strip()]
+        name, p50, p99, calls = onnxruntime_query_latency(args.model_dir, texts, args.work, args.threads, args.rounds)
+        print(json.dumps({"engine": name, "mode": "queries", "queries": len(texts), "calls": calls,
+                          "p50_ms": p50, "p99_ms": p99}), flush=True)
+        return
     if args.command == "passages":
         make_passages(args.model_dir, args.out, args.count, args.seed)
         return

@@ -6,7 +6,10 @@
 //!
 //! Threads: candle's CPU kernels use RAYON_NUM_THREADS threads (the script sets it).
 //!
-//! Usage: `embed_throughput PASSAGES.jsonl OUT.f32 [--model SPEC] [--rounds N]`
+//! With `--queries`, each text is embedded alone as a query instead (what a search does first),
+//! and the JSON line gives the p50 and p99 latency of one call over every round.
+//!
+//! Usage: `embed_throughput PASSAGES.jsonl OUT.f32 [--model SPEC] [--rounds N] [--queries]`
 
 use std::time::Instant;
 
@@ -23,12 +26,21 @@ fn fail(message: String) -> ! {
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     if args.len() < 2 {
-        fail("usage: embed_throughput PASSAGES.jsonl OUT.f32 [--model SPEC] [--rounds N]".into());
+        fail(
+            "usage: embed_throughput PASSAGES.jsonl OUT.f32 [--model SPEC] [--rounds N] [--queries]"
+                .into(),
+        );
     }
     let mut model = ibex_embedder::DEFAULT_MODEL_ID.to_string();
     let mut rounds = 3usize;
+    let mut queries = false;
     let mut i = 2;
     while i < args.len() {
+        if args[i] == "--queries" {
+            queries = true;
+            i += 1;
+            continue;
+        }
         let value = args.get(i + 1).cloned().unwrap_or_default();
         match args[i].as_str() {
             "--model" => model = value,
@@ -63,6 +75,10 @@ fn main() {
                 .unwrap_or(0)
         })
         .sum();
+    if queries {
+        query_latency(embedder.as_ref(), &texts, tokens, rounds);
+        return;
+    }
     let embed = |texts: &[&str]| {
         embedder
             .embed(texts, ibex_embedder::TextKind::Document)
@@ -86,5 +102,36 @@ fn main() {
         serde_json::json!({"engine": "ibex", "sentences": texts.len(), "tokens": tokens,
             "seconds": best, "sentences_per_s": texts.len() as f64 / best,
             "tokens_per_s": tokens as f64 / best})
+    );
+}
+
+/// One query at a time, as a search embeds it: the latency of each call, p50 and p99 over all
+/// rounds (after one warm-up pass).
+fn query_latency(
+    embedder: &dyn ibex_embedder::Embedder,
+    texts: &[&str],
+    tokens: usize,
+    rounds: usize,
+) {
+    let embed_one = |text: &str| {
+        let started = Instant::now();
+        embedder
+            .embed(&[text], ibex_embedder::TextKind::Query)
+            .unwrap_or_else(|e| fail(e.to_string()));
+        started.elapsed().as_secs_f64() * 1000.0
+    };
+    for text in texts {
+        embed_one(text);
+    }
+    let mut latencies: Vec<f64> = Vec::with_capacity(texts.len() * rounds);
+    for _ in 0..rounds.max(1) {
+        latencies.extend(texts.iter().map(|text| embed_one(text)));
+    }
+    latencies.sort_by(f64::total_cmp);
+    let at = |q: f64| latencies[((latencies.len() - 1) as f64 * q).round() as usize];
+    println!(
+        "{}",
+        serde_json::json!({"engine": "ibex", "mode": "queries", "queries": texts.len(),
+            "tokens": tokens, "calls": latencies.len(), "p50_ms": at(0.5), "p99_ms": at(0.99)})
     );
 }

@@ -30,19 +30,41 @@ use gemm::Parallelism;
 use rayon::prelude::*;
 
 use crate::error::{EmbedderError, Result};
+use crate::panel_matmul::{self, PanelWeights};
 
-/// One encoder layer's weights, matrices stored `[in, out]` row-major.
+/// One encoder layer's weights.
 struct Layer {
-    qkv: Vec<f32>,
+    qkv: Weights,
     qkv_bias: Vec<f32>,
-    out: Vec<f32>,
+    out: Weights,
     out_bias: Vec<f32>,
     attention_norm: (Vec<f32>, Vec<f32>),
-    up: Vec<f32>,
+    up: Weights,
     up_bias: Vec<f32>,
-    down: Vec<f32>,
+    down: Weights,
     down_bias: Vec<f32>,
     output_norm: (Vec<f32>, Vec<f32>),
+}
+
+/// A weight matrix `[in, out]`, held twice: row-major for gemm (products with many rows), and
+/// as column panels for products with few ([`crate::panel_matmul`]).
+struct Weights {
+    matrix: Vec<f32>,
+    panels: PanelWeights,
+    input: usize,
+    output: usize,
+}
+
+impl Weights {
+    fn new(matrix: Vec<f32>, input: usize, output: usize) -> Weights {
+        let panels = PanelWeights::pack(&matrix, input, output);
+        Weights {
+            matrix,
+            panels,
+            input,
+            output,
+        }
+    }
 }
 
 /// How one forward pass uses rayon's thread pool.
@@ -191,22 +213,34 @@ impl CpuBert {
             qkv_bias.extend(get(&format!("{p}.attention.self.key.bias"), &[hidden])?);
             qkv_bias.extend(get(&format!("{p}.attention.self.value.bias"), &[hidden])?);
             layers.push(Layer {
-                qkv,
+                qkv: Weights::new(qkv, hidden, 3 * hidden),
                 qkv_bias,
-                out: transposed(
-                    &format!("{p}.attention.output.dense.weight"),
+                out: Weights::new(
+                    transposed(
+                        &format!("{p}.attention.output.dense.weight"),
+                        hidden,
+                        hidden,
+                    )?,
                     hidden,
                     hidden,
-                )?,
+                ),
                 out_bias: get(&format!("{p}.attention.output.dense.bias"), &[hidden])?,
                 attention_norm: norm(&format!("{p}.attention.output.LayerNorm"))?,
-                up: transposed(
-                    &format!("{p}.intermediate.dense.weight"),
+                up: Weights::new(
+                    transposed(
+                        &format!("{p}.intermediate.dense.weight"),
+                        intermediate,
+                        hidden,
+                    )?,
+                    hidden,
+                    intermediate,
+                ),
+                up_bias: get(&format!("{p}.intermediate.dense.bias"), &[intermediate])?,
+                down: Weights::new(
+                    transposed(&format!("{p}.output.dense.weight"), hidden, intermediate)?,
                     intermediate,
                     hidden,
-                )?,
-                up_bias: get(&format!("{p}.intermediate.dense.bias"), &[intermediate])?,
-                down: transposed(&format!("{p}.output.dense.weight"), hidden, intermediate)?,
+                ),
                 down_bias: get(&format!("{p}.output.dense.bias"), &[hidden])?,
                 output_norm: norm(&format!("{p}.output.LayerNorm"))?,
             });
@@ -304,17 +338,7 @@ impl CpuBert {
         let h = self.hidden;
         let tokens = x.len() / h;
         for layer in &self.layers {
-            let parallelism = split.parallelism();
-            matmul(
-                x,
-                &layer.qkv,
-                &layer.qkv_bias,
-                qkv,
-                tokens,
-                h,
-                3 * h,
-                parallelism,
-            );
+            matmul(x, &layer.qkv, &layer.qkv_bias, qkv, tokens, split);
             self.attention(qkv, offsets, context, split);
             matmul(
                 context,
@@ -322,9 +346,7 @@ impl CpuBert {
                 &layer.out_bias,
                 projected,
                 tokens,
-                h,
-                h,
-                parallelism,
+                split,
             );
             layer_norm(
                 x,
@@ -334,27 +356,9 @@ impl CpuBert {
                 h,
                 split,
             );
-            matmul(
-                x,
-                &layer.up,
-                &layer.up_bias,
-                up,
-                tokens,
-                h,
-                self.intermediate,
-                parallelism,
-            );
+            matmul(x, &layer.up, &layer.up_bias, up, tokens, split);
             split.for_each_chunk(up, 4096, |_, part| gelu_erf(part));
-            matmul(
-                up,
-                &layer.down,
-                &layer.down_bias,
-                projected,
-                tokens,
-                self.intermediate,
-                h,
-                parallelism,
-            );
+            matmul(up, &layer.down, &layer.down_bias, projected, tokens, split);
             layer_norm(x, Some(projected), &layer.output_norm, self.eps, h, split);
         }
     }
@@ -510,25 +514,24 @@ thread_local! {
         std::cell::RefCell::new(AttentionScratch::default());
 }
 
-/// `out[m, n] = a[m, k] · b[k, n] + bias[n]`, all row-major.
-#[allow(clippy::too_many_arguments)]
-fn matmul(
-    a: &[f32],
-    b: &[f32],
-    bias: &[f32],
-    out: &mut [f32],
-    m: usize,
-    k: usize,
-    n: usize,
-    parallelism: Parallelism,
-) {
+/// `out[m, n] = a[m, k] · w[k, n] + bias[n]`, all row-major: through the weights' panels for
+/// few rows, through gemm for many.
+fn matmul(a: &[f32], w: &Weights, bias: &[f32], out: &mut [f32], m: usize, split: Split) {
+    let (k, n) = (w.input, w.output);
     if m == 0 {
         return;
     }
     for row in out.chunks_exact_mut(n) {
         row.copy_from_slice(bias);
     }
-    // SAFETY: a is m x k, b is k x n, out is m x n, all row-major and of those exact lengths.
+    if m <= panel_matmul::MAX_ROWS {
+        let parallel = split == Split::AcrossThreads;
+        panel_matmul::matmul_add(a, m, &w.panels, out, parallel, crate::cpu::simd_level());
+        return;
+    }
+    assert!(a.len() == m * k && w.matrix.len() == k * n && out.len() == m * n);
+    // SAFETY: a is m x k, w.matrix is k x n, out is m x n, all row-major and of those exact
+    // lengths (asserted above).
     unsafe {
         gemm::gemm(
             m,
@@ -541,7 +544,7 @@ fn matmul(
             a.as_ptr(),
             1,
             k as isize,
-            b.as_ptr(),
+            w.matrix.as_ptr(),
             1,
             n as isize,
             1.0,
@@ -549,7 +552,7 @@ fn matmul(
             false,
             false,
             false,
-            parallelism,
+            split.parallelism(),
         );
     }
 }

@@ -9,8 +9,9 @@
 //!
 //! The kernels that follow this choice: the dot product of every vector scan and graph walk
 //! ([`crate::vector::dot`]) and the element-wise passes of the BERT forward pass (softmax, GELU,
-//! residual + layer norm). Matrix products go to the gemm crate, which picks its own kernels at
-//! run time and has no switch.
+//! residual + layer norm), and the matrix products with few rows (a query's tokens,
+//! [`crate::panel_matmul`]). Products with many rows go to the gemm crate, which picks its own
+//! kernels at run time and has no switch.
 
 use std::sync::atomic::{AtomicU8, Ordering};
 

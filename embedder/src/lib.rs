@@ -25,6 +25,7 @@ mod folder;
 pub mod hub;
 pub mod m2_bert;
 pub mod mistral;
+mod panel_matmul;
 mod pooling;
 pub mod vector;
 
