@@ -71,6 +71,24 @@ fn matches_sentence_transformers_reference_alone_and_in_mixed_batches() {
         let c = cosine(vector, &references[k % texts.len()]);
         assert!(c >= 0.9999, "side by side: cosine {c} for text {k}");
     }
+    // Single texts from several threads at once, as concurrent searches embed their queries:
+    // each pass runs on a pool thread, which may take up another caller's pass while it waits
+    // on its own split operations (work stealing), so the passes' per-thread buffers must not
+    // be shared. (They were once: callers failed.) Same vectors as alone.
+    std::thread::scope(|scope| {
+        for worker in 0..4 {
+            let (model, texts, references) = (&model, &texts, &references);
+            scope.spawn(move || {
+                for round in 0..5 {
+                    for (i, text) in texts.iter().enumerate().skip((worker + round) % 3) {
+                        let vector = model.embed(&[text], TextKind::Document).unwrap().remove(0);
+                        let c = cosine(&vector, &references[i]);
+                        assert!(c >= 0.9999, "concurrent: cosine {c} for text {i}");
+                    }
+                }
+            });
+        }
+    });
 }
 
 #[test]

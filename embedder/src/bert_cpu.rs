@@ -302,25 +302,27 @@ impl CpuBert {
         }
         layer_norm(&mut x, None, &self.embedding_norm, self.eps, h, split);
 
-        SCRATCH.with_borrow_mut(|scratch| {
-            let Scratch {
-                qkv,
-                context,
-                projected,
-                up,
-            } = scratch;
-            // Reused across batches: fresh buffers of this size would be mapped, zeroed by the
-            // kernel and unmapped on every batch.
-            for (buffer, len) in [
-                (&mut *qkv, tokens * 3 * h),
-                (&mut *context, tokens * h),
-                (&mut *projected, tokens * h),
-                (&mut *up, tokens * self.intermediate),
-            ] {
-                buffer.resize(len, 0.0);
-            }
-            self.layers_forward(&mut x, &offsets, qkv, context, projected, up, split);
-        });
+        // Reused across batches: fresh buffers of this size would be mapped, zeroed by the
+        // kernel and unmapped on every batch. Taken out of the thread's slot for the pass, not
+        // borrowed from it: while this thread waits on one of the pass's split operations, rayon
+        // may run another caller's pass on it, which then finds the slot empty and makes its own.
+        let mut scratch = SCRATCH.take();
+        let Scratch {
+            qkv,
+            context,
+            projected,
+            up,
+        } = &mut scratch;
+        for (buffer, len) in [
+            (&mut *qkv, tokens * 3 * h),
+            (&mut *context, tokens * h),
+            (&mut *projected, tokens * h),
+            (&mut *up, tokens * self.intermediate),
+        ] {
+            buffer.resize(len, 0.0);
+        }
+        self.layers_forward(&mut x, &offsets, qkv, context, projected, up, split);
+        SCRATCH.set(scratch);
         Ok((x, offsets))
     }
 

@@ -83,33 +83,35 @@ pub(crate) fn matmul_add(
     if m == 0 {
         return;
     }
-    PRODUCTS.with_borrow_mut(|products| {
-        products.clear();
-        products.resize(b.panels() * m * PANEL, 0.0);
-        let one_panel = |(p, product): (usize, &mut [f32])| {
-            panel_product(a, m, k, b.panel(p), product, level);
-        };
-        if parallel {
-            products
-                .par_chunks_mut(m * PANEL)
-                .enumerate()
-                .for_each(one_panel);
-        } else {
-            products
-                .chunks_mut(m * PANEL)
-                .enumerate()
-                .for_each(one_panel);
-        }
-        for (p, product) in products.chunks_exact(m * PANEL).enumerate() {
-            let cols = PANEL.min(n - p * PANEL);
-            for row in 0..m {
-                let target = &mut out[row * n + p * PANEL..][..cols];
-                for (o, v) in target.iter_mut().zip(&product[row * PANEL..][..cols]) {
-                    *o += v;
-                }
+    // Taken out of the slot, not borrowed: while this thread waits on the split below, rayon
+    // may run another product on it (work stealing), which then makes its own buffer.
+    let mut products = PRODUCTS.take();
+    products.clear();
+    products.resize(b.panels() * m * PANEL, 0.0);
+    let one_panel = |(p, product): (usize, &mut [f32])| {
+        panel_product(a, m, k, b.panel(p), product, level);
+    };
+    if parallel {
+        products
+            .par_chunks_mut(m * PANEL)
+            .enumerate()
+            .for_each(one_panel);
+    } else {
+        products
+            .chunks_mut(m * PANEL)
+            .enumerate()
+            .for_each(one_panel);
+    }
+    for (p, product) in products.chunks_exact(m * PANEL).enumerate() {
+        let cols = PANEL.min(n - p * PANEL);
+        for row in 0..m {
+            let target = &mut out[row * n + p * PANEL..][..cols];
+            for (o, v) in target.iter_mut().zip(&product[row * PANEL..][..cols]) {
+                *o += v;
             }
         }
-    });
+    }
+    PRODUCTS.set(products);
 }
 
 /// `product[m, PANEL] = a[m, k] · panel[k, PANEL]`, a tile of rows at a time.
