@@ -99,7 +99,8 @@ def export_onnx(model_dir, path):
             opset_version=17, dynamo=False)
 
 
-def run_onnxruntime(model_dir, texts, work, threads, rounds):
+def onnxruntime_session(model_dir, work, threads):
+    """The ONNX export's session (exported once into `work`) and the model's tokenizer."""
     import onnxruntime as ort
     from tokenizers import Tokenizer
 
@@ -115,6 +116,11 @@ def run_onnxruntime(model_dir, texts, work, threads, rounds):
     tokenizer = Tokenizer.from_file(os.path.join(model_dir, "tokenizer.json"))
     tokenizer.no_padding()
     tokenizer.enable_truncation(256)
+    return ort, session, tokenizer
+
+
+def run_onnxruntime(model_dir, texts, work, threads, rounds):
+    ort, session, tokenizer = onnxruntime_session(model_dir, work, threads)
 
     def embed(texts):
         encodings = tokenizer.encode_batch(texts)
@@ -144,21 +150,7 @@ def run_onnxruntime(model_dir, texts, work, threads, rounds):
 
 def onnxruntime_query_latency(model_dir, texts, work, threads, rounds):
     """One text at a time, as a search embeds its query: p50 and p99 of one call in ms."""
-    import onnxruntime as ort
-    from tokenizers import Tokenizer
-
-    path = os.path.join(work, "all-MiniLM-L6-v2.fp32.onnx")
-    if not os.path.exists(path):
-        export_onnx(model_dir, path + ".tmp")
-        os.replace(path + ".tmp", path)
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = threads
-    options.inter_op_num_threads = 1
-    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    session = ort.InferenceSession(path, options, providers=["CPUExecutionProvider"])
-    tokenizer = Tokenizer.from_file(os.path.join(model_dir, "tokenizer.json"))
-    tokenizer.no_padding()
-    tokenizer.enable_truncation(256)
+    ort, session, tokenizer = onnxruntime_session(model_dir, work, threads)
 
     def embed_one(text):
         t = time.perf_counter()
@@ -166,7 +158,7 @@ def onnxruntime_query_latency(model_dir, texts, work, threads, rounds):
         mask = np.ones_like(ids)
         hidden = session.run(None, {"input_ids": ids, "attention_mask": mask, "token_type_ids": np.zeros_like(ids)})[0]
         pooled = hidden.mean(1)
-        pooled / np.clip(np.linalg.norm(pooled, axis=1, keepdims=True), 1e-12, None)
+        _ = pooled / np.clip(np.linalg.norm(pooled, axis=1, keepdims=True), 1e-12, None)
         return (time.perf_counter() - t) * 1000.0
 
     for text in texts:
