@@ -32,6 +32,10 @@ pub struct Args {
     /// β: cost per 100 kept tokens.
     #[arg(long)]
     beta: Option<f32>,
+    /// Keep the sentence before a kept one (same passage, above the floor, within the budget)
+    /// when it has at most this many tokens: the coherence rule (0, the default, turns it off).
+    #[arg(long)]
+    neighbour_tokens: Option<usize>,
     /// Print the figures as one JSON object.
     #[arg(long)]
     json: bool,
@@ -51,6 +55,9 @@ pub fn run(args: Args, context: &Context) -> Result<()> {
     }
     if let Some(beta) = args.beta {
         params.beta = beta;
+    }
+    if let Some(tokens) = args.neighbour_tokens {
+        params.neighbour_tokens = tokens;
     }
     let report = ibex::eval::evaluate_compression(
         &args.nq,
