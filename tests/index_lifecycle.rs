@@ -214,6 +214,92 @@ fn graph_segments_survive_updates_deletes_and_reopen() {
     assert_eq!(files, expected);
 }
 
+fn hits(index: &Index, query: &str, mode: Mode) -> Vec<(String, f32)> {
+    let model = common::default_model();
+    let mut request = SearchRequest::new(query);
+    request.mode = mode;
+    search(index, Some(model.as_ref()), &request)
+        .unwrap()
+        .hits
+        .into_iter()
+        .map(|h| (h.id, h.score))
+        .collect()
+}
+
+/// An index switched to int8 or binary vectors rewrites no segment, holds less, and ranks and
+/// scores as at full precision (on a corpus this small every candidate is rescored); updates
+/// and merges of quantized segments read the full vectors back from their files.
+#[test]
+fn quantized_vector_storage_switches_without_rewriting_and_ranks_as_full_precision() {
+    use ibex::indexer::VectorStorage;
+    let temp = tempfile::tempdir().unwrap();
+    let corpus = temp.path().join("corpus.jsonl");
+    let dir = temp.path().join("idx");
+    let options = |storage: Option<VectorStorage>| IndexOptions {
+        graph_threshold: 2,
+        vector_storage: storage,
+        ..options()
+    };
+    let queries = [
+        ("the Moon pulls the oceans", Mode::Dense),
+        ("yeast and dough", Mode::Hybrid),
+        ("opposing king", Mode::Dense),
+    ];
+    common::write_jsonl(&corpus, DOCS);
+    ibex::index_corpus(&corpus, &dir, &options(None), |_| {}).unwrap();
+    let index = Index::open(&dir).unwrap();
+    assert_eq!(index.manifest().vector_storage, VectorStorage::F32);
+    let full: Vec<_> = queries.iter().map(|(q, m)| hits(&index, q, *m)).collect();
+    let full_memory = index.vector_memory().vectors;
+    let segments = index.manifest().segments.clone();
+    drop(index);
+
+    for storage in [VectorStorage::Int8, VectorStorage::Binary] {
+        // The corpus is unchanged: the commit records the setting and nothing else.
+        let report = ibex::index_corpus(&corpus, &dir, &options(Some(storage)), |_| {}).unwrap();
+        assert_eq!((report.unchanged, report.commits), (DOCS.len(), 1));
+        let index = Index::open(&dir).unwrap();
+        assert_eq!(index.manifest().vector_storage, storage);
+        assert_eq!(index.manifest().segments, segments, "{storage}");
+        // A byte or a bit per dimension, plus int8's ranges (two floats a dimension a segment).
+        let expected = match storage {
+            VectorStorage::Int8 => full_memory / 4 + segments.len() * 384 * 8,
+            _ => full_memory / 32,
+        };
+        assert_eq!(index.vector_memory().vectors, expected, "{storage}");
+        let quantized: Vec<_> = queries.iter().map(|(q, m)| hits(&index, q, *m)).collect();
+        assert_eq!(quantized, full, "{storage}");
+        let key = index.doc_chunks("tides").unwrap().chunk_base;
+        assert_eq!(index.chunk_vector(key).unwrap().unwrap().len(), 384);
+    }
+
+    // Updates and deletes on binary storage: merged segments are written from the files.
+    common::write_jsonl(
+        &corpus,
+        &[(
+            "tides",
+            "Tides",
+            "Spring tides happen at full and new moon.",
+        )],
+    );
+    ibex::index_corpus(&corpus, &dir, &options(None), |_| {}).unwrap();
+    ibex::delete_documents(&dir, &["chess"]).unwrap();
+    let index = Index::open(&dir).unwrap();
+    assert_eq!(index.manifest().vector_storage, VectorStorage::Binary);
+    assert_eq!(index.num_documents(), 3);
+    assert_eq!(
+        ids(&index, "full moon spring tide", Mode::Dense)[0],
+        "tides"
+    );
+    assert!(!ids(&index, "checkmate the opposing king", Mode::Dense).contains(&"chess".to_string()));
+    let binary = hits(&index, "bread rises", Mode::Dense);
+    drop(index);
+    ibex::index_corpus(&corpus, &dir, &options(Some(VectorStorage::F32)), |_| {}).unwrap();
+    let index = Index::open(&dir).unwrap();
+    assert_eq!(index.manifest().vector_storage, VectorStorage::F32);
+    assert_eq!(hits(&index, "bread rises", Mode::Dense), binary);
+}
+
 #[test]
 fn long_documents_are_chunked_with_offsets_and_filters_apply() {
     let temp = tempfile::tempdir().unwrap();

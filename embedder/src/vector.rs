@@ -119,6 +119,111 @@ unsafe fn dot_avx2(a: &[f32], b: &[f32]) -> f32 {
     sum
 }
 
+/// `Σ weights[i] · codes[i]`: the inner loop of scoring a query against 8-bit scalar-quantized
+/// vectors (the query is scaled per dimension beforehand, so the codes are used as they are).
+/// Same run-time dispatch as [`dot`].
+#[inline]
+pub fn dot_u8(weights: &[f32], codes: &[u8]) -> f32 {
+    dot_u8_at(crate::cpu::simd_level(), weights, codes)
+}
+
+#[inline]
+fn dot_u8_at(level: SimdLevel, weights: &[f32], codes: &[u8]) -> f32 {
+    let len = weights.len().min(codes.len());
+    let (weights, codes) = (&weights[..len], &codes[..len]);
+    #[cfg(target_arch = "x86_64")]
+    match level {
+        // SAFETY: `level` is at most what the CPU supports, so it has AVX-512F.
+        SimdLevel::Avx512 => return unsafe { dot_u8_avx512(weights, codes) },
+        // SAFETY: as above; the CPU has AVX2 and FMA.
+        SimdLevel::Avx2 => return unsafe { dot_u8_avx2(weights, codes) },
+        SimdLevel::Scalar => {}
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = level;
+    let mut acc = [0f32; 8];
+    let chunks_w = weights.chunks_exact(8);
+    let chunks_c = codes.chunks_exact(8);
+    let (rest_w, rest_c) = (chunks_w.remainder(), chunks_c.remainder());
+    for (w, c) in chunks_w.zip(chunks_c) {
+        for i in 0..8 {
+            acc[i] += w[i] * c[i] as f32;
+        }
+    }
+    let mut sum: f32 = acc.iter().sum();
+    for (w, c) in rest_w.iter().zip(rest_c) {
+        sum += w * *c as f32;
+    }
+    sum
+}
+
+/// `weights` and `codes` must have the same length.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn dot_u8_avx512(weights: &[f32], codes: &[u8]) -> f32 {
+    use std::arch::x86_64::*;
+    let n = weights.len();
+    let (pw, pc) = (weights.as_ptr(), codes.as_ptr());
+    let mut acc0 = _mm512_setzero_ps();
+    let mut acc1 = _mm512_setzero_ps();
+    let mut i = 0;
+    while i + 32 <= n {
+        // SAFETY: i + 32 <= n, and both slices hold n values (16 bytes of codes per load).
+        unsafe {
+            let c0 = _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(_mm_loadu_si128(
+                pc.add(i) as *const __m128i
+            )));
+            let c1 = _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(_mm_loadu_si128(
+                pc.add(i + 16) as *const __m128i
+            )));
+            acc0 = _mm512_fmadd_ps(_mm512_loadu_ps(pw.add(i)), c0, acc0);
+            acc1 = _mm512_fmadd_ps(_mm512_loadu_ps(pw.add(i + 16)), c1, acc1);
+        }
+        i += 32;
+    }
+    let mut sum = _mm512_reduce_add_ps(_mm512_add_ps(acc0, acc1));
+    while i < n {
+        sum += weights[i] * codes[i] as f32;
+        i += 1;
+    }
+    sum
+}
+
+/// `weights` and `codes` must have the same length.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn dot_u8_avx2(weights: &[f32], codes: &[u8]) -> f32 {
+    use std::arch::x86_64::*;
+    let n = weights.len();
+    let (pw, pc) = (weights.as_ptr(), codes.as_ptr());
+    let mut acc0 = _mm256_setzero_ps();
+    let mut acc1 = _mm256_setzero_ps();
+    let mut i = 0;
+    while i + 16 <= n {
+        // SAFETY: i + 16 <= n, and both slices hold n values (8 bytes of codes per load).
+        unsafe {
+            let c0 = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_loadl_epi64(
+                pc.add(i) as *const __m128i
+            )));
+            let c1 = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_loadl_epi64(
+                pc.add(i + 8) as *const __m128i
+            )));
+            acc0 = _mm256_fmadd_ps(_mm256_loadu_ps(pw.add(i)), c0, acc0);
+            acc1 = _mm256_fmadd_ps(_mm256_loadu_ps(pw.add(i + 8)), c1, acc1);
+        }
+        i += 16;
+    }
+    let acc = _mm256_add_ps(acc0, acc1);
+    let halves = _mm_add_ps(_mm256_castps256_ps128(acc), _mm256_extractf128_ps::<1>(acc));
+    let pairs = _mm_add_ps(halves, _mm_movehl_ps(halves, halves));
+    let mut sum = _mm_cvtss_f32(_mm_add_ss(pairs, _mm_shuffle_ps::<1>(pairs, pairs)));
+    while i < n {
+        sum += weights[i] * codes[i] as f32;
+        i += 1;
+    }
+    sum
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -137,6 +242,29 @@ mod tests {
             let exact: f64 = a.iter().zip(&b).map(|(x, y)| *x as f64 * *y as f64).sum();
             for level in SimdLevel::supported() {
                 let got = dot_at(level, &a, &b) as f64;
+                assert!(
+                    (got - exact).abs() <= 1e-5 * (1.0 + exact.abs()),
+                    "{} at length {len}: {got} against {exact}",
+                    level.as_str()
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn every_u8_path_matches_the_exact_sum() {
+        for len in (0..=70).chain([383, 384, 1024]) {
+            let weights: Vec<f32> = (0..len)
+                .map(|i| ((i * 7 % 13) as f32 - 6.0) / 5.0)
+                .collect();
+            let codes: Vec<u8> = (0..len).map(|i| (i * 37 % 256) as u8).collect();
+            let exact: f64 = weights
+                .iter()
+                .zip(&codes)
+                .map(|(w, c)| *w as f64 * *c as f64)
+                .sum();
+            for level in SimdLevel::supported() {
+                let got = dot_u8_at(level, &weights, &codes) as f64;
                 assert!(
                     (got - exact).abs() <= 1e-5 * (1.0 + exact.abs()),
                     "{} at length {len}: {got} against {exact}",

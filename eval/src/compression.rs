@@ -137,18 +137,20 @@ pub fn evaluate_compression(
             .embed(&[&q.question], TextKind::Query)?
             .pop()
             .unwrap_or_default();
+        let mut passage_scores = Vec::with_capacity(passages.len());
+        for passage in &passages {
+            let vector = match index.doc_chunks(&passage.doc_id) {
+                Some(chunks) => index.chunk_vector(chunks.chunk_base)?,
+                None => None,
+            };
+            passage_scores
+                .push(vector.map_or(f32::MIN, |v| ibex_indexer::vectors::dot(&query_vector, &v)));
+        }
         let best = passages
             .iter()
-            .max_by(|a, b| {
-                let score = |p: &Passage| {
-                    index
-                        .doc_chunks(&p.doc_id)
-                        .and_then(|c| index.chunk_vector(c.chunk_base))
-                        .map_or(f32::MIN, |v| ibex_indexer::vectors::dot(&query_vector, v))
-                };
-                score(a).total_cmp(&score(b))
-            })
-            .map(|p| p.doc_id.clone())
+            .zip(&passage_scores)
+            .max_by(|a, b| a.1.total_cmp(b.1))
+            .map(|(p, _)| p.doc_id.clone())
             .unwrap_or_default();
         let best_tokens: usize = compression
             .sentences

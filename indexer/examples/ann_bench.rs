@@ -22,9 +22,9 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use ibex_indexer::vectors::{dot, ChunkSet, VectorSegment};
-use ibex_indexer::Index;
+use ibex_indexer::{Index, VectorStorage};
 use rand::seq::SliceRandom;
-use rand::SeedableRng;
+use rand::{Rng, SeedableRng};
 
 const K: usize = 10;
 const EPSILON: f32 = 1e-3;
@@ -118,8 +118,10 @@ fn prepare(args: &[String]) {
         let before = all.len();
         for doc in index.live_docs().iter() {
             for key in doc.chunk_base..doc.chunk_base + doc.chunk_count as u64 {
-                if let Some(v) = index.chunk_vector(key) {
-                    all.extend_from_slice(v);
+                match index.chunk_vector(key) {
+                    Ok(Some(v)) => all.extend_from_slice(&v),
+                    Ok(None) => {}
+                    Err(e) => fail(format!("{}: {e}", dir.display())),
                 }
             }
         }
@@ -170,12 +172,24 @@ fn prepare(args: &[String]) {
     let mut every = ChunkSet::default();
     every.insert_range(0, n as u64);
     let dir = tempfile::tempdir().unwrap_or_else(|e| fail(format!("temp dir: {e}")));
-    let segment = VectorSegment::write(dir.path(), 0, dimension, keys, base.clone(), false)
-        .unwrap_or_else(|e| fail(format!("writing the segment: {e}")));
+    let segment = VectorSegment::write(
+        dir.path(),
+        0,
+        dimension,
+        keys,
+        base.clone(),
+        false,
+        VectorStorage::F32,
+    )
+    .unwrap_or_else(|e| fail(format!("writing the segment: {e}")));
     let started = Instant::now();
     let exact: Vec<_> = query_vectors
         .chunks_exact(dimension)
-        .map(|q| segment.scan(q, K, &every))
+        .map(|q| {
+            segment
+                .scan(q, K, &every)
+                .unwrap_or_else(|e| fail(format!("scan: {e}")))
+        })
         .collect();
     let scan_seconds = started.elapsed().as_secs_f64();
     let bandwidth = streaming_read_bandwidth();
@@ -273,8 +287,16 @@ fn run(args: &[String]) {
     let rss_before = rss_bytes();
     let keys: Vec<u64> = (0..n as u64).collect();
     let started = Instant::now();
-    let segment = VectorSegment::write(dir.path(), 0, dimension, keys, base.clone(), true)
-        .unwrap_or_else(|e| fail(format!("building the segment: {e}")));
+    let segment = VectorSegment::write(
+        dir.path(),
+        0,
+        dimension,
+        keys,
+        base.clone(),
+        true,
+        VectorStorage::F32,
+    )
+    .unwrap_or_else(|e| fail(format!("building the segment: {e}")));
     let build_seconds = started.elapsed().as_secs_f64();
     let rss_after = rss_bytes();
     println!(
@@ -305,6 +327,7 @@ fn run(args: &[String]) {
                                     .map(|q| {
                                         segment
                                             .search(q, K, every, Some(n), ef)
+                                            .unwrap_or_else(|e| fail(format!("search: {e}")))
                                             .iter()
                                             .map(|h| h.chunk_key)
                                             .collect::<Vec<u64>>()
@@ -341,11 +364,274 @@ fn run(args: &[String]) {
     }
 }
 
+/// `quantized --vectors F.f32... [--rows 1000000] [--queries 1000] [--noise 0.025] [--seed 7]
+/// [--ef 100,200] [--threads 1,2] [--work DIR]`: one segment of `rows` vectors (the real ones,
+/// then copies of them with Gaussian noise of `noise` per dimension, renormalized, until there
+/// are `rows`), its graph built once, then loaded in each storage (f32, int8, binary) and
+/// searched: bytes per row in memory (vectors, graph, keys) and on disk, load seconds, recall@10
+/// against the exact f32 scan, and QPS, one JSON line per storage, ef and thread count.
+fn quantized(args: &[String]) {
+    let mut files = Vec::new();
+    let mut rows = 1_000_000usize;
+    let mut queries = 1000usize;
+    let mut noise = 0.025f32;
+    let mut seed = 7u64;
+    let mut efs = vec![100usize, 200];
+    let mut threads = vec![1usize, 2];
+    let mut work: Option<PathBuf> = None;
+    let dimension = 384usize;
+    let mut i = 0;
+    while i < args.len() {
+        let value = args.get(i + 1).cloned().unwrap_or_default();
+        match args[i].as_str() {
+            "--vectors" => files.push(PathBuf::from(value)),
+            "--rows" => rows = value.parse().unwrap_or_else(|_| fail("bad --rows".into())),
+            "--queries" => {
+                queries = value
+                    .parse()
+                    .unwrap_or_else(|_| fail("bad --queries".into()))
+            }
+            "--noise" => noise = value.parse().unwrap_or_else(|_| fail("bad --noise".into())),
+            "--seed" => seed = value.parse().unwrap_or_else(|_| fail("bad --seed".into())),
+            "--ef" => efs = parse_list(&value),
+            "--threads" => threads = parse_list(&value),
+            "--work" => work = Some(PathBuf::from(value)),
+            other => fail(format!("unknown option {other}")),
+        }
+        i += 2;
+    }
+    let mut real: Vec<f32> = Vec::new();
+    for file in &files {
+        real.extend(read_f32(file));
+    }
+    let total = real.len() / dimension;
+    if total <= queries + 1 {
+        fail(format!("only {total} real vectors"));
+    }
+    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+    let mut order: Vec<usize> = (0..total).collect();
+    order.shuffle(&mut rng);
+    let (query_rows, base_rows) = order.split_at(queries);
+    let row = |r: usize| &real[r * dimension..(r + 1) * dimension];
+    let query_vectors: Vec<f32> = query_rows.iter().flat_map(|&r| row(r).to_vec()).collect();
+    let mut base: Vec<f32> = Vec::with_capacity(rows * dimension);
+    let mut copy = vec![0f32; dimension];
+    for i in 0..rows {
+        let source = row(base_rows[i % base_rows.len()]);
+        if i < base_rows.len() {
+            base.extend_from_slice(source);
+            continue;
+        }
+        for (out, &value) in copy.iter_mut().zip(source) {
+            // Box-Muller: one standard normal draw from two uniforms.
+            let (u1, u2): (f32, f32) = (rng.gen_range(f32::EPSILON..1.0), rng.gen_range(0.0..1.0));
+            let normal = (-2.0 * u1.ln()).sqrt() * (std::f32::consts::TAU * u2).cos();
+            *out = value + noise * normal;
+        }
+        let norm = dot(&copy, &copy).sqrt().max(f32::MIN_POSITIVE);
+        base.extend(copy.iter().map(|v| v / norm));
+    }
+    drop(real);
+    let real_rows = base_rows.len().min(rows);
+    eprintln!("ann_bench quantized: {rows} rows ({real_rows} real), {queries} queries");
+
+    let dir = match &work {
+        Some(path) => {
+            std::fs::create_dir_all(path)
+                .unwrap_or_else(|e| fail(format!("{}: {e}", path.display())));
+            tempfile::tempdir_in(path)
+        }
+        None => tempfile::tempdir(),
+    }
+    .unwrap_or_else(|e| fail(format!("temp dir: {e}")));
+    let keys: Vec<u64> = (0..rows as u64).collect();
+    let mut every = ChunkSet::default();
+    every.insert_range(0, rows as u64);
+    let started = Instant::now();
+    let written = VectorSegment::write(
+        dir.path(),
+        0,
+        dimension,
+        keys,
+        base,
+        true,
+        VectorStorage::F32,
+    )
+    .unwrap_or_else(|e| fail(format!("building the segment: {e}")));
+    let build_seconds = started.elapsed().as_secs_f64();
+    let meta = written.meta.clone();
+    let disk = |file: &str| {
+        std::fs::metadata(dir.path().join(file))
+            .map(|m| m.len())
+            .unwrap_or(0)
+    };
+    let vector_file_bytes = disk(&meta.file);
+    let graph_file_bytes = meta.graph.as_ref().map_or(0, |g| disk(&g.file));
+
+    // Ground truth: the exact scan at full precision, over two threads.
+    let started = Instant::now();
+    let truth: Vec<Vec<u64>> = std::thread::scope(|scope| {
+        let half = queries.div_ceil(2) * dimension;
+        let handles: Vec<_> = query_vectors
+            .chunks(half)
+            .map(|part| {
+                let (written, every) = (&written, &every);
+                scope.spawn(move || {
+                    part.chunks_exact(dimension)
+                        .map(|q| {
+                            written
+                                .scan(q, K, every)
+                                .unwrap_or_else(|e| fail(format!("scan: {e}")))
+                                .iter()
+                                .map(|h| h.chunk_key)
+                                .collect::<Vec<u64>>()
+                        })
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .flat_map(|h| h.join().unwrap_or_default())
+            .collect()
+    });
+    let truth_seconds = started.elapsed().as_secs_f64();
+    let kth: Vec<f32> = truth
+        .iter()
+        .zip(query_vectors.chunks_exact(dimension))
+        .map(|(keys, q)| {
+            let last = keys.last().copied().unwrap_or(0) as usize;
+            written.vector(last).map(|v| dot(q, &v)).unwrap_or(f32::MIN)
+        })
+        .collect();
+    drop(written);
+    println!(
+        "{}",
+        serde_json::json!({"event": "build", "rows": rows, "real_rows": real_rows,
+            "noise": noise, "queries": queries, "dimension": dimension,
+            "build_seconds": build_seconds, "exact_scan_seconds": truth_seconds,
+            "vector_file_bytes": vector_file_bytes, "graph_file_bytes": graph_file_bytes})
+    );
+
+    for storage in [
+        VectorStorage::F32,
+        VectorStorage::Int8,
+        VectorStorage::Binary,
+    ] {
+        let rss_before = rss_bytes();
+        let started = Instant::now();
+        let segment = VectorSegment::load(dir.path(), &meta, dimension, storage)
+            .unwrap_or_else(|e| fail(format!("loading as {storage}: {e}")));
+        let load_seconds = started.elapsed().as_secs_f64();
+        let rss = rss_bytes().saturating_sub(rss_before);
+        let memory = segment.memory();
+        if !storage.is_f32() {
+            // Rescoring from disk: the segment file evicted from the page cache, one pass of the
+            // queries on one thread at the default ef (each query's candidates are read at
+            // random; most of them are not cached yet at the end of the pass either).
+            let evicted = evict_from_page_cache(&dir.path().join(&meta.file));
+            let started = Instant::now();
+            let mut hits = 0usize;
+            for (q, &kth) in query_vectors.chunks_exact(dimension).zip(&kth) {
+                let found = segment
+                    .search(q, K, &every, Some(rows), 100)
+                    .unwrap_or_else(|e| fail(format!("search: {e}")));
+                hits += found.iter().filter(|h| h.score >= kth - EPSILON).count();
+            }
+            println!(
+                "{}",
+                serde_json::json!({"event": "search_cold", "storage": storage.as_str(),
+                    "threads": 1, "ef": 100, "evicted": evicted,
+                    "qps": queries as f64 / started.elapsed().as_secs_f64(),
+                    "recall": hits as f64 / (K * queries) as f64})
+            );
+        }
+        for &thread_count in &threads {
+            for &ef in &efs {
+                let mut seconds = f64::MAX;
+                let mut results: Vec<Vec<(u64, f32)>> = Vec::new();
+                for _ in 0..2 {
+                    let started = Instant::now();
+                    let per_thread = queries.div_ceil(thread_count);
+                    results = std::thread::scope(|scope| {
+                        let handles: Vec<_> = query_vectors
+                            .chunks(per_thread * dimension)
+                            .map(|part| {
+                                let (segment, every) = (&segment, &every);
+                                scope.spawn(move || {
+                                    part.chunks_exact(dimension)
+                                        .map(|q| {
+                                            segment
+                                                .search(q, K, every, Some(rows), ef)
+                                                .unwrap_or_else(|e| fail(format!("search: {e}")))
+                                                .iter()
+                                                .map(|h| (h.chunk_key, h.score))
+                                                .collect::<Vec<_>>()
+                                        })
+                                        .collect::<Vec<_>>()
+                                })
+                            })
+                            .collect();
+                        handles
+                            .into_iter()
+                            .flat_map(|h| h.join().unwrap_or_default())
+                            .collect()
+                    });
+                    seconds = seconds.min(started.elapsed().as_secs_f64());
+                }
+                // Scores returned are exact dot products in every storage, so the
+                // ann-benchmarks rule applies to them directly.
+                let hits: usize = results
+                    .iter()
+                    .zip(&kth)
+                    .map(|(found, &kth)| {
+                        found
+                            .iter()
+                            .take(K)
+                            .filter(|(_, score)| *score >= kth - EPSILON)
+                            .count()
+                    })
+                    .sum();
+                println!(
+                    "{}",
+                    serde_json::json!({"event": "search", "storage": storage.as_str(),
+                        "threads": thread_count, "ef": ef,
+                        "rescored": if storage.is_f32() { 0 } else { storage.rescoring_depth(K) },
+                        "qps": queries as f64 / seconds,
+                        "recall": hits as f64 / (K * queries) as f64,
+                        "load_seconds": load_seconds, "rss_bytes": rss,
+                        "memory_vectors": memory.vectors, "memory_graph": memory.graph,
+                        "memory_keys": memory.keys})
+                );
+            }
+        }
+    }
+}
+
+/// Asks the kernel to drop `path`'s pages from its cache; false where it cannot.
+fn evict_from_page_cache(path: &Path) -> bool {
+    #[cfg(target_os = "linux")]
+    {
+        use std::os::fd::AsRawFd;
+        let Ok(file) = std::fs::File::open(path) else {
+            return false;
+        };
+        // SAFETY: the descriptor is open for the duration of the call; the call only gives advice.
+        unsafe { libc::posix_fadvise(file.as_raw_fd(), 0, 0, libc::POSIX_FADV_DONTNEED) == 0 }
+    }
+    #[cfg(not(target_os = "linux"))]
+    {
+        let _ = path;
+        false
+    }
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     match args.first().map(String::as_str) {
         Some("prepare") => prepare(&args[1..]),
         Some("run") => run(&args[1..]),
-        _ => fail("usage: ann_bench prepare OUT ... | run DATA ...".into()),
+        Some("quantized") => quantized(&args[1..]),
+        _ => fail("usage: ann_bench prepare OUT ... | run DATA ... | quantized ...".into()),
     }
 }

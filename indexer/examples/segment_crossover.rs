@@ -12,6 +12,7 @@
 use std::time::Instant;
 
 use ibex_indexer::vectors::{ChunkSet, VectorSegment};
+use ibex_indexer::VectorStorage;
 use rand::{Rng, SeedableRng};
 
 const DIMENSION: usize = 384;
@@ -69,8 +70,16 @@ fn main() {
             None => unit_vectors(n, i as u64),
         };
         let built = Instant::now();
-        let segment = VectorSegment::write(dir.path(), i as u64, DIMENSION, keys, vectors, true)
-            .expect("write segment");
+        let segment = VectorSegment::write(
+            dir.path(),
+            i as u64,
+            DIMENSION,
+            keys,
+            vectors,
+            true,
+            VectorStorage::F32,
+        )
+        .expect("write segment");
         let build_seconds = built.elapsed().as_secs_f64();
 
         let started = Instant::now();
@@ -79,6 +88,7 @@ fn main() {
             .map(|q| {
                 segment
                     .scan(q, 10, &all)
+                    .expect("scan")
                     .iter()
                     .map(|h| h.chunk_key)
                     .collect()
@@ -92,6 +102,7 @@ fn main() {
             .map(|q| {
                 segment
                     .search(q, 10, &all, Some(n), 100)
+                    .expect("search")
                     .iter()
                     .map(|h| h.chunk_key)
                     .collect()

@@ -19,6 +19,7 @@ use crate::chunk::{ChunkingParams, EmbeddedChunks};
 use crate::corpus::Document;
 use crate::error::{IndexError, Result};
 use crate::index::{is_index, Index};
+use crate::quantized::VectorStorage;
 
 /// Options of [`index_corpus`].
 #[derive(Debug, Clone)]
@@ -38,6 +39,10 @@ pub struct IndexOptions {
     /// Vector segments of at least this many chunks get an HNSW graph; smaller ones are scanned
     /// exactly (see BENCHMARKS.md for the measurement behind the default).
     pub graph_threshold: usize,
+    /// How the index holds its vectors in memory ([`VectorStorage`]); `None` keeps the index's
+    /// setting (f32 for a new index). Changing it rewrites no segment: the next commit records
+    /// it, and every process that opens the index afterwards quantizes as it loads.
+    pub vector_storage: Option<VectorStorage>,
 }
 
 impl Default for IndexOptions {
@@ -49,6 +54,7 @@ impl Default for IndexOptions {
             commit_every: 1000,
             batch_size: 64,
             graph_threshold: crate::vectors::HNSW_MIN_VECTORS,
+            vector_storage: None,
         }
     }
 }
@@ -238,6 +244,9 @@ fn index_checked_corpus(
     let mut writer = index
         .writer(embedder)?
         .with_graph_threshold(options.graph_threshold);
+    if let Some(storage) = options.vector_storage {
+        writer.set_vector_storage(storage);
+    }
     let mut report = IndexReport {
         skipped_empty: check.empty,
         ..IndexReport::default()

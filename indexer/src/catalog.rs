@@ -22,6 +22,8 @@ use crate::corpus::Document;
 use crate::error::{IndexError, Result};
 use crate::index::{is_index, Index, StoredDocument};
 use crate::manifest::ModelInfo;
+use crate::quantized::VectorStorage;
+use crate::vectors::SegmentMemory;
 use crate::writer::UpsertStats;
 
 /// Longest index name.
@@ -87,6 +89,11 @@ pub struct IndexInfo {
     pub vector_segments: usize,
     /// Vector segments searched through an HNSW graph (the others are scanned exactly).
     pub graph_segments: usize,
+    /// How the vectors are held in memory.
+    pub vector_storage: VectorStorage,
+    /// What the vector segments hold in memory, in bytes (segments whose chunks were all
+    /// deleted or replaced included, until a merge drops them).
+    pub vector_memory: SegmentMemory,
 }
 
 impl IndexInfo {
@@ -105,6 +112,8 @@ impl IndexInfo {
             lexical_segments: index.searcher().segment_readers().len(),
             vector_segments: index.num_segments(),
             graph_segments: manifest.segments.iter().filter(|s| s.has_graph()).count(),
+            vector_storage: manifest.vector_storage,
+            vector_memory: index.vector_memory(),
         }
     }
 }

@@ -76,16 +76,51 @@ thread_local! {
     static VISITED: RefCell<Visited> = const { RefCell::new(Visited { tags: Vec::new(), epoch: 0 }) };
 }
 
+/// Asks the CPU to bring the start of `bytes` into the cache.
 #[inline]
-fn prefetch(vector: &[f32]) {
+pub(crate) fn prefetch_bytes<T>(bytes: &[T]) {
     #[cfg(target_arch = "x86_64")]
     // SAFETY: a prefetch is only a hint; it never faults, whatever the address.
     unsafe {
         use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
-        _mm_prefetch::<_MM_HINT_T0>(vector.as_ptr() as *const i8);
+        _mm_prefetch::<_MM_HINT_T0>(bytes.as_ptr() as *const i8);
     }
     #[cfg(not(target_arch = "x86_64"))]
-    let _ = vector;
+    let _ = bytes;
+}
+
+/// How a search scores a row against the query it serves: the dot product with full-precision
+/// vectors, or an estimate from quantized codes ([`crate::quantized`]). The graph is the same.
+pub(crate) trait Similarity {
+    /// The query's similarity to `row`.
+    fn similarity(&self, row: u32) -> f32;
+    /// Hints that `row` is scored next.
+    fn prefetch(&self, row: u32);
+    /// Number of rows.
+    fn rows(&self) -> usize;
+}
+
+/// A query against full-precision rows.
+#[derive(Clone, Copy)]
+struct FloatQuery<'a> {
+    rows: Rows<'a>,
+    query: &'a [f32],
+}
+
+impl Similarity for FloatQuery<'_> {
+    #[inline]
+    fn similarity(&self, row: u32) -> f32 {
+        dot(self.query, self.rows.get(row))
+    }
+
+    #[inline]
+    fn prefetch(&self, row: u32) {
+        prefetch_bytes(self.rows.get(row));
+    }
+
+    fn rows(&self) -> usize {
+        self.rows.vectors.len() / self.rows.dimension.max(1)
+    }
 }
 
 /// Where a search reads the links from: the frozen graph, or the graph under construction.
@@ -110,10 +145,9 @@ impl<'a> Rows<'a> {
 }
 
 /// Greedy descent on one level: the neighbour closest to `query`, from `start`.
-fn greedy<L: Links>(
+fn greedy<L: Links, S: Similarity>(
     links: &L,
-    rows: Rows,
-    query: &[f32],
+    scorer: &S,
     mut best: Scored,
     level: usize,
 ) -> Scored {
@@ -121,7 +155,7 @@ fn greedy<L: Links>(
         let next = links.with_neighbours(best.row, level, |neighbours| {
             let mut next = best;
             for &n in neighbours {
-                let similarity = dot(query, rows.get(n));
+                let similarity = scorer.similarity(n);
                 if similarity > next.similarity {
                     next = Scored { similarity, row: n };
                 }
@@ -137,16 +171,15 @@ fn greedy<L: Links>(
 
 /// Beam search on one level (the paper's SEARCH-LAYER, with hnswlib's filter rule: rejected
 /// rows are walked through but never returned). Returns up to `ef` rows, best first.
-fn search_level<L: Links>(
+fn search_level<L: Links, S: Similarity>(
     links: &L,
-    rows: Rows,
-    query: &[f32],
+    scorer: &S,
     entry: Scored,
     ef: usize,
     level: usize,
     allowed: Option<&dyn Fn(u32) -> bool>,
 ) -> Vec<Scored> {
-    let count = rows.vectors.len() / rows.dimension.max(1);
+    let count = scorer.rows();
     VISITED.with_borrow_mut(|visited| {
         visited.start(count);
         // Neither heap can hold more than the graph's rows: sizing them by `ef` alone would let
@@ -173,16 +206,16 @@ fn search_level<L: Links>(
             }
             links.with_neighbours(current.row, level, |neighbours| {
                 if let Some(&first) = neighbours.first() {
-                    prefetch(rows.get(first));
+                    scorer.prefetch(first);
                 }
                 for (i, &n) in neighbours.iter().enumerate() {
                     if let Some(&next) = neighbours.get(i + 1) {
-                        prefetch(rows.get(next));
+                        scorer.prefetch(next);
                     }
                     if !visited.insert(n) {
                         continue;
                     }
-                    let similarity = dot(query, rows.get(n));
+                    let similarity = scorer.similarity(n);
                     if results.len() < ef || similarity > bound {
                         let scored = Scored { similarity, row: n };
                         candidates.push(scored);
@@ -306,18 +339,21 @@ impl HnswGraph {
         }
         let entry = RwLock::new((0u32, levels[0] as usize));
         let insert = |row: u32| {
-            let query = rows.get(row);
+            let scorer = FloatQuery {
+                rows,
+                query: rows.get(row),
+            };
             let level = levels[row as usize] as usize;
             let (entry_row, top) = *entry.read().unwrap_or_else(|p| p.into_inner());
             let mut best = Scored {
-                similarity: dot(query, rows.get(entry_row)),
+                similarity: scorer.similarity(entry_row),
                 row: entry_row,
             };
             for l in (level + 1..=top).rev() {
-                best = greedy(&links, rows, query, best, l);
+                best = greedy(&links, &scorer, best, l);
             }
             for l in (0..=level.min(top)).rev() {
-                let found = search_level(&links, rows, query, best, ef_construction, l, None);
+                let found = search_level(&links, &scorer, best, ef_construction, l, None);
                 let found: Vec<Scored> = found.into_iter().filter(|s| s.row != row).collect();
                 let Some(&nearest) = found.first() else {
                     continue;
@@ -444,20 +480,40 @@ impl HnswGraph {
         ef: usize,
         allowed: Option<&dyn Fn(u32) -> bool>,
     ) -> Vec<(u32, f32)> {
-        if self.is_empty() || k == 0 {
+        let scorer = FloatQuery {
+            rows: Rows { vectors, dimension },
+            query,
+        };
+        self.search_by(&scorer, k, ef, allowed)
+    }
+
+    /// [`HnswGraph::search`] with the rows scored by `scorer` (quantized codes, for example).
+    pub(crate) fn search_by<S: Similarity>(
+        &self,
+        scorer: &S,
+        k: usize,
+        ef: usize,
+        allowed: Option<&dyn Fn(u32) -> bool>,
+    ) -> Vec<(u32, f32)> {
+        if self.is_empty() || k == 0 || scorer.rows() != self.len() {
             return Vec::new();
         }
-        let rows = Rows { vectors, dimension };
         let mut best = Scored {
-            similarity: dot(query, rows.get(self.entry)),
+            similarity: scorer.similarity(self.entry),
             row: self.entry,
         };
         for level in (1..=self.max_level).rev() {
-            best = greedy(self, rows, query, best, level);
+            best = greedy(self, scorer, best, level);
         }
-        let mut found = search_level(self, rows, query, best, ef.max(k), 0, allowed);
+        let mut found = search_level(self, scorer, best, ef.max(k), 0, allowed);
         found.truncate(k);
         found.into_iter().map(|s| (s.row, s.similarity)).collect()
+    }
+
+    /// Bytes the graph holds in memory.
+    pub fn memory_bytes(&self) -> usize {
+        self.levels.capacity()
+            + (self.layer0.capacity() + self.upper_start.capacity() + self.upper.capacity()) * 4
     }
 
     /// The graph's file contents (little-endian u32 words after the magic).

@@ -8,6 +8,7 @@
 //! The current generation is the one named by the payload of tantivy's last commit: that commit
 //! is the index's single linearization point (see [`crate::writer`]).
 
+use std::borrow::Cow;
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -26,6 +27,7 @@ use crate::durable::fsync_dir;
 use crate::error::{IndexError, Result};
 use crate::live::{DocChunks, LiveDocs};
 use crate::manifest::{Manifest, ModelInfo, FORMAT_VERSION};
+use crate::quantized::VectorStorage;
 use crate::schema::{build_schema, english_analyzer, fields_of, is_ibex_schema, Fields, ANALYZER};
 use crate::vectors::{ChunkHit, ChunkSet, VectorSegment};
 
@@ -228,6 +230,7 @@ impl Index {
             next_segment_id: 0,
             segments: Vec::new(),
             interactions: None,
+            vector_storage: VectorStorage::F32,
         };
         manifest.write(&staging)?;
         {
@@ -335,6 +338,7 @@ impl Index {
                 next_segment_id: 0,
                 segments: Vec::new(),
                 interactions: None,
+                vector_storage: VectorStorage::F32,
             },
             searcher: reader.searcher(),
             lexical,
@@ -412,11 +416,16 @@ impl Index {
         let mut segments = Vec::with_capacity(manifest.segments.len());
         for meta in &manifest.segments {
             match old.remove(&meta.id) {
-                Some(segment) if segment.meta == *meta => segments.push(segment),
+                Some(segment)
+                    if segment.meta == *meta && segment.storage() == manifest.vector_storage =>
+                {
+                    segments.push(segment)
+                }
                 _ => segments.push(Arc::new(VectorSegment::load(
                     &vectors_dir,
                     meta,
                     manifest.model.dimension,
+                    manifest.vector_storage,
                 )?)),
             }
         }
@@ -631,10 +640,28 @@ impl Index {
         self.live.get(id)
     }
 
-    /// The stored vector of live chunk `key`.
-    pub fn chunk_vector(&self, key: u64) -> Option<&[f32]> {
-        let &(segment, row) = self.rows.get(&key)?;
-        Some(self.segments[segment as usize].vector(row as usize))
+    /// The stored vector of live chunk `key` (`None` when no live chunk has that key), at full
+    /// precision: read from its segment file when the index holds quantized vectors, which is
+    /// where an error can come from.
+    pub fn chunk_vector(&self, key: u64) -> Result<Option<Cow<'_, [f32]>>> {
+        let Some(&(segment, row)) = self.rows.get(&key) else {
+            return Ok(None);
+        };
+        self.segments[segment as usize]
+            .vector(row as usize)
+            .map(Some)
+    }
+
+    /// What the index's vector segments hold in memory, summed.
+    pub fn vector_memory(&self) -> crate::vectors::SegmentMemory {
+        let mut total = crate::vectors::SegmentMemory::default();
+        for segment in &self.segments {
+            let memory = segment.memory();
+            total.keys += memory.keys;
+            total.vectors += memory.vectors;
+            total.graph += memory.graph;
+        }
+        total
     }
 
     /// The `k` chunks most similar to `query` (by dot product), among the live chunks, or among
@@ -650,21 +677,19 @@ impl Index {
             return Ok(Vec::new());
         }
         let ef = k.max(100);
-        let hits = self
-            .segments
-            .iter()
-            .enumerate()
-            .flat_map(|(i, s)| match allowed {
-                Some(allowed) => s.search(query, k, allowed, None, ef),
+        let mut hits = Vec::new();
+        for (i, s) in self.segments.iter().enumerate() {
+            hits.extend(match allowed {
+                Some(allowed) => s.search(query, k, allowed, None, ef)?,
                 None => s.search(
                     query,
                     k,
                     self.live.chunks(),
                     self.live_rows.get(i).copied(),
                     ef,
-                ),
-            })
-            .collect();
+                )?,
+            });
+        }
         Ok(best_hits(hits, k))
     }
 
@@ -680,11 +705,10 @@ impl Index {
     ) -> Result<Vec<ChunkHit>> {
         self.check_query_dimension(query)?;
         let allowed = allowed.unwrap_or(self.live.chunks());
-        let hits = self
-            .segments
-            .iter()
-            .flat_map(|s| s.scan(query, k, allowed))
-            .collect();
+        let mut hits = Vec::new();
+        for segment in &self.segments {
+            hits.extend(segment.scan(query, k, allowed)?);
+        }
         Ok(best_hits(hits, k))
     }
 

@@ -22,6 +22,7 @@ pub mod live;
 mod manifest;
 pub mod metadata;
 mod migrate;
+pub mod quantized;
 mod schema;
 pub mod snapshot;
 pub mod vectors;
@@ -42,7 +43,8 @@ pub use manifest::{
     InteractionsFile, Manifest, ModelInfo, FORMAT_VERSION, OLDEST_MIGRATABLE_FORMAT,
 };
 pub use migrate::{migrate, MigrationReport};
+pub use quantized::VectorStorage;
 pub use schema::{english_analyzer, english_stemmer, english_words_analyzer, Fields, ANALYZER};
 pub use snapshot::{restore_snapshot, snapshot_info, take_snapshot, SnapshotInfo};
-pub use vectors::{ChunkHit, ChunkSet};
+pub use vectors::{ChunkHit, ChunkSet, SegmentMemory};
 pub use writer::{content_hash, CommitStats, IndexWriter, UpsertStats};

@@ -11,6 +11,7 @@ use serde::{Deserialize, Serialize};
 use crate::chunk::ChunkingParams;
 use crate::durable::write_durably;
 use crate::error::{IndexError, Result};
+use crate::quantized::VectorStorage;
 use crate::vectors::SegmentMeta;
 
 /// Version of the on-disk format this build reads and writes.
@@ -57,6 +58,11 @@ pub struct Manifest {
     /// is why it is optional on read and left out when empty (older manifests keep their crc).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub interactions: Option<InteractionsFile>,
+    /// How processes hold the vectors in memory (the segment files are full precision in every
+    /// case). Left out when f32, so manifests written before the option keep their checksum; an
+    /// ibex that predates it ignores it and holds the vectors at full precision.
+    #[serde(default, skip_serializing_if = "VectorStorage::is_f32")]
+    pub vector_storage: VectorStorage,
 }
 
 /// A committed interaction file: written once under a name of its generation and never changed,

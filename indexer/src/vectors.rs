@@ -7,6 +7,7 @@
 //! delete, so a deleted or replaced chunk stays in its segment, masked by the live set the index
 //! derives from its committed documents, until a merge rewrites the segment without it.
 
+use std::borrow::Cow;
 use std::cmp::Ordering;
 use std::collections::BinaryHeap;
 use std::fs::File;
@@ -17,7 +18,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::durable::write_durably;
 use crate::error::{IndexError, Result};
-use crate::hnsw::HnswGraph;
+use crate::hnsw::{HnswGraph, Similarity};
+use crate::quantized::{sample_rows, BinaryCodes, Int8Codes, VectorStorage, RANGE_SAMPLE_ROWS};
 
 /// The dot product every similarity in ibex uses (AVX-512 / AVX2 chosen at run time).
 pub use ibex_embedder::vector::dot;
@@ -180,19 +182,114 @@ impl TopK {
     }
 }
 
+/// How a segment holds its rows in memory (see [`crate::quantized`]).
+enum HeldVectors {
+    F32(Vec<f32>),
+    Int8(Int8Codes),
+    Binary(BinaryCodes),
+}
+
+/// What a segment holds in memory, in bytes.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct SegmentMemory {
+    /// Chunk keys (8 bytes a row).
+    pub keys: usize,
+    /// Vectors or their codes.
+    pub vectors: usize,
+    /// The HNSW graph's links and levels.
+    pub graph: usize,
+}
+
+/// The full-precision vectors of a segment file, read by row: quantized segments rescore their
+/// candidates and copy their rows into merges from it.
+struct VectorFile {
+    file: File,
+    path: std::path::PathBuf,
+    /// Offset of row 0's vector.
+    start: u64,
+    dimension: usize,
+}
+
+impl VectorFile {
+    fn open(path: &Path, rows: usize, dimension: usize) -> Result<VectorFile> {
+        let file = File::open(path)
+            .map_err(|e| IndexError::io(format!("opening vector segment {}", path.display()), e))?;
+        // Rescoring reads a few rows at random: the kernel's readahead would read (and cache)
+        // 128 KiB around each 1.5 KiB row, evicting more useful pages. Advice only; its failure
+        // changes nothing but speed.
+        #[cfg(target_os = "linux")]
+        {
+            use std::os::fd::AsRawFd;
+            // SAFETY: the descriptor is open for the duration of the call, which only gives advice.
+            let _ = unsafe { libc::posix_fadvise(file.as_raw_fd(), 0, 0, libc::POSIX_FADV_RANDOM) };
+        }
+        Ok(VectorFile {
+            file,
+            path: path.to_path_buf(),
+            start: (HEADER_BYTES + rows * 8) as u64,
+            dimension,
+        })
+    }
+
+    /// Reads rows `first..first + out.len() / dimension` into `out`.
+    fn read_rows(&self, first: usize, out: &mut [f32]) -> Result<()> {
+        let mut bytes = vec![0u8; out.len() * 4];
+        let offset = self.start + (first * self.dimension * 4) as u64;
+        read_exact_at(&self.file, &mut bytes, offset).map_err(|e| {
+            IndexError::io(
+                format!("reading vectors from segment {}", self.path.display()),
+                e,
+            )
+        })?;
+        for (value, raw) in out.iter_mut().zip(bytes.chunks_exact(4)) {
+            *value = f32::from_le_bytes([raw[0], raw[1], raw[2], raw[3]]);
+        }
+        Ok(())
+    }
+}
+
+#[cfg(unix)]
+fn read_exact_at(file: &File, buf: &mut [u8], offset: u64) -> std::io::Result<()> {
+    std::os::unix::fs::FileExt::read_exact_at(file, buf, offset)
+}
+
+#[cfg(windows)]
+fn read_exact_at(file: &File, mut buf: &mut [u8], mut offset: u64) -> std::io::Result<()> {
+    use std::os::windows::fs::FileExt;
+    while !buf.is_empty() {
+        match file.seek_read(buf, offset)? {
+            0 => return Err(std::io::ErrorKind::UnexpectedEof.into()),
+            n => {
+                buf = &mut buf[n..];
+                offset += n as u64;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Bytes before a segment file's keys: magic, dimension (u32), rows (u64).
+const HEADER_BYTES: usize = 20;
+
+/// Rows read from a segment file at a time while quantizing it.
+const ROWS_PER_READ: usize = 1024;
+
 /// One immutable vector segment, loaded in memory.
 pub struct VectorSegment {
     /// How the manifest describes it.
     pub meta: SegmentMeta,
     dimension: usize,
     keys: Vec<u64>,
-    vectors: Vec<f32>,
+    vectors: HeldVectors,
+    /// The segment file, kept open when the rows in memory are quantized.
+    file: Option<VectorFile>,
     graph: Option<HnswGraph>,
 }
 
 impl VectorSegment {
     /// Writes a new segment into `dir`, durably, with an HNSW graph when `with_graph` (callers
-    /// decide by size: see [`HNSW_MIN_VECTORS`]), and returns it.
+    /// decide by size: see [`HNSW_MIN_VECTORS`]), and returns it, holding its rows as `storage`
+    /// says (the file always has them at full precision).
     pub fn write(
         dir: &Path,
         id: u64,
@@ -200,11 +297,12 @@ impl VectorSegment {
         keys: Vec<u64>,
         vectors: Vec<f32>,
         with_graph: bool,
+        storage: VectorStorage,
     ) -> Result<VectorSegment> {
         debug_assert_eq!(keys.len() * dimension, vectors.len());
         let file = format!("seg-{id:08}.vec");
         let path = dir.join(&file);
-        let mut bytes = Vec::with_capacity(24 + keys.len() * 8 + vectors.len() * 4);
+        let mut bytes = Vec::with_capacity(HEADER_BYTES + keys.len() * 8 + vectors.len() * 4);
         bytes.extend_from_slice(MAGIC);
         bytes.extend_from_slice(&(dimension as u32).to_le_bytes());
         bytes.extend_from_slice(&(keys.len() as u64).to_le_bytes());
@@ -219,107 +317,212 @@ impl VectorSegment {
         drop(bytes);
 
         let rows = keys.len();
-        let mut segment = VectorSegment {
-            meta: SegmentMeta {
-                id,
-                file,
-                rows,
-                crc32,
-                graph: None,
-                hnsw: None,
-            },
-            dimension,
-            keys,
-            vectors,
+        let mut meta = SegmentMeta {
+            id,
+            file,
+            rows,
+            crc32,
             graph: None,
+            hnsw: None,
         };
+        let mut graph = None;
         if with_graph && rows > 0 {
-            let graph = HnswGraph::build(
-                &segment.vectors,
+            let built = HnswGraph::build(
+                &vectors,
                 dimension,
                 HNSW_MAX_CONNECTIONS,
                 HNSW_EF_CONSTRUCTION,
                 id,
             );
             let file = format!("seg-{id:08}.hnsw");
-            let bytes = graph.to_bytes();
+            let bytes = built.to_bytes();
             let crc32 = crc32fast::hash(&bytes);
             write_durably(&dir.join(&file), &bytes)?;
-            segment.meta.graph = Some(GraphFile { file, crc32 });
-            segment.graph = Some(graph);
+            meta.graph = Some(GraphFile { file, crc32 });
+            graph = Some(built);
         }
-        Ok(segment)
+        VectorSegment::holding(dir, meta, dimension, keys, vectors, graph, storage)
     }
 
-    /// Loads a segment described by `meta` from `dir`, checking its checksums.
-    pub fn load(dir: &Path, meta: &SegmentMeta, dimension: usize) -> Result<VectorSegment> {
+    /// A segment of full-precision `vectors`, converted to `storage`.
+    fn holding(
+        dir: &Path,
+        meta: SegmentMeta,
+        dimension: usize,
+        keys: Vec<u64>,
+        vectors: Vec<f32>,
+        graph: Option<HnswGraph>,
+        storage: VectorStorage,
+    ) -> Result<VectorSegment> {
+        let rows = keys.len();
+        let (vectors, file) = match storage {
+            VectorStorage::F32 => (HeldVectors::F32(vectors), None),
+            quantized => {
+                let mut sample = Vec::new();
+                for row in sample_rows(rows) {
+                    sample.extend_from_slice(&vectors[row * dimension..(row + 1) * dimension]);
+                }
+                let mut held = Quantizer::new(quantized, dimension, &sample, rows);
+                vectors
+                    .chunks_exact(dimension.max(1))
+                    .for_each(|v| held.push(v));
+                let file = VectorFile::open(&dir.join(&meta.file), rows, dimension)?;
+                (held.finish(), Some(file))
+            }
+        };
+        Ok(VectorSegment {
+            meta,
+            dimension,
+            keys,
+            vectors,
+            file,
+            graph,
+        })
+    }
+
+    /// Loads a segment described by `meta` from `dir`, checking its checksums, and holds its
+    /// rows as `storage` says.
+    pub fn load(
+        dir: &Path,
+        meta: &SegmentMeta,
+        dimension: usize,
+        storage: VectorStorage,
+    ) -> Result<VectorSegment> {
         let path = dir.join(&meta.file);
         let corrupt = |reason: String| IndexError::Corrupt {
             path: path.clone(),
             reason,
         };
-        let mut bytes = Vec::new();
-        File::open(&path)
-            .and_then(|mut f| f.read_to_end(&mut bytes))
-            .map_err(|e| IndexError::io(format!("reading vector segment {}", path.display()), e))?;
-        if crc32fast::hash(&bytes) != meta.crc32 {
-            return Err(corrupt("checksum mismatch".into()));
+        // A graph of the hnsw_rs era is rebuilt from the full vectors, so those are read whole.
+        if storage.is_f32() || meta.hnsw.is_some() {
+            let mut bytes = Vec::new();
+            File::open(&path)
+                .and_then(|mut f| f.read_to_end(&mut bytes))
+                .map_err(|e| {
+                    IndexError::io(format!("reading vector segment {}", path.display()), e)
+                })?;
+            if crc32fast::hash(&bytes) != meta.crc32 {
+                return Err(corrupt("checksum mismatch".into()));
+            }
+            check_header(&bytes, bytes.len() as u64, meta, dimension).map_err(corrupt)?;
+            let keys_end = HEADER_BYTES + meta.rows * 8;
+            let keys = bytes[HEADER_BYTES..keys_end]
+                .chunks_exact(8)
+                .map(|c| u64::from_le_bytes(c.try_into().unwrap_or_default()))
+                .collect();
+            let vectors: Vec<f32> = bytes[keys_end..]
+                .chunks_exact(4)
+                .map(|c| f32::from_le_bytes(c.try_into().unwrap_or_default()))
+                .collect();
+            drop(bytes);
+            let graph = match &meta.graph {
+                Some(graph) => Some(load_graph(dir, graph, meta.rows)?),
+                None => meta.hnsw.as_ref().map(|_| {
+                    HnswGraph::build(
+                        &vectors,
+                        dimension,
+                        HNSW_MAX_CONNECTIONS,
+                        HNSW_EF_CONSTRUCTION,
+                        meta.id,
+                    )
+                }),
+            };
+            return VectorSegment::holding(
+                dir,
+                meta.clone(),
+                dimension,
+                keys,
+                vectors,
+                graph,
+                storage,
+            );
         }
-        if bytes.len() < 20 || &bytes[..8] != MAGIC {
-            return Err(corrupt("not an ibex vector segment".into()));
+
+        // Quantized: the file is streamed once (checksum, keys, codes), never held whole.
+        let io_error = |e: std::io::Error| {
+            IndexError::io(format!("reading vector segment {}", path.display()), e)
+        };
+        let file = VectorFile::open(&path, meta.rows, dimension)?;
+        let length = file.file.metadata().map_err(io_error)?.len();
+        let mut header = [0u8; HEADER_BYTES];
+        read_exact_at(&file.file, &mut header, 0).map_err(io_error)?;
+        check_header(&header, length, meta, dimension).map_err(corrupt)?;
+        let rows = meta.rows;
+        let mut sample = vec![0f32; rows.min(RANGE_SAMPLE_ROWS) * dimension];
+        if storage == VectorStorage::Int8 {
+            for (row, out) in sample_rows(rows).zip(sample.chunks_exact_mut(dimension.max(1))) {
+                file.read_rows(row, out)?;
+            }
         }
-        let file_dimension =
-            u32::from_le_bytes(bytes[8..12].try_into().unwrap_or_default()) as usize;
-        let rows = u64::from_le_bytes(bytes[12..20].try_into().unwrap_or_default()) as usize;
-        if file_dimension != dimension
-            || rows != meta.rows
-            || bytes.len() != 20 + rows * 8 + rows * dimension * 4
-        {
-            return Err(corrupt(format!("holds {rows} vectors of {file_dimension} dims; the manifest expects {} of {dimension}", meta.rows)));
-        }
-        let keys_end = 20 + rows * 8;
-        let keys = bytes[20..keys_end]
+        let mut held = Quantizer::new(storage, dimension, &sample, rows);
+        let mut reader =
+            std::io::BufReader::with_capacity(1 << 20, File::open(&path).map_err(io_error)?);
+        let mut hasher = crc32fast::Hasher::new();
+        let mut read = |buf: &mut [u8]| -> Result<()> {
+            reader.read_exact(buf).map_err(io_error)?;
+            hasher.update(buf);
+            Ok(())
+        };
+        read(&mut header)?;
+        let mut key_bytes = vec![0u8; rows * 8];
+        read(&mut key_bytes)?;
+        let keys = key_bytes
             .chunks_exact(8)
             .map(|c| u64::from_le_bytes(c.try_into().unwrap_or_default()))
             .collect();
-        let vectors: Vec<f32> = bytes[keys_end..]
-            .chunks_exact(4)
-            .map(|c| f32::from_le_bytes(c.try_into().unwrap_or_default()))
-            .collect();
-        drop(bytes);
-        let graph = match (&meta.graph, &meta.hnsw) {
-            (Some(graph), _) => {
-                let path = dir.join(&graph.file);
-                let bytes = std::fs::read(&path).map_err(|e| {
-                    IndexError::io(format!("reading HNSW graph {}", path.display()), e)
-                })?;
-                if crc32fast::hash(&bytes) != graph.crc32 {
-                    return Err(IndexError::Corrupt {
-                        path,
-                        reason: "checksum mismatch".into(),
-                    });
-                }
-                Some(
-                    HnswGraph::from_bytes(&bytes, rows)
-                        .map_err(|reason| IndexError::Corrupt { path, reason })?,
-                )
+        drop(key_bytes);
+        let mut block = vec![0u8; ROWS_PER_READ * dimension * 4];
+        let mut values = vec![0f32; ROWS_PER_READ * dimension];
+        let mut done = 0;
+        while done < rows {
+            let count = (rows - done).min(ROWS_PER_READ);
+            let bytes = &mut block[..count * dimension * 4];
+            read(bytes)?;
+            for (value, raw) in values.iter_mut().zip(bytes.chunks_exact(4)) {
+                *value = f32::from_le_bytes([raw[0], raw[1], raw[2], raw[3]]);
             }
-            (None, Some(_)) => Some(HnswGraph::build(
-                &vectors,
-                dimension,
-                HNSW_MAX_CONNECTIONS,
-                HNSW_EF_CONSTRUCTION,
-                meta.id,
-            )),
-            (None, None) => None,
+            values[..count * dimension]
+                .chunks_exact(dimension.max(1))
+                .for_each(|v| held.push(v));
+            done += count;
+        }
+        if hasher.finalize() != meta.crc32 {
+            return Err(corrupt("checksum mismatch".into()));
+        }
+        let graph = match &meta.graph {
+            Some(graph) => Some(load_graph(dir, graph, rows)?),
+            None => None,
         };
         Ok(VectorSegment {
             meta: meta.clone(),
             dimension,
             keys,
-            vectors,
+            vectors: held.finish(),
+            file: Some(file),
             graph,
         })
+    }
+
+    /// How the segment holds its rows in memory.
+    pub fn storage(&self) -> VectorStorage {
+        match self.vectors {
+            HeldVectors::F32(_) => VectorStorage::F32,
+            HeldVectors::Int8(_) => VectorStorage::Int8,
+            HeldVectors::Binary(_) => VectorStorage::Binary,
+        }
+    }
+
+    /// What the segment holds in memory.
+    pub fn memory(&self) -> SegmentMemory {
+        SegmentMemory {
+            keys: self.keys.capacity() * 8,
+            vectors: match &self.vectors {
+                HeldVectors::F32(vectors) => vectors.capacity() * 4,
+                HeldVectors::Int8(codes) => codes.memory_bytes(),
+                HeldVectors::Binary(codes) => codes.memory_bytes(),
+            },
+            graph: self.graph.as_ref().map_or(0, HnswGraph::memory_bytes),
+        }
     }
 
     /// Chunk keys of the rows, in row order.
@@ -327,9 +530,52 @@ impl VectorSegment {
         &self.keys
     }
 
-    /// The vector of row `row`.
-    pub fn vector(&self, row: usize) -> &[f32] {
-        &self.vectors[row * self.dimension..(row + 1) * self.dimension]
+    /// The full-precision vector of row `row` (read from the segment file when the rows in
+    /// memory are quantized).
+    pub fn vector(&self, row: usize) -> Result<Cow<'_, [f32]>> {
+        match (&self.vectors, &self.file) {
+            (HeldVectors::F32(vectors), _) => Ok(Cow::Borrowed(
+                &vectors[row * self.dimension..(row + 1) * self.dimension],
+            )),
+            (_, Some(file)) => {
+                let mut vector = vec![0f32; self.dimension];
+                file.read_rows(row, &mut vector)?;
+                Ok(Cow::Owned(vector))
+            }
+            (_, None) => Err(IndexError::io(
+                "reading a quantized segment's vector",
+                std::io::Error::other("the segment file is not open"),
+            )),
+        }
+    }
+
+    /// Calls `f` with every row's key and full-precision vector, in row order (a merge copies
+    /// live rows this way; quantized segments read their file in blocks).
+    pub fn for_each_vector(&self, mut f: impl FnMut(u64, &[f32])) -> Result<()> {
+        let dimension = self.dimension.max(1);
+        match (&self.vectors, &self.file) {
+            (HeldVectors::F32(vectors), _) => {
+                for (key, vector) in self.keys.iter().zip(vectors.chunks_exact(dimension)) {
+                    f(*key, vector);
+                }
+            }
+            (_, Some(file)) => {
+                let mut block = vec![0f32; ROWS_PER_READ * dimension];
+                for (first, keys) in self.keys.chunks(ROWS_PER_READ).enumerate() {
+                    let values = &mut block[..keys.len() * dimension];
+                    file.read_rows(first * ROWS_PER_READ, values)?;
+                    for (key, vector) in keys.iter().zip(values.chunks_exact(dimension)) {
+                        f(*key, vector);
+                    }
+                }
+            }
+            (_, None) => {
+                for row in 0..self.keys.len() {
+                    f(self.keys[row], &self.vector(row)?);
+                }
+            }
+        }
+        Ok(())
     }
 
     /// Number of rows whose chunk key is in `allowed`.
@@ -340,7 +586,9 @@ impl VectorSegment {
     /// The `k` best chunks of this segment among `allowed`, by dot product with `query`, with a
     /// beam of `ef` when the segment has a graph. `allowed_rows` is how many of the segment's
     /// rows `allowed` holds, when the caller knows it (the index keeps its live count per
-    /// segment); otherwise it is counted, which costs a pass over the keys.
+    /// segment); otherwise it is counted, which costs a pass over the keys. Quantized segments
+    /// rank by their codes and rescore the best candidates at full precision, so the scores
+    /// returned are exact.
     pub fn search(
         &self,
         query: &[f32],
@@ -348,7 +596,7 @@ impl VectorSegment {
         allowed: &ChunkSet,
         allowed_rows: Option<usize>,
         ef: usize,
-    ) -> Vec<ChunkHit> {
+    ) -> Result<Vec<ChunkHit>> {
         if let Some(graph) = &self.graph {
             let allowed_rows = allowed_rows.unwrap_or_else(|| self.count_allowed(allowed));
             // A graph walk under a filter that rejects most rows degrades into a slow, lossy
@@ -361,29 +609,151 @@ impl VectorSegment {
                 } else {
                     None
                 };
-                return graph
-                    .search(&self.vectors, self.dimension, query, k, ef.max(k), filter)
-                    .into_iter()
-                    .map(|(row, score)| ChunkHit {
-                        chunk_key: self.keys[row as usize],
-                        score,
-                    })
-                    .collect();
+                let depth = self.storage().rescoring_depth(k);
+                let found = match &self.vectors {
+                    HeldVectors::F32(vectors) => {
+                        graph.search(vectors, self.dimension, query, k, ef.max(k), filter)
+                    }
+                    HeldVectors::Int8(codes) => {
+                        graph.search_by(&codes.scorer(query), depth, ef.max(depth), filter)
+                    }
+                    HeldVectors::Binary(codes) => {
+                        graph.search_by(&codes.scorer(query), depth, ef.max(depth), filter)
+                    }
+                };
+                return self.exact_hits(query, k, found);
             }
         }
         self.scan(query, k, allowed)
     }
 
-    /// Exact scan of all allowed rows.
-    pub fn scan(&self, query: &[f32], k: usize, allowed: &ChunkSet) -> Vec<ChunkHit> {
-        let mut top = TopK::new(k);
-        for (row, vector) in self.vectors.chunks_exact(self.dimension).enumerate() {
-            let key = self.keys[row];
+    /// Scan of all allowed rows: exact at full precision; quantized segments scan their codes
+    /// and rescore the best candidates.
+    pub fn scan(&self, query: &[f32], k: usize, allowed: &ChunkSet) -> Result<Vec<ChunkHit>> {
+        match &self.vectors {
+            HeldVectors::F32(vectors) => {
+                let mut top = TopK::new(k);
+                for (row, vector) in vectors.chunks_exact(self.dimension).enumerate() {
+                    let key = self.keys[row];
+                    if allowed.contains(key) {
+                        top.push(dot(query, vector), key);
+                    }
+                }
+                Ok(top.into_sorted())
+            }
+            HeldVectors::Int8(codes) => self.scan_by(&codes.scorer(query), query, k, allowed),
+            HeldVectors::Binary(codes) => self.scan_by(&codes.scorer(query), query, k, allowed),
+        }
+    }
+
+    fn scan_by<S: Similarity>(
+        &self,
+        scorer: &S,
+        query: &[f32],
+        k: usize,
+        allowed: &ChunkSet,
+    ) -> Result<Vec<ChunkHit>> {
+        let mut top = TopK::new(self.storage().rescoring_depth(k));
+        for (row, &key) in self.keys.iter().enumerate() {
             if allowed.contains(key) {
-                top.push(dot(query, vector), key);
+                top.push(scorer.similarity(row as u32), row as u64);
             }
         }
-        top.into_sorted()
+        let found = top
+            .into_sorted()
+            .into_iter()
+            .map(|hit| (hit.chunk_key as u32, hit.score))
+            .collect();
+        self.exact_hits(query, k, found)
+    }
+
+    /// The best `k` of `found` (rows and their scores) as chunk hits: as they are at full
+    /// precision, rescored from the segment file when the scores came from codes.
+    fn exact_hits(&self, query: &[f32], k: usize, found: Vec<(u32, f32)>) -> Result<Vec<ChunkHit>> {
+        if matches!(self.vectors, HeldVectors::F32(_)) {
+            return Ok(found
+                .into_iter()
+                .map(|(row, score)| ChunkHit {
+                    chunk_key: self.keys[row as usize],
+                    score,
+                })
+                .collect());
+        }
+        let mut top = TopK::new(k);
+        for (row, _) in found {
+            let row = row as usize;
+            top.push(dot(query, &self.vector(row)?), self.keys[row]);
+        }
+        Ok(top.into_sorted())
+    }
+}
+
+/// Checks a segment file's header (and its length, `length`) against its manifest entry.
+fn check_header(
+    header: &[u8],
+    length: u64,
+    meta: &SegmentMeta,
+    dimension: usize,
+) -> std::result::Result<(), String> {
+    if header.len() < HEADER_BYTES || &header[..8] != MAGIC {
+        return Err("not an ibex vector segment".into());
+    }
+    let file_dimension = u32::from_le_bytes(header[8..12].try_into().unwrap_or_default()) as usize;
+    let rows = u64::from_le_bytes(header[12..20].try_into().unwrap_or_default()) as usize;
+    let expected = (HEADER_BYTES + rows * 8 + rows * dimension * 4) as u64;
+    if file_dimension != dimension || rows != meta.rows || length != expected {
+        return Err(format!(
+            "holds {rows} vectors of {file_dimension} dims; the manifest expects {} of {dimension}",
+            meta.rows
+        ));
+    }
+    Ok(())
+}
+
+/// Reads and checks a segment's graph file.
+fn load_graph(dir: &Path, graph: &GraphFile, rows: usize) -> Result<HnswGraph> {
+    let path = dir.join(&graph.file);
+    let bytes = std::fs::read(&path)
+        .map_err(|e| IndexError::io(format!("reading HNSW graph {}", path.display()), e))?;
+    if crc32fast::hash(&bytes) != graph.crc32 {
+        return Err(IndexError::Corrupt {
+            path,
+            reason: "checksum mismatch".into(),
+        });
+    }
+    HnswGraph::from_bytes(&bytes, rows).map_err(|reason| IndexError::Corrupt { path, reason })
+}
+
+/// Codes being built for a quantized segment.
+enum Quantizer {
+    Int8(Int8Codes),
+    Binary(BinaryCodes),
+}
+
+impl Quantizer {
+    /// `sample`: rows spread over the segment ([`sample_rows`]), for int8's ranges.
+    fn new(storage: VectorStorage, dimension: usize, sample: &[f32], rows: usize) -> Quantizer {
+        match storage {
+            VectorStorage::Binary => Quantizer::Binary(BinaryCodes::new(dimension, rows)),
+            // F32 is never quantized; int8 is the closest if a caller asks.
+            VectorStorage::Int8 | VectorStorage::F32 => {
+                Quantizer::Int8(Int8Codes::with_ranges(dimension, sample, rows))
+            }
+        }
+    }
+
+    fn push(&mut self, vector: &[f32]) {
+        match self {
+            Quantizer::Int8(codes) => codes.push(vector),
+            Quantizer::Binary(codes) => codes.push(vector),
+        }
+    }
+
+    fn finish(self) -> HeldVectors {
+        match self {
+            Quantizer::Int8(codes) => HeldVectors::Int8(codes),
+            Quantizer::Binary(codes) => HeldVectors::Binary(codes),
+        }
     }
 }
 
@@ -413,8 +783,14 @@ mod tests {
         assert!((dot(&a, &b) - naive).abs() < 1e-3);
     }
 
+    const STORAGES: [VectorStorage; 3] = [
+        VectorStorage::F32,
+        VectorStorage::Int8,
+        VectorStorage::Binary,
+    ];
+
     #[test]
-    fn graph_segment_round_trips_and_finds_the_exact_neighbours() {
+    fn graph_segment_round_trips_and_finds_the_exact_neighbours_in_every_storage() {
         let dir = tempfile::tempdir().unwrap();
         let (n, dimension) = (3000, 24);
         let keys: Vec<u64> = (0..n as u64).map(|k| k * 2 + 7).collect();
@@ -426,12 +802,10 @@ mod tests {
             keys.clone(),
             vectors.clone(),
             true,
+            VectorStorage::F32,
         )
         .unwrap();
         assert!(written.meta.graph.is_some());
-        let loaded = VectorSegment::load(dir.path(), &written.meta, dimension).unwrap();
-        assert_eq!(loaded.keys(), &keys[..]);
-
         let mut all = ChunkSet::default();
         keys.iter().for_each(|&k| all.insert_range(k, k + 1));
         // Half the keys allowed: the graph search must return only allowed keys.
@@ -440,27 +814,108 @@ mod tests {
             .step_by(2)
             .for_each(|&k| half.insert_range(k, k + 1));
         let queries = random_unit_vectors(50, dimension, 2);
-        let mut found = 0;
-        for query in queries.chunks_exact(dimension) {
-            let exact: Vec<u64> = loaded
-                .scan(query, 10, &all)
-                .iter()
-                .map(|h| h.chunk_key)
-                .collect();
-            let approximate: Vec<u64> = loaded
-                .search(query, 10, &all, None, 100)
-                .iter()
-                .map(|h| h.chunk_key)
-                .collect();
-            found += approximate.iter().filter(|k| exact.contains(k)).count();
-            let filtered = loaded.search(query, 10, &half, None, 100);
-            assert!(filtered.iter().all(|h| half.contains(h.chunk_key)));
+
+        for storage in STORAGES {
+            let loaded =
+                VectorSegment::load(dir.path(), &written.meta, dimension, storage).unwrap();
+            assert_eq!(loaded.storage(), storage);
+            assert_eq!(loaded.keys(), &keys[..]);
+            assert_eq!(
+                &*loaded.vector(17).unwrap(),
+                &vectors[17 * dimension..18 * dimension]
+            );
+            let mut copied = Vec::new();
+            loaded
+                .for_each_vector(|_, v| copied.extend_from_slice(v))
+                .unwrap();
+            assert_eq!(copied, vectors, "{storage}");
+            let mut found = 0;
+            let mut scanned = 0;
+            for query in queries.chunks_exact(dimension) {
+                let exact: Vec<u64> = written
+                    .scan(query, 10, &all)
+                    .unwrap()
+                    .iter()
+                    .map(|h| h.chunk_key)
+                    .collect();
+                let approximate = loaded.search(query, 10, &all, None, 100).unwrap();
+                for hit in &approximate {
+                    // Whatever ranked the candidates, the scores returned are exact.
+                    let row = keys.iter().position(|&k| k == hit.chunk_key).unwrap();
+                    let vector = &vectors[row * dimension..(row + 1) * dimension];
+                    assert!((hit.score - dot(query, vector)).abs() < 1e-6, "{storage}");
+                }
+                found += approximate
+                    .iter()
+                    .filter(|h| exact.contains(&h.chunk_key))
+                    .count();
+                scanned += loaded
+                    .scan(query, 10, &all)
+                    .unwrap()
+                    .iter()
+                    .filter(|h| exact.contains(&h.chunk_key))
+                    .count();
+                let filtered = loaded.search(query, 10, &half, None, 100).unwrap();
+                assert!(filtered.iter().all(|h| half.contains(h.chunk_key)));
+            }
+            let recall = found as f64 / 500.0;
+            assert!(
+                recall >= 0.9,
+                "{storage}: recall@10 of the graph against exact search: {recall}"
+            );
+            let recall = scanned as f64 / 500.0;
+            assert!(
+                recall >= 0.9,
+                "{storage}: recall@10 of the scan against exact search: {recall}"
+            );
         }
-        let recall = found as f64 / 500.0;
-        assert!(
-            recall >= 0.9,
-            "recall@10 of the graph against exact search: {recall}"
-        );
+    }
+
+    #[test]
+    fn quantized_segments_hold_less_and_a_write_holds_what_a_load_would() {
+        let dir = tempfile::tempdir().unwrap();
+        let (n, dimension) = (500, 64);
+        let keys: Vec<u64> = (0..n as u64).collect();
+        let vectors = random_unit_vectors(n, dimension, 5);
+        let mut all = ChunkSet::default();
+        all.insert_range(0, n as u64);
+        let query = &random_unit_vectors(1, dimension, 6)[..];
+        let full = VectorSegment::write(
+            dir.path(),
+            1,
+            dimension,
+            keys.clone(),
+            vectors.clone(),
+            false,
+            VectorStorage::F32,
+        )
+        .unwrap();
+        assert_eq!(full.memory().vectors, n * dimension * 4);
+        for (id, storage, bytes_per_row) in [
+            (2, VectorStorage::Int8, dimension),
+            (3, VectorStorage::Binary, dimension / 8),
+        ] {
+            let written = VectorSegment::write(
+                dir.path(),
+                id,
+                dimension,
+                keys.clone(),
+                vectors.clone(),
+                false,
+                storage,
+            )
+            .unwrap();
+            // The per-dimension ranges of int8 are the only other bytes.
+            let held = written.memory().vectors;
+            assert!(held >= n * bytes_per_row && held <= n * bytes_per_row + dimension * 8);
+            let loaded =
+                VectorSegment::load(dir.path(), &written.meta, dimension, storage).unwrap();
+            assert_eq!(
+                written.scan(query, 10, &all).unwrap(),
+                loaded.scan(query, 10, &all).unwrap(),
+                "{storage}"
+            );
+        }
     }
 
     #[test]
@@ -473,16 +928,33 @@ mod tests {
             vec![1, 2],
             random_unit_vectors(2, 4, 3),
             false,
+            VectorStorage::F32,
         )
         .unwrap();
         let path = dir.path().join(&segment.meta.file);
         let mut bytes = std::fs::read(&path).unwrap();
         let last = bytes.len() - 1;
         bytes[last] ^= 0xff;
-        std::fs::write(&path, bytes).unwrap();
-        let err = VectorSegment::load(dir.path(), &segment.meta, 4)
-            .err()
-            .unwrap();
-        assert!(matches!(err, IndexError::Corrupt { .. }), "{err}");
+        std::fs::write(&path, &bytes).unwrap();
+        for storage in STORAGES {
+            let err = VectorSegment::load(dir.path(), &segment.meta, 4, storage)
+                .err()
+                .unwrap();
+            assert!(
+                matches!(err, IndexError::Corrupt { .. }),
+                "{storage}: {err}"
+            );
+        }
+        // A truncated file is caught before anything is read past its end.
+        std::fs::write(&path, &bytes[..bytes.len() - 4]).unwrap();
+        for storage in STORAGES {
+            let err = VectorSegment::load(dir.path(), &segment.meta, 4, storage)
+                .err()
+                .unwrap();
+            assert!(
+                matches!(err, IndexError::Corrupt { .. }),
+                "{storage}: {err}"
+            );
+        }
     }
 }

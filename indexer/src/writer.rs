@@ -30,6 +30,7 @@ use crate::manifest::{
     interactions_file_name, manifest_file_name, InteractionsFile, Manifest, FORMAT_VERSION,
 };
 use crate::metadata::metadata_terms;
+use crate::quantized::VectorStorage;
 use crate::vectors::{ChunkSet, VectorSegment, HNSW_MIN_VECTORS};
 
 /// A graph segment with more than this share of dead rows is rewritten without them.
@@ -88,6 +89,8 @@ pub struct IndexWriter<'a> {
     graph_threshold: usize,
     /// Interaction data to install with the next commit.
     pending_interactions: Option<PendingInteractions>,
+    /// A change of [`VectorStorage`] for the next commit.
+    pending_vector_storage: Option<VectorStorage>,
 }
 
 /// Interaction data staged by [`IndexWriter::set_interactions`].
@@ -182,6 +185,7 @@ impl Index {
             changes: HashMap::new(),
             graph_threshold: HNSW_MIN_VECTORS,
             pending_interactions: None,
+            pending_vector_storage: None,
         })
     }
 
@@ -471,7 +475,21 @@ impl IndexWriter<'_> {
 
     /// Whether there are uncommitted changes.
     pub fn has_changes(&self) -> bool {
-        !self.changes.is_empty() || self.pending_interactions.is_some()
+        !self.changes.is_empty()
+            || self.pending_interactions.is_some()
+            || self.pending_vector_storage.is_some()
+    }
+
+    /// Sets how the index's vectors are held in memory from the next commit on (see
+    /// [`VectorStorage`]). Only the manifest changes: the segment files are full precision
+    /// whatever the setting, and every process that opens the committed state quantizes them as
+    /// it loads them.
+    pub fn set_vector_storage(&mut self, storage: VectorStorage) {
+        if storage != self.index.manifest.vector_storage {
+            self.pending_vector_storage = Some(storage);
+        } else {
+            self.pending_vector_storage = None;
+        }
     }
 
     /// Stages `bytes` (`events` interactions, one per line) as the index's interaction data,
@@ -516,6 +534,9 @@ impl IndexWriter<'_> {
         let dimension = self.index.manifest.model.dimension;
         let vectors_dir = self.index.dir.join(VECTORS_DIR);
         let mut next_segment_id = self.index.manifest.next_segment_id;
+        let vector_storage = self
+            .pending_vector_storage
+            .unwrap_or(self.index.manifest.vector_storage);
 
         // Decide which segments survive as they are and which rows go into new segments.
         let mut kept: Vec<usize> = Vec::new();
@@ -532,12 +553,12 @@ impl IndexWriter<'_> {
             if segment.meta.has_graph() {
                 let dead_fraction = 1.0 - alive as f64 / segment.meta.rows.max(1) as f64;
                 if graphs > MAX_GRAPH_SEGMENTS || dead_fraction > MAX_DEAD_FRACTION {
-                    graph_pool.take_live(segment, live.chunks());
+                    graph_pool.take_live(segment, live.chunks())?;
                 } else {
                     kept.push(i);
                 }
             } else {
-                flat_pool.take_live(segment, live.chunks());
+                flat_pool.take_live(segment, live.chunks())?;
                 flat_pool.sources.push(i);
             }
         }
@@ -571,6 +592,7 @@ impl IndexWriter<'_> {
                     pool.keys,
                     pool.vectors,
                     with_graph,
+                    vector_storage,
                 )?));
                 next_segment_id += 1;
             }
@@ -609,6 +631,7 @@ impl IndexWriter<'_> {
             next_segment_id,
             segments: segments.iter().map(|s| s.meta.clone()).collect(),
             interactions,
+            vector_storage,
             ..self.index.manifest.clone()
         };
         // The in-memory segments now describe the new manifest; if the commit fails, refresh()
@@ -634,6 +657,7 @@ impl IndexWriter<'_> {
         self.pending_vectors.clear();
         self.changes.clear();
         self.pending_interactions = None;
+        self.pending_vector_storage = None;
         self.index.refresh()?;
         self.index.collect_garbage();
         Ok(CommitStats {
@@ -698,12 +722,12 @@ struct RowPool {
 }
 
 impl RowPool {
-    fn take_live(&mut self, segment: &VectorSegment, live: &ChunkSet) {
-        for (row, &key) in segment.keys().iter().enumerate() {
+    fn take_live(&mut self, segment: &VectorSegment, live: &ChunkSet) -> Result<()> {
+        segment.for_each_vector(|key, vector| {
             if live.contains(key) {
                 self.keys.push(key);
-                self.vectors.extend_from_slice(segment.vector(row));
+                self.vectors.extend_from_slice(vector);
             }
-        }
+        })
     }
 }

@@ -112,8 +112,8 @@ impl ItemCatalog {
             };
             let mut vector = vec![0f32; index.model().dimension];
             for key in doc.chunk_base..doc.chunk_base + doc.chunk_count as u64 {
-                if let Some(v) = index.chunk_vector(key) {
-                    vector.iter_mut().zip(v).for_each(|(a, b)| *a += b);
+                if let Some(v) = index.chunk_vector(key)? {
+                    vector.iter_mut().zip(v.iter()).for_each(|(a, b)| *a += b);
                 }
             }
             normalize(&mut vector);

@@ -258,14 +258,20 @@ class Index:
         path: PathLike,
         progress: bool = True,
         commit_every: int = 1000,
+        vector_storage: Optional[str] = None,
     ) -> dict[str, Any]:
         """Indexes a corpus: a BEIR folder, a ``.jsonl``/``.jsonl.gz`` file or a folder of
         ``.txt``/``.md`` files. The corpus is validated first (a malformed document is an
         ``InvalidInputError`` naming its line, and nothing is written), then embedded and
         committed every ``commit_every`` documents. With ``progress``, a bar shows on a terminal
-        or in a notebook. Returns the indexing report."""
+        or in a notebook. ``vector_storage`` (``"f32"``, ``"int8"`` or ``"binary"``) sets how the
+        index holds its vectors in memory from this commit on (int8: 4x less, binary: 32x less,
+        both rescored at full precision from disk); ``None`` keeps the index's setting. Returns
+        the indexing report."""
         reporter = _progress_reporter() if progress else None
-        return json.loads(self._native.index_corpus(os.fspath(path), reporter, commit_every))
+        return json.loads(
+            self._native.index_corpus(os.fspath(path), reporter, commit_every, vector_storage)
+        )
 
     def search(
         self,

@@ -29,6 +29,7 @@ class NativeIndex:
         corpus: str | PathLike[str],
         progress: Optional[Callable[[int, int], object]] = None,
         commit_every: int = 1000,
+        vector_storage: Optional[str] = None,
     ) -> str: ...
     def search(
         self, request: str

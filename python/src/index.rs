@@ -162,7 +162,8 @@ impl NativeIndex {
         Ok(self.shared()?.snapshot().num_documents())
     }
 
-    /// Statistics as JSON (documents, chunks, model, chunking, generation, bytes on disk).
+    /// Statistics as JSON (documents, chunks, model, chunking, generation, bytes on disk, how
+    /// the vectors are held in memory and what they hold).
     fn info_json(&self, py: Python<'_>) -> PyResult<String> {
         let shared = self.shared()?;
         let info = py.detach(move || shared.info());
@@ -174,22 +175,30 @@ impl NativeIndex {
             "chunking": {"chunk_tokens": info.chunking.chunk_tokens, "overlap_tokens": info.chunking.overlap_tokens},
             "generation": info.generation,
             "bytes_on_disk": info.bytes_on_disk,
+            "vector_storage": info.vector_storage.as_str(),
+            "vector_memory": info.vector_memory,
         }))
     }
 
     /// Indexes a corpus (BEIR folder, JSONL file, folder of text files); `progress(done, total)`
     /// is called after each batch. Returns the report as JSON.
-    #[pyo3(signature = (corpus, progress=None, commit_every=1000))]
+    #[pyo3(signature = (corpus, progress=None, commit_every=1000, vector_storage=None))]
     fn index_corpus(
         &self,
         py: Python<'_>,
         corpus: PathBuf,
         progress: Option<Py<PyAny>>,
         commit_every: usize,
+        vector_storage: Option<String>,
     ) -> PyResult<String> {
         let shared = self.shared()?;
+        let vector_storage = match vector_storage {
+            Some(name) => Some(name.parse().map_err(invalid)?),
+            None => None,
+        };
         let options = IndexOptions {
             commit_every,
+            vector_storage,
             ..IndexOptions::default()
         };
         let report = py
@@ -406,7 +415,7 @@ impl NativeIndex {
                     };
                     let mut bytes = Vec::new();
                     for key in chunks.chunk_base..chunks.chunk_base + chunks.chunk_count as u64 {
-                        let vector = snapshot.chunk_vector(key).ok_or_else(|| {
+                        let vector = snapshot.chunk_vector(key)?.ok_or_else(|| {
                             ibex::IbexError::Output(format!(
                                 "chunk {key} of document {id:?} has no vector in the index"
                             ))

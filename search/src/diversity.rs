@@ -11,6 +11,7 @@ use ibex_indexer::Index;
 use serde::Serialize;
 use serde_json::{Map, Value};
 
+use crate::error::Result;
 use crate::fusion::DocScore;
 
 /// Most candidates MMR may re-rank: each pick compares every remaining candidate with the last
@@ -83,11 +84,11 @@ pub(crate) fn mmr_order(
     lambda: f32,
     count: usize,
     scores_are_cosines: bool,
-) -> Vec<DocScore> {
+) -> Result<Vec<DocScore>> {
     let vectors: Vec<Option<Vec<f32>>> = candidates
         .iter()
         .map(|doc| document_vector(index, &doc.id, query_vector))
-        .collect();
+        .collect::<Result<_>>()?;
     let best = candidates
         .iter()
         .map(|d| d.score)
@@ -124,40 +125,49 @@ pub(crate) fn mmr_order(
             }
         }
     }
-    order.into_iter().map(|i| candidates[i].clone()).collect()
+    Ok(order.into_iter().map(|i| candidates[i].clone()).collect())
 }
 
 /// A unit vector standing for document `id`: its chunk closest to the query, or the mean of its
-/// chunks without a query vector. `None` when it has no live chunk.
+/// chunks without a query vector. `None` when it has no live chunk. An error only when a
+/// vector could not be read (quantized indexes read chunk vectors from their segment files).
 pub(crate) fn document_vector(
     index: &Index,
     id: &str,
     query_vector: Option<&[f32]>,
-) -> Option<Vec<f32>> {
-    let chunks = index.doc_chunks(id)?;
-    let vectors = (chunks.chunk_base..chunks.chunk_base + u64::from(chunks.chunk_count))
-        .filter_map(|key| index.chunk_vector(key));
+) -> Result<Option<Vec<f32>>> {
+    let Some(chunks) = index.doc_chunks(id) else {
+        return Ok(None);
+    };
+    let mut vectors = Vec::with_capacity(chunks.chunk_count as usize);
+    for key in chunks.chunk_base..chunks.chunk_base + u64::from(chunks.chunk_count) {
+        if let Some(vector) = index.chunk_vector(key)? {
+            vectors.push(vector);
+        }
+    }
     let vector = match query_vector {
         Some(query) => vectors
-            .max_by(|a, b| dot(a, query).total_cmp(&dot(b, query)))?
-            .to_vec(),
+            .into_iter()
+            .max_by(|a, b| dot(a, query).total_cmp(&dot(b, query)))
+            .map(|v| v.into_owned()),
         None => {
             let mut sum: Option<Vec<f32>> = None;
-            for v in vectors {
+            for v in &vectors {
                 match &mut sum {
-                    Some(s) => s.iter_mut().zip(v).for_each(|(a, b)| *a += b),
+                    Some(s) => s.iter_mut().zip(v.iter()).for_each(|(a, b)| *a += b),
                     None => sum = Some(v.to_vec()),
                 }
             }
-            let mut mean = sum?;
-            let norm = dot(&mean, &mean).sqrt();
-            if norm > 0.0 {
-                mean.iter_mut().for_each(|x| *x /= norm);
-            }
-            mean
+            sum.map(|mut mean| {
+                let norm = dot(&mean, &mean).sqrt();
+                if norm > 0.0 {
+                    mean.iter_mut().for_each(|x| *x /= norm);
+                }
+                mean
+            })
         }
     };
-    Some(vector)
+    Ok(vector)
 }
 
 fn dot(a: &[f32], b: &[f32]) -> f32 {

@@ -227,7 +227,7 @@ pub(crate) fn expand(
             query,
             &for_vector[..for_vector.len().min(feedback.documents)],
             feedback.rocchio_beta,
-        )),
+        )?),
         _ => None,
     };
     Ok(Expansion { terms, vector })
@@ -360,12 +360,17 @@ pub fn interpolate(
 
 /// Rocchio's query vector: `query` + `beta` x the mean of the documents' vectors, as a unit
 /// vector. Documents without vectors are skipped; with none, the query is returned.
-fn rocchio_vector(index: &Index, query: &[f32], documents: &[DocScore], beta: f32) -> Vec<f32> {
-    let vectors: Vec<Vec<f32>> = documents
-        .iter()
-        .filter_map(|d| document_vector(index, &d.id, Some(query)))
-        .collect();
-    rocchio(query, &vectors, beta)
+fn rocchio_vector(
+    index: &Index,
+    query: &[f32],
+    documents: &[DocScore],
+    beta: f32,
+) -> Result<Vec<f32>> {
+    let mut vectors: Vec<Vec<f32>> = Vec::with_capacity(documents.len());
+    for document in documents {
+        vectors.extend(document_vector(index, &document.id, Some(query))?);
+    }
+    Ok(rocchio(query, &vectors, beta))
 }
 
 /// `query` + `beta` x the mean of `vectors`, renormalized to unit length.

@@ -709,7 +709,7 @@ fn page(index: &Index, request: &SearchRequest, prepared: &PreparedQuery) -> Res
                 mmr.lambda,
                 wanted,
                 request.mode == Mode::Dense && request.aggregation == ChunkAggregation::Max,
-            );
+            )?;
             return Ok(Page {
                 docs: order.into_iter().skip(request.offset).collect(),
                 groups: None,

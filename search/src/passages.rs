@@ -231,15 +231,19 @@ impl<'a> PassageScorer<'a> {
         if self.count == 0 || doc.chunks.is_empty() {
             return Ok(Vec::new());
         }
-        let dense: Option<Vec<f32>> = self.vector.map(|q| {
-            (0..doc.chunks.len())
-                .map(|i| {
-                    self.index
-                        .chunk_vector(doc.chunk_base + i as u64)
-                        .map_or(0.0, |v| ibex_indexer::vectors::dot(q, v))
-                })
-                .collect()
-        });
+        let dense: Option<Vec<f32>> = match self.vector {
+            Some(q) => Some(
+                (0..doc.chunks.len())
+                    .map(|i| {
+                        Ok(self
+                            .index
+                            .chunk_vector(doc.chunk_base + i as u64)?
+                            .map_or(0.0, |v| ibex_indexer::vectors::dot(q, &v)))
+                    })
+                    .collect::<Result<_>>()?,
+            ),
+            None => None,
+        };
         let lexical = if self.lexical {
             Some(self.lexical_chunk_scores(address, doc)?)
         } else {

@@ -21,6 +21,12 @@ pub struct Args {
     /// searched exactly (a full scan is faster below it: BENCHMARKS.md measured the crossover).
     #[arg(long, default_value_t = ibex::indexer::vectors::HNSW_MIN_VECTORS)]
     graph_threshold: usize,
+    /// How the index holds its vectors in memory: f32 (exact), int8 (4x less memory) or
+    /// binary (32x less); the last two rank by their codes and rescore the best candidates at
+    /// full precision from the segment files (BENCHMARKS.md, "Quantized vectors"). Default: the
+    /// index's setting (f32 for a new index). Changing it rewrites nothing.
+    #[arg(long)]
+    vector_storage: Option<ibex::indexer::VectorStorage>,
     /// Print the summary as JSON.
     #[arg(long)]
     json: bool,
@@ -31,6 +37,7 @@ pub fn run(args: Args, context: &Context) -> Result<()> {
     let options = IndexOptions {
         commit_every: args.commit_every,
         graph_threshold: args.graph_threshold,
+        vector_storage: args.vector_storage,
         ..args.target.options(&context.device)
     };
     let index = &args.target.index;

@@ -36,7 +36,8 @@ pub fn run(args: Args) -> Result<()> {
          generation  {}\n\
          on disk     {} ({} bytes)\n\
          format      version {}\n\
-         segments    {} lexical, {} vector ({} with an HNSW graph)\n",
+         segments    {} lexical, {} vector ({} with an HNSW graph)\n\
+         vectors     held as {} in memory: {} vectors, {} graph, {} keys\n",
         args.index.display(),
         info.documents,
         info.chunks,
@@ -52,6 +53,10 @@ pub fn run(args: Args) -> Result<()> {
         info.lexical_segments,
         info.vector_segments,
         info.graph_segments,
+        info.vector_storage,
+        human_bytes(info.vector_memory.vectors as u64),
+        human_bytes(info.vector_memory.graph as u64),
+        human_bytes(info.vector_memory.keys as u64),
     );
     use std::io::Write;
     std::io::stdout()

@@ -174,6 +174,22 @@ pub struct IndexResponse {
     pub format_version: u32,
     /// Its segments.
     pub segments: SegmentsResponse,
+    /// How its vectors are held in memory: `f32`, `int8` or `binary` (the last two rescored at
+    /// full precision from disk).
+    pub vector_storage: String,
+    /// Bytes its vector segments hold in memory.
+    pub vector_memory: VectorMemoryResponse,
+}
+
+/// Memory held by an index's vector segments, in bytes.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct VectorMemoryResponse {
+    /// Vectors, or their codes.
+    pub vectors: usize,
+    /// HNSW graphs.
+    pub graph: usize,
+    /// Chunk keys.
+    pub keys: usize,
 }
 
 /// The segments of an index: fewer is faster to search; merges reduce them as it grows.
@@ -209,6 +225,12 @@ impl From<IndexInfo> for IndexResponse {
                 lexical: info.lexical_segments,
                 vectors: info.vector_segments,
                 graphs: info.graph_segments,
+            },
+            vector_storage: info.vector_storage.to_string(),
+            vector_memory: VectorMemoryResponse {
+                vectors: info.vector_memory.vectors,
+                graph: info.vector_memory.graph,
+                keys: info.vector_memory.keys,
             },
         }
     }
