@@ -110,6 +110,99 @@ fn vectors_are_normalized_and_tokens_carry_character_offsets() {
     );
 }
 
+/// The fixture's texts and reference vectors.
+fn reference_items() -> (Vec<String>, Vec<Vec<f64>>) {
+    let fixture: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(common::shared("fixtures/minilm-l6-v2-reference.json"))
+            .expect("../shared/fixtures is present"),
+    )
+    .unwrap();
+    let items = fixture["items"].as_array().unwrap();
+    let texts = items
+        .iter()
+        .map(|i| i["text"].as_str().unwrap().to_string())
+        .collect();
+    let references = items
+        .iter()
+        .map(|i| {
+            i["embedding"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|v| v.as_f64().unwrap())
+                .collect()
+        })
+        .collect();
+    (texts, references)
+}
+
+/// Run by [`bf16_precision_stays_within_its_tolerance_or_is_refused`] in a child process with
+/// `IBEX_EMBED_PRECISION=bf16` (a no-op otherwise): alone and in one batch, every vector within
+/// cosine 0.999 of the reference (the bar for a precision below f32).
+#[test]
+fn reduced_precision_child_matches_the_reference() {
+    if std::env::var_os("IBEX_EMBED_PRECISION").is_none() {
+        return;
+    }
+    let (texts, references) = reference_items();
+    let model = common::default_model();
+    let texts: Vec<&str> = texts.iter().map(String::as_str).collect();
+    let batched = model.embed(&texts, TextKind::Document).unwrap();
+    let mut lowest = f64::MAX;
+    for (i, text) in texts.iter().enumerate() {
+        let alone = model.embed(&[text], TextKind::Document).unwrap().remove(0);
+        lowest = lowest
+            .min(cosine(&alone, &references[i]))
+            .min(cosine(&batched[i], &references[i]));
+    }
+    println!("lowest cosine to the reference: {lowest}");
+    assert!(lowest >= 0.999, "lowest cosine to the reference: {lowest}");
+}
+
+/// `IBEX_EMBED_PRECISION=bf16` embeds within its tolerance where the CPU has AVX512-BF16, and
+/// is refused at load, naming what is missing, where the path cannot run (checked on every
+/// machine by forcing the AVX2 path).
+#[test]
+fn bf16_precision_stays_within_its_tolerance_or_is_refused() {
+    use ibex::embedder::cpu::{detected, SimdLevel};
+    if std::env::var_os("IBEX_EMBED_PRECISION").is_some() || std::env::var_os("IBEX_CPU").is_some()
+    {
+        return;
+    }
+    let child = |cpu: Option<&str>| {
+        let mut command = std::process::Command::new(std::env::current_exe().unwrap());
+        command
+            .args([
+                "--exact",
+                "reduced_precision_child_matches_the_reference",
+                "--nocapture",
+            ])
+            .env("IBEX_EMBED_PRECISION", "bf16");
+        if let Some(cpu) = cpu {
+            command.env("IBEX_CPU", cpu);
+        }
+        let output = command.output().unwrap();
+        let log = String::from_utf8_lossy(&output.stdout).into_owned()
+            + &String::from_utf8_lossy(&output.stderr);
+        (output.status.success(), log)
+    };
+    if ibex::embedder::bf16_matmul::supported() && detected() == SimdLevel::Avx512 {
+        let (passed, log) = child(None);
+        assert!(passed && log.contains("1 passed"), "bf16: {log}");
+    } else {
+        eprintln!(
+            "NOTICE: this CPU has no AVX512-BF16; the bf16 path's accuracy is not checked here"
+        );
+    }
+    if SimdLevel::supported().contains(&SimdLevel::Avx2) {
+        let (passed, log) = child(Some("avx2"));
+        assert!(
+            !passed && log.contains("AVX512-BF16"),
+            "bf16 on the AVX2 path: {log}"
+        );
+    }
+}
+
 /// The reference test again on every narrower SIMD path this CPU can take (`IBEX_CPU`), each in
 /// a process of its own: the path is chosen once per process, and the default path is the one
 /// the test above already ran.

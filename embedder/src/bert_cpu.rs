@@ -29,6 +29,7 @@ use candle_core::{DType, Device, Tensor};
 use gemm::Parallelism;
 use rayon::prelude::*;
 
+use crate::bf16_matmul::{self, Bf16Weights};
 use crate::error::{EmbedderError, Result};
 use crate::panel_matmul::{self, PanelWeights};
 
@@ -47,22 +48,74 @@ struct Layer {
 }
 
 /// A weight matrix `[in, out]`, held twice: row-major for gemm (products with many rows), and
-/// as column panels for products with few ([`crate::panel_matmul`]).
+/// as column panels for products with few ([`crate::panel_matmul`]); at bf16 precision, only as
+/// bf16 panels ([`crate::bf16_matmul`]), which take every product.
 struct Weights {
     matrix: Vec<f32>,
-    panels: PanelWeights,
+    panels: Option<PanelWeights>,
+    bf16: Option<Bf16Weights>,
     input: usize,
     output: usize,
 }
 
 impl Weights {
-    fn new(matrix: Vec<f32>, input: usize, output: usize) -> Weights {
-        let panels = PanelWeights::pack(&matrix, input, output);
+    fn new(matrix: Vec<f32>, input: usize, output: usize, precision: Precision) -> Weights {
+        let (panels, bf16, matrix) = match precision {
+            Precision::F32 => (
+                Some(PanelWeights::pack(&matrix, input, output)),
+                None,
+                matrix,
+            ),
+            Precision::Bf16 => (
+                None,
+                Some(Bf16Weights::pack(&matrix, input, output)),
+                Vec::new(),
+            ),
+        };
         Weights {
             matrix,
             panels,
+            bf16,
             input,
             output,
+        }
+    }
+}
+
+/// The precision of the encoder's dense products (attention and the element-wise passes stay
+/// float32 either way).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Precision {
+    /// Float32 throughout: the default.
+    F32,
+    /// Weights and activations rounded to bfloat16, sums in float32 (AVX512-BF16 only).
+    Bf16,
+}
+
+impl Precision {
+    /// The precision `IBEX_EMBED_PRECISION` asks for (`f32`, the default, or `bf16`), or why it
+    /// cannot be had on this CPU.
+    pub fn from_env() -> Result<Precision> {
+        let value = std::env::var("IBEX_EMBED_PRECISION").unwrap_or_default();
+        match value.trim() {
+            "" | "f32" | "fp32" => Ok(Precision::F32),
+            "bf16" => {
+                if crate::bf16_matmul::supported()
+                    && crate::cpu::simd_level() == crate::cpu::SimdLevel::Avx512
+                {
+                    Ok(Precision::Bf16)
+                } else {
+                    Err(EmbedderError::Device(format!(
+                        "IBEX_EMBED_PRECISION=bf16 needs a CPU with AVX-512F and AVX512-BF16 \
+                         (and IBEX_CPU unset or avx512); this one runs the {} path: unset it \
+                         to embed at f32",
+                        crate::cpu::simd_level().as_str()
+                    )))
+                }
+            }
+            other => Err(EmbedderError::Device(format!(
+                "IBEX_EMBED_PRECISION={other} is not a precision: use f32 (the default) or bf16"
+            ))),
         }
     }
 }
@@ -153,6 +206,7 @@ impl CpuBert {
                 reason: format!("hidden_size {hidden} is not a multiple of {heads} heads"),
             });
         }
+        let precision = Precision::from_env()?;
         let tensors: HashMap<String, Tensor> =
             candle_core::safetensors::load(weights, &Device::Cpu)?;
         let get = |name: &str, shape: &[usize]| -> Result<Vec<f32>> {
@@ -213,7 +267,7 @@ impl CpuBert {
             qkv_bias.extend(get(&format!("{p}.attention.self.key.bias"), &[hidden])?);
             qkv_bias.extend(get(&format!("{p}.attention.self.value.bias"), &[hidden])?);
             layers.push(Layer {
-                qkv: Weights::new(qkv, hidden, 3 * hidden),
+                qkv: Weights::new(qkv, hidden, 3 * hidden, precision),
                 qkv_bias,
                 out: Weights::new(
                     transposed(
@@ -223,6 +277,7 @@ impl CpuBert {
                     )?,
                     hidden,
                     hidden,
+                    precision,
                 ),
                 out_bias: get(&format!("{p}.attention.output.dense.bias"), &[hidden])?,
                 attention_norm: norm(&format!("{p}.attention.output.LayerNorm"))?,
@@ -234,12 +289,14 @@ impl CpuBert {
                     )?,
                     hidden,
                     intermediate,
+                    precision,
                 ),
                 up_bias: get(&format!("{p}.intermediate.dense.bias"), &[intermediate])?,
                 down: Weights::new(
                     transposed(&format!("{p}.output.dense.weight"), hidden, intermediate)?,
                     intermediate,
                     hidden,
+                    precision,
                 ),
                 down_bias: get(&format!("{p}.output.dense.bias"), &[hidden])?,
                 output_norm: norm(&format!("{p}.output.LayerNorm"))?,
@@ -526,9 +583,13 @@ fn matmul(a: &[f32], w: &Weights, bias: &[f32], out: &mut [f32], m: usize, split
     for row in out.chunks_exact_mut(n) {
         row.copy_from_slice(bias);
     }
-    if m <= panel_matmul::MAX_ROWS {
-        let parallel = split == Split::AcrossThreads;
-        panel_matmul::matmul_add(a, m, &w.panels, out, parallel, crate::cpu::simd_level());
+    let parallel = split == Split::AcrossThreads;
+    if let Some(bf16) = &w.bf16 {
+        bf16_matmul::matmul_add(a, m, bf16, out, parallel);
+        return;
+    }
+    if let Some(panels) = w.panels.as_ref().filter(|_| m <= panel_matmul::MAX_ROWS) {
+        panel_matmul::matmul_add(a, m, panels, out, parallel, crate::cpu::simd_level());
         return;
     }
     assert!(a.len() == m * k && w.matrix.len() == k * n && out.len() == m * n);

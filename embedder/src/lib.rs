@@ -14,6 +14,7 @@
 mod batching;
 mod bert;
 mod bert_cpu;
+pub mod bf16_matmul;
 pub mod cpu;
 #[cfg(feature = "cuda")]
 mod cuda_kernels;
