@@ -37,9 +37,11 @@ fn index_lifecycle_over_http() {
     assert_eq!(server.get("/readyz").0, 200);
     let (status, created) = server.put(
         "/v1/indexes/books",
-        &json!({"chunking": {"chunk_tokens": 64, "overlap_tokens": 16}}),
+        // int8: every search below then ranks by codes and rescores from the segment files.
+        &json!({"chunking": {"chunk_tokens": 64, "overlap_tokens": 16}, "vector_storage": "int8"}),
     );
     assert_eq!(status, 201, "{created}");
+    assert_eq!(created["vector_storage"], "int8");
     assert_eq!(created["documents"], 0);
     assert_eq!(created["model"]["dimension"], 384);
     assert_eq!(created["chunking"]["chunk_tokens"], 64);
@@ -239,6 +241,8 @@ fn index_lifecycle_over_http() {
     assert_eq!(status, 200);
     assert_eq!(info["documents"], 3);
     assert!(info["bytes_on_disk"].as_u64().unwrap() > 0);
+    assert_eq!(info["vector_storage"], "int8");
+    assert!(info["vector_memory"]["vectors"].as_u64().unwrap() > 0);
 
     let (status, deleted) = server.delete("/v1/indexes/books/documents/espresso");
     assert_eq!((status, deleted["deleted"].as_u64()), (200, Some(1)));
@@ -330,6 +334,13 @@ fn every_error_has_its_status_and_the_error_shape() {
             Some(json!({"shards": 3})),
             422,
             "invalid_field",
+        ),
+        (
+            "PUT",
+            "/v1/indexes/x4",
+            Some(json!({"vector_storage": "int4"})),
+            422,
+            "invalid_vector_storage",
         ),
         ("GET", "/v1/indexes/missing", None, 404, "index_not_found"),
         (

@@ -138,7 +138,8 @@ fn open_or_create(dir: &Path, options: &IndexOptions) -> Result<(Index, Arc<dyn 
         .unwrap_or_else(|| DEFAULT_MODEL_ID.to_string());
     let embedder = load_embedder(&spec, options.device.as_ref())?;
     let model = crate::catalog::model_info(&spec, embedder.as_ref());
-    let index = Index::create(dir, model, options.chunking)?;
+    let storage = options.vector_storage.unwrap_or_default();
+    let index = Index::create_with_storage(dir, model, options.chunking, storage)?;
     Ok((index, embedder))
 }
 
@@ -159,7 +160,8 @@ fn open_or_create_for(
         .clone()
         .unwrap_or_else(|| embedder.model_id().to_string());
     let model = crate::catalog::model_info(&spec, embedder);
-    Index::create(dir, model, options.chunking)
+    let storage = options.vector_storage.unwrap_or_default();
+    Index::create_with_storage(dir, model, options.chunking, storage)
 }
 
 /// Reads the whole corpus once without indexing, so that a malformed document anywhere is

@@ -513,6 +513,7 @@ impl Catalog {
         name: &str,
         model_spec: &str,
         chunking: ChunkingParams,
+        vector_storage: VectorStorage,
     ) -> Result<Arc<SharedIndex>> {
         validate_name(name)?;
         chunking.validate()?;
@@ -524,7 +525,8 @@ impl Catalog {
             });
         }
         let embedder = self.model(model_spec)?;
-        let index = Index::create(&dir, model_info(model_spec, embedder.as_ref()), chunking)?;
+        let model = model_info(model_spec, embedder.as_ref());
+        let index = Index::create_with_storage(&dir, model, chunking, vector_storage)?;
         let shared = Arc::new(SharedIndex::new(name, index, embedder));
         self.write_map().insert(name.to_string(), shared.clone());
         Ok(shared)

@@ -189,6 +189,17 @@ impl Index {
     /// The index is assembled in a sibling temporary directory and renamed into place, so a crash
     /// during creation leaves no half-made index at `dir`.
     pub fn create(dir: &Path, model: ModelInfo, chunking: ChunkingParams) -> Result<Index> {
+        Index::create_with_storage(dir, model, chunking, VectorStorage::F32)
+    }
+
+    /// [`Index::create`], holding its vectors in memory as `vector_storage` says (see
+    /// [`VectorStorage`]; it can change later with [`crate::IndexWriter::set_vector_storage`]).
+    pub fn create_with_storage(
+        dir: &Path,
+        model: ModelInfo,
+        chunking: ChunkingParams,
+        vector_storage: VectorStorage,
+    ) -> Result<Index> {
         chunking.validate()?;
         if dir.exists() {
             let empty = std::fs::read_dir(dir)
@@ -230,7 +241,7 @@ impl Index {
             next_segment_id: 0,
             segments: Vec::new(),
             interactions: None,
-            vector_storage: VectorStorage::F32,
+            vector_storage,
         };
         manifest.write(&staging)?;
         {

@@ -11,7 +11,7 @@ use axum::http::request::Parts;
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use ibex_indexer::{ChunkingParams, Document, IndexInfo, SharedIndex, WriteReport};
+use ibex_indexer::{ChunkingParams, Document, IndexInfo, SharedIndex, VectorStorage, WriteReport};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
@@ -140,6 +140,10 @@ pub struct CreateIndexRequest {
     pub model: Option<String>,
     /// Chunking of the index's documents (default: 200 tokens, 50 shared).
     pub chunking: Option<ChunkingOptions>,
+    /// How the server holds the index's vectors in memory: `f32` (default, exact), `int8` (4x
+    /// less) or `binary` (32x less); the last two rank by their codes and rescore the best
+    /// candidates at full precision from disk, so scores stay exact.
+    pub vector_storage: Option<String>,
 }
 
 /// The embedding model of an index.
@@ -281,7 +285,18 @@ pub async fn create_index(
         chunk_tokens: c.chunk_tokens.unwrap_or(defaults.chunk_tokens),
         overlap_tokens: c.overlap_tokens.unwrap_or(defaults.overlap_tokens),
     });
-    let info = blocking(move || Ok(catalog.create(&name, &model, chunking)?.info())).await?;
+    let vector_storage: VectorStorage = match request.vector_storage.as_deref() {
+        Some(name) => name
+            .parse()
+            .map_err(|e: String| ApiError::invalid("invalid_vector_storage", e))?,
+        None => VectorStorage::F32,
+    };
+    let info = blocking(move || {
+        Ok(catalog
+            .create(&name, &model, chunking, vector_storage)?
+            .info())
+    })
+    .await?;
     Ok((StatusCode::CREATED, Json(info.into())))
 }
 
