@@ -918,6 +918,49 @@ mod tests {
         }
     }
 
+    /// A quantized segment reads its file at search time: a file cut short after the load (a
+    /// disk or a person that damaged it) makes searches fail with an error naming it, not panic
+    /// or return scores from the codes.
+    #[test]
+    fn a_quantized_segment_whose_file_is_cut_short_reports_it_at_search() {
+        let dir = tempfile::tempdir().unwrap();
+        let (n, dimension) = (300, 16);
+        let written = VectorSegment::write(
+            dir.path(),
+            1,
+            dimension,
+            (0..n as u64).collect(),
+            random_unit_vectors(n, dimension, 8),
+            true,
+            VectorStorage::F32,
+        )
+        .unwrap();
+        let mut all = ChunkSet::default();
+        all.insert_range(0, n as u64);
+        let query = &random_unit_vectors(1, dimension, 9)[..];
+        for storage in [VectorStorage::Int8, VectorStorage::Binary] {
+            let loaded =
+                VectorSegment::load(dir.path(), &written.meta, dimension, storage).unwrap();
+            let path = dir.path().join(&written.meta.file);
+            let bytes = std::fs::read(&path).unwrap();
+            std::fs::OpenOptions::new()
+                .write(true)
+                .open(&path)
+                .unwrap()
+                .set_len(HEADER_BYTES as u64)
+                .unwrap();
+            let err = loaded.search(query, 10, &all, None, 100).unwrap_err();
+            assert!(
+                matches!(err, IndexError::Io { .. })
+                    && err.to_string().contains("seg-00000001.vec"),
+                "{storage}: {err}"
+            );
+            assert!(loaded.scan(query, 10, &all).is_err());
+            assert!(loaded.vector(0).is_err());
+            std::fs::write(&path, bytes).unwrap();
+        }
+    }
+
     #[test]
     fn damaged_segment_is_reported_not_trusted() {
         let dir = tempfile::tempdir().unwrap();
