@@ -132,3 +132,23 @@ def test_compress_keeps_what_the_question_needs() -> None:
     assert result["kept_tokens"] <= 20 < result["total_tokens"]
     with pytest.raises(ibex.InvalidInputError, match="no \"text\""):
         ibex.compress("q", [{"doc_id": "x"}])
+
+
+def test_quantized_vector_storage_ranks_and_scores_as_full_precision(
+    tmp_path: pathlib.Path, quickstart_index: ibex.Index
+) -> None:
+    queries = [json.loads(line)["query"] for line in QUERIES.read_text().splitlines()][:4]
+    with ibex.Index.create(tmp_path / "idx") as index:
+        index.index_corpus(CORPUS, progress=False, vector_storage="binary")
+        info = index.info()
+        assert info["vector_storage"] == "binary"
+        assert 0 < info["vector_memory"]["vectors"] < quickstart_index.info()["vector_memory"]["vectors"]
+        for query in queries:
+            ours = index.search(query, mode="dense", top_k=5)
+            full = quickstart_index.search(query, mode="dense", top_k=5)
+            assert [h.id for h in ours] == [h.id for h in full], query
+            for hit, expected in zip(ours, full):
+                assert abs(hit.score - expected.score) <= 1e-6
+        with pytest.raises(ibex.InvalidInputError, match="int8"):
+            index.index_corpus(CORPUS, progress=False, vector_storage="int4")
+        assert index.info()["vector_storage"] == "binary"
