@@ -13,25 +13,9 @@ fn cosine(a: &[f32], b: &[f64]) -> f64 {
 
 #[test]
 fn matches_sentence_transformers_reference_alone_and_in_mixed_batches() {
-    let fixture: serde_json::Value = serde_json::from_slice(
-        &std::fs::read(common::shared("fixtures/minilm-l6-v2-reference.json"))
-            .expect("../shared/fixtures is present"),
-    )
-    .unwrap();
-    let items = fixture["items"].as_array().unwrap();
-    assert!(items.len() >= 5);
-    let texts: Vec<&str> = items.iter().map(|i| i["text"].as_str().unwrap()).collect();
-    let references: Vec<Vec<f64>> = items
-        .iter()
-        .map(|i| {
-            i["embedding"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .map(|v| v.as_f64().unwrap())
-                .collect()
-        })
-        .collect();
+    let (texts, references) = reference_items();
+    assert!(texts.len() >= 5);
+    let texts: Vec<&str> = texts.iter().map(String::as_str).collect();
     let model = common::default_model();
     assert_eq!(model.dimension(), 384);
     assert_eq!(model.max_tokens(), 256);

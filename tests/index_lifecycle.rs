@@ -9,6 +9,13 @@ use ibex::{IbexError, Index, IndexOptions, Mode, SearchRequest};
 use ibex_indexer::IndexError;
 
 fn ids(index: &Index, query: &str, mode: Mode) -> Vec<String> {
+    hits(index, query, mode)
+        .into_iter()
+        .map(|(id, _)| id)
+        .collect()
+}
+
+fn hits(index: &Index, query: &str, mode: Mode) -> Vec<(String, f32)> {
     let model = common::default_model();
     let mut request = SearchRequest::new(query);
     request.mode = mode;
@@ -16,7 +23,7 @@ fn ids(index: &Index, query: &str, mode: Mode) -> Vec<String> {
         .unwrap()
         .hits
         .into_iter()
-        .map(|h| h.id)
+        .map(|h| (h.id, h.score))
         .collect()
 }
 
@@ -212,18 +219,6 @@ fn graph_segments_survive_updates_deletes_and_reopen() {
         .map(|s| if s.has_graph() { 2 } else { 1 })
         .sum();
     assert_eq!(files, expected);
-}
-
-fn hits(index: &Index, query: &str, mode: Mode) -> Vec<(String, f32)> {
-    let model = common::default_model();
-    let mut request = SearchRequest::new(query);
-    request.mode = mode;
-    search(index, Some(model.as_ref()), &request)
-        .unwrap()
-        .hits
-        .into_iter()
-        .map(|h| (h.id, h.score))
-        .collect()
 }
 
 /// An index switched to int8 or binary vectors rewrites no segment, holds less, and ranks and

@@ -108,10 +108,7 @@ unsafe fn dot_avx2(a: &[f32], b: &[f32]) -> f32 {
         }
         i += 16;
     }
-    let acc = _mm256_add_ps(acc0, acc1);
-    let halves = _mm_add_ps(_mm256_castps256_ps128(acc), _mm256_extractf128_ps::<1>(acc));
-    let pairs = _mm_add_ps(halves, _mm_movehl_ps(halves, halves));
-    let mut sum = _mm_cvtss_f32(_mm_add_ss(pairs, _mm_shuffle_ps::<1>(pairs, pairs)));
+    let mut sum = horizontal_sum_avx2(_mm256_add_ps(acc0, acc1));
     while i < n {
         sum += a[i] * b[i];
         i += 1;
@@ -155,6 +152,16 @@ fn dot_u8_at(level: SimdLevel, weights: &[f32], codes: &[u8]) -> f32 {
         sum += w * *c as f32;
     }
     sum
+}
+
+/// The sum of the eight lanes of `acc`.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+fn horizontal_sum_avx2(acc: std::arch::x86_64::__m256) -> f32 {
+    use std::arch::x86_64::*;
+    let halves = _mm_add_ps(_mm256_castps256_ps128(acc), _mm256_extractf128_ps::<1>(acc));
+    let pairs = _mm_add_ps(halves, _mm_movehl_ps(halves, halves));
+    _mm_cvtss_f32(_mm_add_ss(pairs, _mm_shuffle_ps::<1>(pairs, pairs)))
 }
 
 /// `weights` and `codes` must have the same length.
@@ -213,10 +220,7 @@ unsafe fn dot_u8_avx2(weights: &[f32], codes: &[u8]) -> f32 {
         }
         i += 16;
     }
-    let acc = _mm256_add_ps(acc0, acc1);
-    let halves = _mm_add_ps(_mm256_castps256_ps128(acc), _mm256_extractf128_ps::<1>(acc));
-    let pairs = _mm_add_ps(halves, _mm_movehl_ps(halves, halves));
-    let mut sum = _mm_cvtss_f32(_mm_add_ss(pairs, _mm_shuffle_ps::<1>(pairs, pairs)));
+    let mut sum = horizontal_sum_avx2(_mm256_add_ps(acc0, acc1));
     while i < n {
         sum += weights[i] * codes[i] as f32;
         i += 1;

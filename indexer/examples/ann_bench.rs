@@ -225,6 +225,33 @@ fn prepare(args: &[String]) {
     println!("{meta}");
 }
 
+/// `search` of every query (`dimension`-d, row-major), the queries split evenly over `threads`
+/// threads; results in query order.
+fn per_query<T: Send>(
+    queries: &[f32],
+    dimension: usize,
+    threads: usize,
+    search: impl Fn(&[f32]) -> T + Sync,
+) -> Vec<T> {
+    let per_thread = (queries.len() / dimension).div_ceil(threads.max(1)).max(1);
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = queries
+            .chunks(per_thread * dimension)
+            .map(|part| {
+                let search = &search;
+                scope.spawn(move || part.chunks_exact(dimension).map(search).collect::<Vec<T>>())
+            })
+            .collect();
+        handles
+            .into_iter()
+            .flat_map(|h| {
+                h.join()
+                    .unwrap_or_else(|_| fail("a search thread panicked".into()))
+            })
+            .collect()
+    })
+}
+
 fn parse_list(value: &str) -> Vec<usize> {
     value
         .split(',')
@@ -315,31 +342,13 @@ fn run(args: &[String]) {
             let mut results: Vec<Vec<u64>> = Vec::new();
             for _ in 0..3 {
                 let started = Instant::now();
-                let per_thread = query_count.div_ceil(thread_count);
-                results = std::thread::scope(|scope| {
-                    let handles: Vec<_> = queries
-                        .chunks(per_thread * dimension)
-                        .map(|part| {
-                            let segment = &segment;
-                            let every = &every;
-                            scope.spawn(move || {
-                                part.chunks_exact(dimension)
-                                    .map(|q| {
-                                        segment
-                                            .search(q, K, every, Some(n), ef)
-                                            .unwrap_or_else(|e| fail(format!("search: {e}")))
-                                            .iter()
-                                            .map(|h| h.chunk_key)
-                                            .collect::<Vec<u64>>()
-                                    })
-                                    .collect::<Vec<_>>()
-                            })
-                        })
-                        .collect();
-                    handles
-                        .into_iter()
-                        .flat_map(|h| h.join().unwrap_or_default())
-                        .collect()
+                results = per_query(&queries, dimension, thread_count, |q| {
+                    segment
+                        .search(q, K, &every, Some(n), ef)
+                        .unwrap_or_else(|e| fail(format!("search: {e}")))
+                        .iter()
+                        .map(|h| h.chunk_key)
+                        .collect::<Vec<u64>>()
                 });
                 seconds = seconds.min(started.elapsed().as_secs_f64());
             }
@@ -470,29 +479,12 @@ fn quantized(args: &[String]) {
 
     // Ground truth: the exact scan at full precision, over two threads.
     let started = Instant::now();
-    let truth: Vec<Vec<u64>> = std::thread::scope(|scope| {
-        let half = queries.div_ceil(2) * dimension;
-        let handles: Vec<_> = query_vectors
-            .chunks(half)
-            .map(|part| {
-                let (written, every) = (&written, &every);
-                scope.spawn(move || {
-                    part.chunks_exact(dimension)
-                        .map(|q| {
-                            written
-                                .scan(q, K, every)
-                                .unwrap_or_else(|e| fail(format!("scan: {e}")))
-                                .iter()
-                                .map(|h| h.chunk_key)
-                                .collect::<Vec<u64>>()
-                        })
-                        .collect::<Vec<_>>()
-                })
-            })
-            .collect();
-        handles
-            .into_iter()
-            .flat_map(|h| h.join().unwrap_or_default())
+    let truth: Vec<Vec<u64>> = per_query(&query_vectors, dimension, 2, |q| {
+        written
+            .scan(q, K, &every)
+            .unwrap_or_else(|e| fail(format!("scan: {e}")))
+            .iter()
+            .map(|h| h.chunk_key)
             .collect()
     });
     let truth_seconds = started.elapsed().as_secs_f64();
@@ -552,30 +544,13 @@ fn quantized(args: &[String]) {
                 let mut results: Vec<Vec<(u64, f32)>> = Vec::new();
                 for _ in 0..2 {
                     let started = Instant::now();
-                    let per_thread = queries.div_ceil(thread_count);
-                    results = std::thread::scope(|scope| {
-                        let handles: Vec<_> = query_vectors
-                            .chunks(per_thread * dimension)
-                            .map(|part| {
-                                let (segment, every) = (&segment, &every);
-                                scope.spawn(move || {
-                                    part.chunks_exact(dimension)
-                                        .map(|q| {
-                                            segment
-                                                .search(q, K, every, Some(rows), ef)
-                                                .unwrap_or_else(|e| fail(format!("search: {e}")))
-                                                .iter()
-                                                .map(|h| (h.chunk_key, h.score))
-                                                .collect::<Vec<_>>()
-                                        })
-                                        .collect::<Vec<_>>()
-                                })
-                            })
-                            .collect();
-                        handles
-                            .into_iter()
-                            .flat_map(|h| h.join().unwrap_or_default())
-                            .collect()
+                    results = per_query(&query_vectors, dimension, thread_count, |q| {
+                        segment
+                            .search(q, K, &every, Some(rows), ef)
+                            .unwrap_or_else(|e| fail(format!("search: {e}")))
+                            .iter()
+                            .map(|h| (h.chunk_key, h.score))
+                            .collect::<Vec<_>>()
                     });
                     seconds = seconds.min(started.elapsed().as_secs_f64());
                 }
