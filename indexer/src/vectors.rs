@@ -185,8 +185,58 @@ impl TopK {
 /// How a segment holds its rows in memory (see [`crate::quantized`]).
 enum HeldVectors {
     F32(Vec<f32>),
+    /// Codes in memory; the full-precision rows are read from the segment file, kept open.
+    Quantized {
+        codes: Codes,
+        file: VectorFile,
+    },
+}
+
+/// A quantized segment's codes (built row by row while the segment is written or loaded).
+enum Codes {
     Int8(Int8Codes),
     Binary(BinaryCodes),
+}
+
+impl Codes {
+    /// Empty codes for `rows` rows of `storage` (a quantized one); `sample`: rows spread over
+    /// the segment ([`sample_rows`]), from which int8 takes its ranges.
+    fn new(storage: VectorStorage, dimension: usize, sample: &[f32], rows: usize) -> Codes {
+        match storage {
+            VectorStorage::Binary => Codes::Binary(BinaryCodes::new(dimension, rows)),
+            VectorStorage::Int8 | VectorStorage::F32 => {
+                Codes::Int8(Int8Codes::with_ranges(dimension, sample, rows))
+            }
+        }
+    }
+
+    fn push(&mut self, vector: &[f32]) {
+        match self {
+            Codes::Int8(codes) => codes.push(vector),
+            Codes::Binary(codes) => codes.push(vector),
+        }
+    }
+
+    fn storage(&self) -> VectorStorage {
+        match self {
+            Codes::Int8(_) => VectorStorage::Int8,
+            Codes::Binary(_) => VectorStorage::Binary,
+        }
+    }
+
+    fn memory_bytes(&self) -> usize {
+        match self {
+            Codes::Int8(codes) => codes.memory_bytes(),
+            Codes::Binary(codes) => codes.memory_bytes(),
+        }
+    }
+}
+
+/// Decodes little-endian f32 values from `bytes` into `out`.
+fn decode_f32(bytes: &[u8], out: &mut [f32]) {
+    for (value, raw) in out.iter_mut().zip(bytes.chunks_exact(4)) {
+        *value = f32::from_le_bytes([raw[0], raw[1], raw[2], raw[3]]);
+    }
 }
 
 /// What a segment holds in memory, in bytes.
@@ -241,9 +291,7 @@ impl VectorFile {
                 e,
             )
         })?;
-        for (value, raw) in out.iter_mut().zip(bytes.chunks_exact(4)) {
-            *value = f32::from_le_bytes([raw[0], raw[1], raw[2], raw[3]]);
-        }
+        decode_f32(&bytes, out);
         Ok(())
     }
 }
@@ -281,8 +329,6 @@ pub struct VectorSegment {
     dimension: usize,
     keys: Vec<u64>,
     vectors: HeldVectors,
-    /// The segment file, kept open when the rows in memory are quantized.
-    file: Option<VectorFile>,
     graph: Option<HnswGraph>,
 }
 
@@ -355,19 +401,21 @@ impl VectorSegment {
         storage: VectorStorage,
     ) -> Result<VectorSegment> {
         let rows = keys.len();
-        let (vectors, file) = match storage {
-            VectorStorage::F32 => (HeldVectors::F32(vectors), None),
+        let vectors = match storage {
+            VectorStorage::F32 => HeldVectors::F32(vectors),
             quantized => {
                 let mut sample = Vec::new();
-                for row in sample_rows(rows) {
-                    sample.extend_from_slice(&vectors[row * dimension..(row + 1) * dimension]);
+                if quantized == VectorStorage::Int8 {
+                    for row in sample_rows(rows) {
+                        sample.extend_from_slice(&vectors[row * dimension..(row + 1) * dimension]);
+                    }
                 }
-                let mut held = Quantizer::new(quantized, dimension, &sample, rows);
+                let mut codes = Codes::new(quantized, dimension, &sample, rows);
                 vectors
                     .chunks_exact(dimension.max(1))
-                    .for_each(|v| held.push(v));
+                    .for_each(|v| codes.push(v));
                 let file = VectorFile::open(&dir.join(&meta.file), rows, dimension)?;
-                (held.finish(), Some(file))
+                HeldVectors::Quantized { codes, file }
             }
         };
         Ok(VectorSegment {
@@ -375,7 +423,6 @@ impl VectorSegment {
             dimension,
             keys,
             vectors,
-            file,
             graph,
         })
     }
@@ -448,13 +495,16 @@ impl VectorSegment {
         read_exact_at(&file.file, &mut header, 0).map_err(io_error)?;
         check_header(&header, length, meta, dimension).map_err(corrupt)?;
         let rows = meta.rows;
-        let mut sample = vec![0f32; rows.min(RANGE_SAMPLE_ROWS) * dimension];
+        let mut sample = Vec::new();
         if storage == VectorStorage::Int8 {
+            sample.resize(rows.min(RANGE_SAMPLE_ROWS) * dimension, 0.0);
             for (row, out) in sample_rows(rows).zip(sample.chunks_exact_mut(dimension.max(1))) {
                 file.read_rows(row, out)?;
             }
         }
-        let mut held = Quantizer::new(storage, dimension, &sample, rows);
+        let mut codes = Codes::new(storage, dimension, &sample, rows);
+        // A handle of its own for the sequential pass: the kept one is advised random access,
+        // which would turn off the readahead this pass wants.
         let mut reader =
             std::io::BufReader::with_capacity(1 << 20, File::open(&path).map_err(io_error)?);
         let mut hasher = crc32fast::Hasher::new();
@@ -478,12 +528,11 @@ impl VectorSegment {
             let count = (rows - done).min(ROWS_PER_READ);
             let bytes = &mut block[..count * dimension * 4];
             read(bytes)?;
-            for (value, raw) in values.iter_mut().zip(bytes.chunks_exact(4)) {
-                *value = f32::from_le_bytes([raw[0], raw[1], raw[2], raw[3]]);
-            }
-            values[..count * dimension]
+            let values = &mut values[..count * dimension];
+            decode_f32(bytes, values);
+            values
                 .chunks_exact(dimension.max(1))
-                .for_each(|v| held.push(v));
+                .for_each(|v| codes.push(v));
             done += count;
         }
         if hasher.finalize() != meta.crc32 {
@@ -497,18 +546,16 @@ impl VectorSegment {
             meta: meta.clone(),
             dimension,
             keys,
-            vectors: held.finish(),
-            file: Some(file),
+            vectors: HeldVectors::Quantized { codes, file },
             graph,
         })
     }
 
     /// How the segment holds its rows in memory.
     pub fn storage(&self) -> VectorStorage {
-        match self.vectors {
+        match &self.vectors {
             HeldVectors::F32(_) => VectorStorage::F32,
-            HeldVectors::Int8(_) => VectorStorage::Int8,
-            HeldVectors::Binary(_) => VectorStorage::Binary,
+            HeldVectors::Quantized { codes, .. } => codes.storage(),
         }
     }
 
@@ -518,8 +565,7 @@ impl VectorSegment {
             keys: self.keys.capacity() * 8,
             vectors: match &self.vectors {
                 HeldVectors::F32(vectors) => vectors.capacity() * 4,
-                HeldVectors::Int8(codes) => codes.memory_bytes(),
-                HeldVectors::Binary(codes) => codes.memory_bytes(),
+                HeldVectors::Quantized { codes, .. } => codes.memory_bytes(),
             },
             graph: self.graph.as_ref().map_or(0, HnswGraph::memory_bytes),
         }
@@ -533,19 +579,15 @@ impl VectorSegment {
     /// The full-precision vector of row `row` (read from the segment file when the rows in
     /// memory are quantized).
     pub fn vector(&self, row: usize) -> Result<Cow<'_, [f32]>> {
-        match (&self.vectors, &self.file) {
-            (HeldVectors::F32(vectors), _) => Ok(Cow::Borrowed(
+        match &self.vectors {
+            HeldVectors::F32(vectors) => Ok(Cow::Borrowed(
                 &vectors[row * self.dimension..(row + 1) * self.dimension],
             )),
-            (_, Some(file)) => {
+            HeldVectors::Quantized { file, .. } => {
                 let mut vector = vec![0f32; self.dimension];
                 file.read_rows(row, &mut vector)?;
                 Ok(Cow::Owned(vector))
             }
-            (_, None) => Err(IndexError::io(
-                "reading a quantized segment's vector",
-                std::io::Error::other("the segment file is not open"),
-            )),
         }
     }
 
@@ -553,13 +595,13 @@ impl VectorSegment {
     /// live rows this way; quantized segments read their file in blocks).
     pub fn for_each_vector(&self, mut f: impl FnMut(u64, &[f32])) -> Result<()> {
         let dimension = self.dimension.max(1);
-        match (&self.vectors, &self.file) {
-            (HeldVectors::F32(vectors), _) => {
+        match &self.vectors {
+            HeldVectors::F32(vectors) => {
                 for (key, vector) in self.keys.iter().zip(vectors.chunks_exact(dimension)) {
                     f(*key, vector);
                 }
             }
-            (_, Some(file)) => {
+            HeldVectors::Quantized { file, .. } => {
                 let mut block = vec![0f32; ROWS_PER_READ * dimension];
                 for (first, keys) in self.keys.chunks(ROWS_PER_READ).enumerate() {
                     let values = &mut block[..keys.len() * dimension];
@@ -567,11 +609,6 @@ impl VectorSegment {
                     for (key, vector) in keys.iter().zip(values.chunks_exact(dimension)) {
                         f(*key, vector);
                     }
-                }
-            }
-            (_, None) => {
-                for row in 0..self.keys.len() {
-                    f(self.keys[row], &self.vector(row)?);
                 }
             }
         }
@@ -614,12 +651,14 @@ impl VectorSegment {
                     HeldVectors::F32(vectors) => {
                         graph.search(vectors, self.dimension, query, k, ef.max(k), filter)
                     }
-                    HeldVectors::Int8(codes) => {
-                        graph.search_by(&codes.scorer(query), depth, ef.max(depth), filter)
-                    }
-                    HeldVectors::Binary(codes) => {
-                        graph.search_by(&codes.scorer(query), depth, ef.max(depth), filter)
-                    }
+                    HeldVectors::Quantized {
+                        codes: Codes::Int8(codes),
+                        ..
+                    } => graph.search_by(&codes.scorer(query), depth, ef.max(depth), filter),
+                    HeldVectors::Quantized {
+                        codes: Codes::Binary(codes),
+                        ..
+                    } => graph.search_by(&codes.scorer(query), depth, ef.max(depth), filter),
                 };
                 return self.exact_hits(query, k, found);
             }
@@ -641,8 +680,14 @@ impl VectorSegment {
                 }
                 Ok(top.into_sorted())
             }
-            HeldVectors::Int8(codes) => self.scan_by(&codes.scorer(query), query, k, allowed),
-            HeldVectors::Binary(codes) => self.scan_by(&codes.scorer(query), query, k, allowed),
+            HeldVectors::Quantized {
+                codes: Codes::Int8(codes),
+                ..
+            } => self.scan_by(&codes.scorer(query), query, k, allowed),
+            HeldVectors::Quantized {
+                codes: Codes::Binary(codes),
+                ..
+            } => self.scan_by(&codes.scorer(query), query, k, allowed),
         }
     }
 
@@ -670,7 +715,7 @@ impl VectorSegment {
     /// The best `k` of `found` (rows and their scores) as chunk hits: as they are at full
     /// precision, rescored from the segment file when the scores came from codes.
     fn exact_hits(&self, query: &[f32], k: usize, found: Vec<(u32, f32)>) -> Result<Vec<ChunkHit>> {
-        if matches!(self.vectors, HeldVectors::F32(_)) {
+        let HeldVectors::Quantized { file, .. } = &self.vectors else {
             return Ok(found
                 .into_iter()
                 .map(|(row, score)| ChunkHit {
@@ -678,11 +723,13 @@ impl VectorSegment {
                     score,
                 })
                 .collect());
-        }
+        };
         let mut top = TopK::new(k);
+        let mut vector = vec![0f32; self.dimension];
         for (row, _) in found {
             let row = row as usize;
-            top.push(dot(query, &self.vector(row)?), self.keys[row]);
+            file.read_rows(row, &mut vector)?;
+            top.push(dot(query, &vector), self.keys[row]);
         }
         Ok(top.into_sorted())
     }
@@ -722,39 +769,6 @@ fn load_graph(dir: &Path, graph: &GraphFile, rows: usize) -> Result<HnswGraph> {
         });
     }
     HnswGraph::from_bytes(&bytes, rows).map_err(|reason| IndexError::Corrupt { path, reason })
-}
-
-/// Codes being built for a quantized segment.
-enum Quantizer {
-    Int8(Int8Codes),
-    Binary(BinaryCodes),
-}
-
-impl Quantizer {
-    /// `sample`: rows spread over the segment ([`sample_rows`]), for int8's ranges.
-    fn new(storage: VectorStorage, dimension: usize, sample: &[f32], rows: usize) -> Quantizer {
-        match storage {
-            VectorStorage::Binary => Quantizer::Binary(BinaryCodes::new(dimension, rows)),
-            // F32 is never quantized; int8 is the closest if a caller asks.
-            VectorStorage::Int8 | VectorStorage::F32 => {
-                Quantizer::Int8(Int8Codes::with_ranges(dimension, sample, rows))
-            }
-        }
-    }
-
-    fn push(&mut self, vector: &[f32]) {
-        match self {
-            Quantizer::Int8(codes) => codes.push(vector),
-            Quantizer::Binary(codes) => codes.push(vector),
-        }
-    }
-
-    fn finish(self) -> HeldVectors {
-        match self {
-            Quantizer::Int8(codes) => HeldVectors::Int8(codes),
-            Quantizer::Binary(codes) => HeldVectors::Binary(codes),
-        }
-    }
 }
 
 #[cfg(test)]
