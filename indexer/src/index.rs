@@ -15,7 +15,7 @@ use std::sync::{Arc, Mutex};
 
 use ibex_embedder::Embedder;
 use serde::{Deserialize, Serialize};
-use tantivy::schema::{IndexRecordOption, Value};
+use tantivy::schema::IndexRecordOption;
 use tantivy::{
     DocAddress, DocSet, IndexReader, ReloadPolicy, Searcher, TantivyDocument, TantivyError, Term,
     TERMINATED,
@@ -29,6 +29,7 @@ use crate::live::{DocChunks, LiveDocs};
 use crate::manifest::{Manifest, ModelInfo, FORMAT_VERSION};
 use crate::quantized::VectorStorage;
 use crate::schema::{build_schema, english_analyzer, fields_of, is_ibex_schema, Fields, ANALYZER};
+use crate::stored::StoredFields;
 use crate::vectors::{ChunkHit, ChunkSet, VectorSegment};
 
 pub(crate) const LEXICAL_DIR: &str = "lexical";
@@ -591,7 +592,7 @@ impl Index {
             while doc_id != TERMINATED {
                 if alive.is_none_or(|bits| bits.is_alive(doc_id)) {
                     let address = DocAddress::new(ordinal as u32, doc_id);
-                    let stored = self.stored_document(&searcher.doc(address)?);
+                    let stored = self.read_stored(&searcher, address)?;
                     return Ok(Some((address, stored)));
                 }
                 doc_id = postings.advance();
@@ -602,23 +603,29 @@ impl Index {
 
     /// Decodes a stored tantivy document.
     pub fn stored_document(&self, doc: &TantivyDocument) -> StoredDocument {
-        let f = &self.fields;
-        let text = |field| {
-            doc.get_first(field)
-                .and_then(|v| v.as_str())
-                .unwrap_or_default()
-                .to_string()
+        self.decode_stored(StoredFields::from_document(doc))
+    }
+
+    /// Reads the stored document at `address` of `searcher`, decoding its values once (see
+    /// [`crate::stored`]); a document holding a value of a type ibex never stores is read the
+    /// general way.
+    pub(crate) fn read_stored(
+        &self,
+        searcher: &tantivy::Searcher,
+        address: DocAddress,
+    ) -> Result<StoredDocument> {
+        let fields = match searcher.doc::<StoredFields>(address) {
+            Ok(fields) => fields,
+            Err(_) => StoredFields::from_document(&searcher.doc::<TantivyDocument>(address)?),
         };
-        let metadata = doc
-            .get_first(f.metadata_json)
-            .and_then(|v| v.as_str())
-            .and_then(|s| serde_json::from_str(s).ok())
-            .unwrap_or_default();
-        let spans = doc
-            .get_first(f.chunk_spans)
-            .and_then(|v| v.as_bytes())
-            .unwrap_or_default();
-        let chunks = spans
+        Ok(self.decode_stored(fields))
+    }
+
+    fn decode_stored(&self, mut stored: StoredFields) -> StoredDocument {
+        let f = &self.fields;
+        let metadata = serde_json::from_str(&stored.take_text(f.metadata_json)).unwrap_or_default();
+        let chunks = stored
+            .take_bytes(f.chunk_spans)
             .chunks_exact(8)
             .map(|c| ChunkSpan {
                 start: u32::from_le_bytes([c[0], c[1], c[2], c[3]]) as usize,
@@ -627,22 +634,17 @@ impl Index {
             .collect();
         let chunk_positions = f
             .chunk_positions
-            .and_then(|field| doc.get_first(field))
-            .and_then(|v| v.as_bytes())
-            .and_then(chunk_terms::decode)
+            .and_then(|field| chunk_terms::decode(&stored.take_bytes(field)))
             .unwrap_or_default();
         StoredDocument {
             chunk_positions,
-            id: text(f.id),
-            title: text(f.title),
-            text: text(f.text),
+            id: stored.take_text(f.id),
+            title: stored.take_text(f.title),
+            text: stored.take_text(f.text),
             metadata,
             chunks,
-            chunk_base: doc
-                .get_first(f.chunk_base)
-                .and_then(|v| v.as_u64())
-                .unwrap_or_default(),
-            content_hash: text(f.content_hash),
+            chunk_base: stored.take_number(f.chunk_base),
+            content_hash: stored.take_text(f.content_hash),
         }
     }
 

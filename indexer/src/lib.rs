@@ -25,6 +25,7 @@ mod migrate;
 pub mod quantized;
 mod schema;
 pub mod snapshot;
+mod stored;
 pub mod vectors;
 pub mod writer;
 

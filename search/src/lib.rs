@@ -22,8 +22,9 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::time::Instant;
 
 use ibex_embedder::Embedder;
-use ibex_indexer::Index;
+use ibex_indexer::{Index, StoredDocument};
 use serde::{Deserialize, Serialize};
+use tantivy::DocAddress;
 
 pub use cursor::Cursors;
 pub use diversity::{GroupBy, HitGroup, Mmr};
@@ -570,21 +571,28 @@ fn hits_with(
         request.passages,
         request.statistics.as_deref(),
     );
-    let mut hits = Vec::with_capacity(ranked.len());
+    let mut found = Vec::with_capacity(ranked.len());
     for DocScore { id, score } in ranked {
-        let Some((address, doc)) = index.find_document(&id)? else {
-            continue;
-        };
-        let passages = scorer.passages(address, &doc)?;
-        hits.push(SearchHit {
+        if let Some((address, doc)) = index.find_document(&id)? {
+            found.push((id, score, address, doc));
+        }
+    }
+    let documents: Vec<(DocAddress, &StoredDocument)> = found
+        .iter()
+        .map(|(_, _, address, doc)| (*address, doc))
+        .collect();
+    let passages = scorer.passages_of_hits(&documents)?;
+    Ok(found
+        .into_iter()
+        .zip(passages)
+        .map(|((id, score, _, doc), passages)| SearchHit {
             id,
             score,
             title: doc.title,
             metadata: doc.metadata,
             passages,
-        });
-    }
-    Ok(hits)
+        })
+        .collect())
 }
 
 /// Runs a search: ranked documents with their best passages, the total, and the groups and

@@ -15,6 +15,7 @@ use tantivy::{DocAddress, DocSet, Term};
 
 use std::cell::RefCell;
 use std::collections::{BTreeMap, HashMap};
+use std::ops::Range;
 
 use ibex_indexer::{english_stemmer, english_words_analyzer};
 use tantivy::tokenizer::TextAnalyzer;
@@ -40,26 +41,152 @@ pub struct Passage {
     pub highlights: Vec<[usize; 2]>,
 }
 
-/// Character ranges of `text` whose analyzed form is one of `terms`.
-pub fn highlight_spans(text: &str, terms: &BTreeMap<String, u32>) -> Vec<[usize; 2]> {
+/// Character ranges, relative to the passage `range` of `text` (bytes), of the passage's words
+/// whose analyzed form is one of `terms`. A word the passage's edge cuts in two is not one of its
+/// words (BM25 does not count it in the chunk either), so it is never highlighted.
+pub fn highlight_spans(
+    text: &str,
+    range: Range<usize>,
+    terms: &BTreeMap<String, u32>,
+) -> Vec<[usize; 2]> {
+    let Some(passage) = text.get(range.clone()) else {
+        return Vec::new();
+    };
     if terms.is_empty() {
         return Vec::new();
     }
+    let (cut_start, cut_end) = (cuts_a_word(text, range.start), cuts_a_word(text, range.end));
     let mut byte_spans: Vec<(usize, usize)> = Vec::new();
-    for_each_word(text, |from, to, stem| {
-        if terms.contains_key(stem) {
+    for_each_word(passage, |from, to, stem| {
+        let cut = (from == 0 && cut_start) || (to == passage.len() && cut_end);
+        if !cut && terms.contains_key(stem) {
             byte_spans.push((from, to));
         }
     });
-    // Byte offsets to character offsets; tokens come in text order, so count incrementally.
+    character_spans(passage, &byte_spans)
+}
+
+/// The highlights [`highlight_spans`] finds, found instead from the query terms' positions in
+/// the document (`term_positions`, one sorted list per term) and the passage's chunk record:
+/// only the passage's words are split (no lower-casing, stop words or stemming, which were
+/// most of a search on long documents), and the words at the terms' positions are the ones
+/// highlighted.
+///
+/// Positions number every word the tokenizer finds (the filters drop some without
+/// renumbering), so once the first word the analyzer keeps is known to be at `chunk.first`,
+/// the n-th word after it is at `chunk.first + n`.
+fn highlights_from_positions(
+    text: &str,
+    range: Range<usize>,
+    chunk: &ChunkPositions,
+    term_positions: &[Vec<u32>],
+) -> Vec<[usize; 2]> {
+    let mut wanted: Vec<u32> = term_positions
+        .iter()
+        .flat_map(|positions| {
+            let from = positions.partition_point(|&p| p < chunk.first);
+            let to = positions.partition_point(|&p| p < chunk.end);
+            positions[from..to.max(from)].iter().copied()
+        })
+        .collect();
+    let Some(passage) = text.get(range.clone()) else {
+        return Vec::new();
+    };
+    if wanted.is_empty() {
+        return Vec::new();
+    }
+    wanted.sort_unstable();
+    wanted.dedup();
+    let (cut_start, cut_end) = (cuts_a_word(text, range.start), cuts_a_word(text, range.end));
+    let mut words = word_spans(passage)
+        .filter(|&(from, to)| !((from == 0 && cut_start) || (to == passage.len() && cut_end)));
+    let Some(first_word) = words.next() else {
+        return Vec::new();
+    };
+    // The first word the analyzer keeps (the words before it are stop words or over-long).
+    let Some(kept) = STEMMER.with_borrow_mut(|s| {
+        s.words
+            .token_stream(&passage[first_word.0..])
+            .next()
+            .map(|token| token.position)
+    }) else {
+        return Vec::new();
+    };
+    // Walk the words up to the last one wanted (words are numbered from the first whole one).
+    let mut byte_spans = Vec::with_capacity(wanted.len());
+    let mut wanted = wanted
+        .into_iter()
+        .map(|position| kept as u64 + u64::from(position - chunk.first))
+        .peekable();
+    for (number, span) in std::iter::once(first_word).chain(words).enumerate() {
+        let Some(&next) = wanted.peek() else {
+            break;
+        };
+        if number as u64 == next {
+            byte_spans.push(span);
+            wanted.next();
+        }
+    }
+    // A damaged record may point past the passage's words: nothing is highlighted there.
+    character_spans(passage, &byte_spans)
+}
+
+/// Byte ranges of the words of `text` as tantivy's `SimpleTokenizer` splits it: maximal runs
+/// of alphanumeric characters.
+fn word_spans(text: &str) -> impl Iterator<Item = (usize, usize)> + '_ {
+    let bytes = text.as_bytes();
+    let mut at = 0;
+    // ASCII bytes are classified directly; other characters are decoded (a byte >= 0x80 always
+    // lies inside a multi-byte character, which starts at a byte >= 0xC0).
+    let alphanumeric_at = move |at: usize| -> (bool, usize) {
+        let byte = bytes[at];
+        if byte < 0x80 {
+            return (byte.is_ascii_alphanumeric(), 1);
+        }
+        match text.get(at..).and_then(|rest| rest.chars().next()) {
+            Some(c) => (c.is_alphanumeric(), c.len_utf8()),
+            None => (false, 1),
+        }
+    };
+    std::iter::from_fn(move || {
+        while at < bytes.len() {
+            let (word, len) = alphanumeric_at(at);
+            if word {
+                let from = at;
+                at += len;
+                while at < bytes.len() {
+                    let (word, len) = alphanumeric_at(at);
+                    if !word {
+                        break;
+                    }
+                    at += len;
+                }
+                return Some((from, at));
+            }
+            at += len;
+        }
+        None
+    })
+}
+
+/// Whether byte `at` of `text` falls inside a word (alphanumeric characters on both sides), so
+/// that a passage starting or ending there cuts that word.
+fn cuts_a_word(text: &str, at: usize) -> bool {
+    let before = text.get(..at).and_then(|t| t.chars().next_back());
+    let after = text.get(at..).and_then(|t| t.chars().next());
+    matches!((before, after), (Some(a), Some(b)) if a.is_alphanumeric() && b.is_alphanumeric())
+}
+
+/// Character offsets of byte ranges of `text` given in text order (counted incrementally).
+fn character_spans(text: &str, byte_spans: &[(usize, usize)]) -> Vec<[usize; 2]> {
     let mut spans = Vec::with_capacity(byte_spans.len());
     let (mut byte, mut chars) = (0usize, 0usize);
-    for (from, to) in byte_spans {
-        if from < byte || to < from || to > text.len() {
+    for &(from, to) in byte_spans {
+        let (Some(gap), Some(word)) = (text.get(byte..from), text.get(from..to)) else {
             continue;
-        }
-        chars += text[byte..from].chars().count();
-        let len = text[from..to].chars().count();
+        };
+        chars += gap.chars().count();
+        let len = word.chars().count();
         spans.push([chars, chars + len]);
         byte = to;
         chars += len;
@@ -228,6 +355,50 @@ impl<'a> PassageScorer<'a> {
 
     /// The best passages of `doc` (found at `address` in the index's snapshot), best first.
     pub fn passages(&self, address: DocAddress, doc: &StoredDocument) -> Result<Vec<Passage>> {
+        Ok(self
+            .passages_of_hits(&[(address, doc)])?
+            .pop()
+            .unwrap_or_default())
+    }
+
+    /// [`PassageScorer::passages`] of each of a search's hits, in order. The query terms'
+    /// positions in all of them are read in one pass over each term's postings (hits in
+    /// document order), rather than a lookup and a fresh postings reader per term and hit.
+    pub fn passages_of_hits(
+        &self,
+        hits: &[(DocAddress, &StoredDocument)],
+    ) -> Result<Vec<Vec<Passage>>> {
+        // Documents of older indexes, stored without chunk positions, are analyzed instead.
+        let from_postings = |doc: &StoredDocument| {
+            self.count > 0
+                && !self.terms.is_empty()
+                && !doc.chunks.is_empty()
+                && doc.chunk_positions.len() == doc.chunks.len()
+        };
+        let addresses: Vec<DocAddress> = hits
+            .iter()
+            .filter(|(_, doc)| from_postings(doc))
+            .map(|(address, _)| *address)
+            .collect();
+        let mut positions = self.term_positions(&addresses)?;
+        hits.iter()
+            .map(|&(address, doc)| {
+                let term_positions = if from_postings(doc) {
+                    positions.remove(&address)
+                } else {
+                    None
+                };
+                self.passages_with(doc, term_positions)
+            })
+            .collect()
+    }
+
+    /// The best passages of `doc`, with the query terms' positions in it when they were read.
+    fn passages_with(
+        &self,
+        doc: &StoredDocument,
+        term_positions: Option<Vec<Vec<u32>>>,
+    ) -> Result<Vec<Passage>> {
         if self.count == 0 || doc.chunks.is_empty() {
             return Ok(Vec::new());
         }
@@ -244,11 +415,9 @@ impl<'a> PassageScorer<'a> {
             ),
             None => None,
         };
-        let lexical = if self.lexical {
-            Some(self.lexical_chunk_scores(address, doc)?)
-        } else {
-            None
-        };
+        let lexical = self
+            .lexical
+            .then(|| self.lexical_chunk_scores(doc, term_positions.as_deref()));
         let scores: Vec<f32> = match (dense, lexical) {
             (Some(d), Some(l)) => {
                 let (rd, rl) = (ranks(&d), ranks(&l));
@@ -286,14 +455,23 @@ impl<'a> PassageScorer<'a> {
             .zip(bytes.chunks_exact(2))
             .map(|(i, range)| {
                 let span = doc.chunks[i];
-                // A damaged record gives an empty passage, never a panic.
-                let text = doc.text.get(range[0]..range[1]).unwrap_or_default();
+                let range = range[0]..range[1];
+                let highlights = match &term_positions {
+                    Some(positions) => highlights_from_positions(
+                        &doc.text,
+                        range.clone(),
+                        &doc.chunk_positions[i],
+                        positions,
+                    ),
+                    None => highlight_spans(&doc.text, range.clone(), &self.highlight_terms),
+                };
                 Passage {
-                    text: text.to_string(),
+                    // A damaged record gives an empty passage, never a panic.
+                    text: doc.text.get(range).unwrap_or_default().to_string(),
                     start: span.start,
                     end: span.end,
                     score: scores[i],
-                    highlights: highlight_spans(text, &self.highlight_terms),
+                    highlights,
                 }
             })
             .collect())
@@ -301,20 +479,24 @@ impl<'a> PassageScorer<'a> {
 
     /// BM25 (k1 = 1.2, b = 0.75) of each chunk of `doc` against the query terms, chunk lengths
     /// averaged over the document's chunks, so lexical results point at the chunks where the
-    /// query's rare words occur. Term frequencies come from the postings' positions and the
-    /// chunks' stored position ranges; a document stored without them (an older index) is
-    /// analyzed instead, which gives the same scores at a cost that follows its length.
-    fn lexical_chunk_scores(&self, address: DocAddress, doc: &StoredDocument) -> Result<Vec<f32>> {
+    /// query's rare words occur. Term frequencies come from the query terms' positions in the
+    /// postings (`term_positions`) and the chunks' stored position ranges; a document stored
+    /// without them (an older index) is analyzed instead, which gives the same scores at a cost
+    /// that follows its length.
+    fn lexical_chunk_scores(
+        &self,
+        doc: &StoredDocument,
+        term_positions: Option<&[Vec<u32>]>,
+    ) -> Vec<f32> {
         if self.terms.is_empty() {
-            return Ok(vec![0.0; doc.chunks.len()]);
+            return vec![0.0; doc.chunks.len()];
         }
-        let (lengths, frequencies) = if doc.chunk_positions.len() == doc.chunks.len() {
-            self.frequencies_from_postings(address, &doc.chunk_positions)?
-        } else {
-            frequencies_by_scanning(doc, &self.terms)
+        let (lengths, frequencies) = match term_positions {
+            Some(positions) => frequencies_from_positions(&doc.chunk_positions, positions),
+            None => frequencies_by_scanning(doc, &self.terms),
         };
         let average = (lengths.iter().sum::<f32>() / lengths.len().max(1) as f32).max(1.0);
-        Ok(frequencies
+        frequencies
             .iter()
             .zip(&lengths)
             .map(|(tf, &len)| {
@@ -327,57 +509,99 @@ impl<'a> PassageScorer<'a> {
                     })
                     .sum()
             })
-            .collect())
+            .collect()
     }
 
-    /// Each chunk's length and query-term frequencies, counted from the positions of the query
-    /// terms in the document's postings.
-    fn frequencies_from_postings(
+    /// The positions of each query term (in `terms` order) in each document of `addresses`,
+    /// from the lexical index's postings: one reader per term and segment, moved forward
+    /// through the segment's documents in order.
+    fn term_positions(
         &self,
-        address: DocAddress,
-        chunks: &[ChunkPositions],
-    ) -> Result<ChunkFrequencies> {
+        addresses: &[DocAddress],
+    ) -> Result<HashMap<DocAddress, Vec<Vec<u32>>>> {
+        let mut found: HashMap<DocAddress, Vec<Vec<u32>>> = addresses
+            .iter()
+            .map(|&address| (address, vec![Vec::new(); self.terms.len()]))
+            .collect();
+        let mut by_segment: BTreeMap<u32, Vec<u32>> = BTreeMap::new();
+        for address in addresses {
+            by_segment
+                .entry(address.segment_ord)
+                .or_default()
+                .push(address.doc_id);
+        }
         let contents = self.index.fields().contents;
         let searcher = self.index.searcher();
-        let inverted = searcher
-            .segment_reader(address.segment_ord)
-            .inverted_index(contents)?;
-        let mut term_positions: Vec<Vec<u32>> = Vec::with_capacity(self.terms.len());
-        for term in &self.terms {
-            let term = Term::from_field_text(contents, term);
-            let mut positions = Vec::new();
-            let postings = inverted
-                .read_postings(&term, IndexRecordOption::WithFreqsAndPositions)
-                .map_err(|source| SearchError::Io {
-                    context: "reading the lexical index's positions".into(),
-                    source,
-                })?;
-            if let Some(mut postings) = postings {
-                // `seek` only moves forward: a list starting past the document lacks it.
-                if postings.doc() <= address.doc_id
-                    && postings.seek(address.doc_id) == address.doc_id
-                {
-                    postings.positions(&mut positions);
+        for (segment, mut docs) in by_segment {
+            docs.sort_unstable();
+            docs.dedup();
+            let inverted = searcher.segment_reader(segment).inverted_index(contents)?;
+            for (t, term) in self.terms.iter().enumerate() {
+                let term = Term::from_field_text(contents, term);
+                let postings = inverted
+                    .read_postings(&term, IndexRecordOption::WithFreqsAndPositions)
+                    .map_err(|source| SearchError::Io {
+                        context: "reading the lexical index's positions".into(),
+                        source,
+                    })?;
+                let Some(mut postings) = postings else {
+                    continue;
+                };
+                for &doc in &docs {
+                    // `seek` only moves forward, and a list starting past `doc` lacks it.
+                    if postings.doc() > doc {
+                        continue;
+                    }
+                    if postings.seek(doc) == doc {
+                        if let Some(lists) = found.get_mut(&DocAddress::new(segment, doc)) {
+                            postings.positions(&mut lists[t]);
+                        }
+                    }
                 }
             }
-            term_positions.push(positions);
         }
-        let lengths = chunks.iter().map(|c| c.tokens as f32).collect();
-        let frequencies = chunks
-            .iter()
-            .map(|chunk| {
-                term_positions
-                    .iter()
-                    .map(|positions| {
-                        let from = positions.partition_point(|&p| p < chunk.first);
-                        let to = positions.partition_point(|&p| p < chunk.end);
-                        to.saturating_sub(from) as u32
-                    })
-                    .collect()
-            })
-            .collect();
-        Ok((lengths, frequencies))
+        Ok(found)
     }
+}
+
+/// Each chunk's length and query-term frequencies, counted from the positions of the query
+/// terms in the document (one sorted list per term) and the chunks' position ranges.
+///
+/// The cost follows the terms' occurrences, not the chunk count: each occurrence finds the
+/// chunks holding it by binary search, since chunks come in text order (their first and end
+/// positions never decrease; a record that breaks that order, from damage, is counted chunk by
+/// chunk instead). Counting chunk by chunk was a sixth of a qmsum-val search (80 chunks a hit).
+fn frequencies_from_positions(
+    chunks: &[ChunkPositions],
+    term_positions: &[Vec<u32>],
+) -> ChunkFrequencies {
+    let lengths = chunks.iter().map(|c| c.tokens as f32).collect();
+    let mut frequencies = vec![vec![0u32; term_positions.len()]; chunks.len()];
+    let in_order = chunks
+        .windows(2)
+        .all(|w| w[0].first <= w[1].first && w[0].end <= w[1].end);
+    for (term, positions) in term_positions.iter().enumerate() {
+        if in_order {
+            for &position in positions {
+                // Chunks from the last one starting at or before `position`, back while they
+                // still reach past it.
+                let after = chunks.partition_point(|c| c.first <= position);
+                for chunk in (0..after).rev() {
+                    if chunks[chunk].end <= position {
+                        break;
+                    }
+                    frequencies[chunk][term] += 1;
+                }
+            }
+        } else {
+            for (chunk, counts) in chunks.iter().zip(&mut frequencies) {
+                let from = positions.partition_point(|&p| p < chunk.first);
+                let to = positions.partition_point(|&p| p < chunk.end);
+                counts[term] = to.saturating_sub(from) as u32;
+            }
+        }
+    }
+    (lengths, frequencies)
 }
 
 /// Each chunk's length in tokens, and its frequency of each query term.
@@ -406,7 +630,7 @@ fn term_idf(index: &Index, terms: &[String], statistics: Option<&TermStatistics>
         .collect()
 }
 
-/// [`PassageScorer::frequencies_from_postings`]'s answer found by analyzing the document's text
+/// [`frequencies_from_positions`]'s answer found by analyzing the document's text
 /// once; each chunk (chunks overlap) counts the tokens inside its range.
 fn frequencies_by_scanning(doc: &StoredDocument, terms: &[String]) -> ChunkFrequencies {
     let tokens = scan_terms(&doc.text, terms);
@@ -452,12 +676,60 @@ mod tests {
     fn highlights_match_analyzed_terms_at_character_offsets() {
         let terms = analyze("jet engines");
         let text = "Ärger: the engine of a jet. Jets fly.";
-        let spans = highlight_spans(text, &terms);
+        let spans = highlight_spans(text, 0..text.len(), &terms);
         let words: Vec<String> = spans
             .iter()
             .map(|[s, e]| text.chars().skip(*s).take(e - s).collect())
             .collect();
         assert_eq!(words, ["engine", "jet", "Jets"]);
+    }
+
+    #[test]
+    fn occurrences_count_in_every_chunk_that_holds_them() {
+        let chunk = |first, end| ChunkPositions {
+            first,
+            end,
+            tokens: end.saturating_sub(first),
+            ..ChunkPositions::default()
+        };
+        // Overlapping chunks in text order, one without kept words, one at the document's end.
+        let chunks = [
+            chunk(0, 10),
+            chunk(6, 16),
+            chunk(12, 12),
+            chunk(12, 22),
+            chunk(18, 25),
+            chunk(u32::MAX, u32::MAX),
+        ];
+        let terms = vec![vec![0, 5, 6, 11, 12, 21, 22, 24], vec![], vec![15, 16, 17]];
+        let expected: Vec<Vec<u32>> = chunks
+            .iter()
+            .map(|c| {
+                terms
+                    .iter()
+                    .map(|t| t.iter().filter(|&&p| c.first <= p && p < c.end).count() as u32)
+                    .collect()
+            })
+            .collect();
+        assert_eq!(frequencies_from_positions(&chunks, &terms).1, expected);
+        // Out of order (a damaged record): counted chunk by chunk, with the same answer.
+        let mut shuffled = chunks.to_vec();
+        shuffled.swap(0, 3);
+        let mut reordered = expected.clone();
+        reordered.swap(0, 3);
+        assert_eq!(frequencies_from_positions(&shuffled, &terms).1, reordered);
+    }
+
+    #[test]
+    fn a_word_cut_by_the_passage_edge_is_not_highlighted() {
+        let terms = analyze("jet engines");
+        let text = "jet engines roar";
+        // "et engines ": "jet" is cut at the start.
+        assert_eq!(highlight_spans(text, 1..12, &terms), vec![[3, 10]]);
+        // "jet en": "engines" is cut at the end.
+        assert_eq!(highlight_spans(text, 0..6, &terms), vec![[0, 3]]);
+        // A passage ending where a word ends cuts nothing.
+        assert_eq!(highlight_spans(text, 4..11, &terms), vec![[0, 7]]);
     }
 
     #[test]
@@ -505,6 +777,6 @@ mod tests {
 
     #[test]
     fn no_terms_no_highlights() {
-        assert!(highlight_spans("the and of", &analyze("the of")).is_empty());
+        assert!(highlight_spans("the and of", 0..10, &analyze("the of")).is_empty());
     }
 }

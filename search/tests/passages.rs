@@ -92,6 +92,7 @@ fn postings_and_text_analysis_score_every_chunk_alike() {
         "pneumonoultramicroscopicsilicovolcanoconiosisandmorewordsjoined rivers",
         "turbine blades river",
     ];
+    let mut highlighted = 0;
     for (document, spans) in documents() {
         let (address, stored) = index.find_document(&document.id).unwrap().unwrap();
         assert_eq!(stored.chunk_positions.len(), spans.len());
@@ -108,8 +109,39 @@ fn postings_and_text_analysis_score_every_chunk_alike() {
                     "document {} query {query:?}",
                     document.id
                 );
+                highlighted += from_postings
+                    .iter()
+                    .filter(|p| !p.highlights.is_empty())
+                    .count();
             }
         }
+    }
+    // The comparison covers highlights, not only empty lists.
+    assert!(highlighted > 20, "{highlighted} passages with highlights");
+}
+
+#[test]
+fn a_search_reads_its_hits_positions_in_one_pass_with_the_same_passages() {
+    let temp = tempfile::tempdir().unwrap();
+    let index = build(temp.path());
+    let stored: Vec<_> = documents()
+        .iter()
+        .rev()
+        .map(|(document, _)| index.find_document(&document.id).unwrap().unwrap())
+        .collect();
+    let hits: Vec<_> = stored
+        .iter()
+        .map(|(address, doc)| (*address, doc))
+        .collect();
+    for query in ["engine river", "turbine blades", "jets' rivers 1,200"] {
+        let scorer = PassageScorer::new(&index, query, None, true, 3, None);
+        let together = scorer.passages_of_hits(&hits).unwrap();
+        let alone: Vec<_> = hits
+            .iter()
+            .map(|&(address, doc)| scorer.passages(address, doc).unwrap())
+            .collect();
+        assert_eq!(together, alone, "query {query:?}");
+        assert!(together.iter().flatten().any(|p| !p.highlights.is_empty()));
     }
 }
 
