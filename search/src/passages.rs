@@ -136,9 +136,10 @@ fn highlights_from_positions(
 fn word_spans(text: &str) -> impl Iterator<Item = (usize, usize)> + '_ {
     let bytes = text.as_bytes();
     let mut at = 0;
-    // ASCII bytes are classified directly; other characters are decoded (a byte >= 0x80 always
-    // lies inside a multi-byte character, which starts at a byte >= 0xC0).
-    let alphanumeric_at = move |at: usize| -> (bool, usize) {
+    // Whether the character at byte `at` is alphanumeric, and its length. ASCII bytes are
+    // classified directly (most of a text); others are decoded, since a byte >= 0x80 is part of
+    // a multi-byte character.
+    let classify = move |at: usize| -> (bool, usize) {
         let byte = bytes[at];
         if byte < 0x80 {
             return (byte.is_ascii_alphanumeric(), 1);
@@ -149,23 +150,34 @@ fn word_spans(text: &str) -> impl Iterator<Item = (usize, usize)> + '_ {
         }
     };
     std::iter::from_fn(move || {
-        while at < bytes.len() {
-            let (word, len) = alphanumeric_at(at);
+        // Skip to the next word, ASCII separators a byte at a time.
+        loop {
+            while at < bytes.len() && bytes[at] < 0x80 && !bytes[at].is_ascii_alphanumeric() {
+                at += 1;
+            }
+            if at >= bytes.len() {
+                return None;
+            }
+            let (word, len) = classify(at);
             if word {
-                let from = at;
-                at += len;
-                while at < bytes.len() {
-                    let (word, len) = alphanumeric_at(at);
-                    if !word {
-                        break;
-                    }
-                    at += len;
-                }
+                break;
+            }
+            at += len;
+        }
+        let from = at;
+        loop {
+            while at < bytes.len() && bytes[at].is_ascii_alphanumeric() {
+                at += 1;
+            }
+            if at >= bytes.len() || bytes[at] < 0x80 {
+                return Some((from, at));
+            }
+            let (word, len) = classify(at);
+            if !word {
                 return Some((from, at));
             }
             at += len;
         }
-        None
     })
 }
 
@@ -429,9 +441,15 @@ impl<'a> PassageScorer<'a> {
             (None, Some(l)) => l,
             (None, None) => vec![0.0; doc.chunks.len()],
         };
+        // The best `count` chunks, best first (selected, then sorted: a transcript has a hundred
+        // chunks and a hit shows two).
+        let better = |a: &usize, b: &usize| scores[*b].total_cmp(&scores[*a]).then(a.cmp(b));
         let mut order: Vec<usize> = (0..scores.len()).collect();
-        order.sort_by(|&a, &b| scores[b].total_cmp(&scores[a]).then(a.cmp(&b)));
-        order.truncate(self.count);
+        if self.count < order.len() {
+            order.select_nth_unstable_by(self.count, better);
+            order.truncate(self.count);
+        }
+        order.sort_by(better);
         // The passages' byte ranges: stored with the chunk positions, or found in one pass
         // that stops at the last passage (slicing each passage by characters would walk a long
         // text from its start every time).
@@ -718,6 +736,21 @@ mod tests {
         let mut reordered = expected.clone();
         reordered.swap(0, 3);
         assert_eq!(frequencies_from_positions(&shuffled, &terms).1, reordered);
+    }
+
+    #[test]
+    fn words_split_as_tantivys_simple_tokenizer_splits_them() {
+        use tantivy::tokenizer::{SimpleTokenizer, TokenStream, Tokenizer};
+        let text = "Ärger: naïve 1,200°C x²-jets' engine—driven 𝄞 中文字 Ωmega_7 end";
+        let mut tokenizer = SimpleTokenizer::default();
+        let mut stream = tokenizer.token_stream(text);
+        let mut expected = Vec::new();
+        while stream.advance() {
+            expected.push((stream.token().offset_from, stream.token().offset_to));
+        }
+        assert_eq!(word_spans(text).collect::<Vec<_>>(), expected);
+        assert_eq!(word_spans("").count(), 0);
+        assert_eq!(word_spans(" ,;").count(), 0);
     }
 
     #[test]
