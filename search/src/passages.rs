@@ -509,21 +509,25 @@ impl<'a> PassageScorer<'a> {
         if self.terms.is_empty() {
             return vec![0.0; doc.chunks.len()];
         }
-        let (lengths, frequencies) = match term_positions {
+        let frequencies = match term_positions {
             Some(positions) => frequencies_from_positions(&doc.chunk_positions, positions),
             None => frequencies_by_scanning(doc, &self.terms),
         };
+        let lengths = &frequencies.lengths;
         let average = (lengths.iter().sum::<f32>() / lengths.len().max(1) as f32).max(1.0);
         frequencies
-            .iter()
-            .zip(&lengths)
+            .counts
+            .chunks_exact(self.terms.len())
+            .zip(lengths)
             .map(|(tf, &len)| {
+                let saturation = 1.2 * (0.25 + 0.75 * len / average);
                 self.idf
                     .iter()
                     .zip(tf)
+                    .filter(|(_, &tf)| tf > 0)
                     .map(|(idf, &tf)| {
                         let tf = tf as f32;
-                        idf * tf * 2.2 / (tf + 1.2 * (0.25 + 0.75 * len / average))
+                        idf * tf * 2.2 / (tf + saturation)
                     })
                     .sum()
             })
@@ -585,45 +589,50 @@ impl<'a> PassageScorer<'a> {
 /// Each chunk's length and query-term frequencies, counted from the positions of the query
 /// terms in the document (one sorted list per term) and the chunks' position ranges.
 ///
-/// The cost follows the terms' occurrences, not the chunk count: each occurrence finds the
-/// chunks holding it by binary search, since chunks come in text order (their first and end
-/// positions never decrease; a record that breaks that order, from damage, is counted chunk by
-/// chunk instead). Counting chunk by chunk was a sixth of a qmsum-val search (80 chunks a hit).
+/// Chunks come in text order (their first and end positions never decrease), so each term's
+/// occurrences are counted in one merge of its positions with the chunks' ranges; a record that
+/// breaks that order (from damage) is counted chunk by chunk by binary search instead. Counting
+/// chunk by chunk, one small vector each, was a fifth of a qmsum-val search (about 80 chunks a
+/// hit, and meeting words occur hundreds of times).
 fn frequencies_from_positions(
     chunks: &[ChunkPositions],
     term_positions: &[Vec<u32>],
 ) -> ChunkFrequencies {
-    let lengths = chunks.iter().map(|c| c.tokens as f32).collect();
-    let mut frequencies = vec![vec![0u32; term_positions.len()]; chunks.len()];
+    let terms = term_positions.len();
+    let mut counts = vec![0u32; chunks.len() * terms];
     let in_order = chunks
         .windows(2)
         .all(|w| w[0].first <= w[1].first && w[0].end <= w[1].end);
     for (term, positions) in term_positions.iter().enumerate() {
-        if in_order {
-            for &position in positions {
-                // Chunks from the last one starting at or before `position`, back while they
-                // still reach past it.
-                let after = chunks.partition_point(|c| c.first <= position);
-                for chunk in (0..after).rev() {
-                    if chunks[chunk].end <= position {
-                        break;
-                    }
-                    frequencies[chunk][term] += 1;
+        let (mut from, mut to) = (0, 0);
+        for (chunk, range) in chunks.iter().enumerate() {
+            if in_order {
+                while from < positions.len() && positions[from] < range.first {
+                    from += 1;
                 }
+                to = to.max(from);
+                while to < positions.len() && positions[to] < range.end {
+                    to += 1;
+                }
+            } else {
+                from = positions.partition_point(|&p| p < range.first);
+                to = positions.partition_point(|&p| p < range.end).max(from);
             }
-        } else {
-            for (chunk, counts) in chunks.iter().zip(&mut frequencies) {
-                let from = positions.partition_point(|&p| p < chunk.first);
-                let to = positions.partition_point(|&p| p < chunk.end);
-                counts[term] = to.saturating_sub(from) as u32;
-            }
+            counts[chunk * terms + term] = (to - from) as u32;
         }
     }
-    (lengths, frequencies)
+    ChunkFrequencies {
+        lengths: chunks.iter().map(|c| c.tokens as f32).collect(),
+        counts,
+    }
 }
 
 /// Each chunk's length in tokens, and its frequency of each query term.
-type ChunkFrequencies = (Vec<f32>, Vec<Vec<u32>>);
+struct ChunkFrequencies {
+    lengths: Vec<f32>,
+    /// Chunk by chunk, the frequency of each term (in the query's term order).
+    counts: Vec<u32>,
+}
 
 /// BM25 idf of each of `terms` in the collection (from `statistics` when the index is one shard
 /// of several), weighed against its live documents.
@@ -655,24 +664,25 @@ fn frequencies_by_scanning(doc: &StoredDocument, terms: &[String]) -> ChunkFrequ
     let positions: Vec<usize> = doc.chunks.iter().flat_map(|s| [s.start, s.end]).collect();
     let bytes = byte_offsets(&doc.text, &positions);
     let mut lengths = Vec::with_capacity(doc.chunks.len());
-    let mut frequencies = Vec::with_capacity(doc.chunks.len());
-    for range in bytes.chunks_exact(2) {
+    let mut counts = vec![0u32; doc.chunks.len() * terms.len()];
+    for (range, chunk_counts) in bytes
+        .chunks_exact(2)
+        .zip(counts.chunks_exact_mut(terms.len().max(1)))
+    {
         let (start, end) = (range[0], range[1]);
         let first = tokens.partition_point(|t| t.from < start);
-        let mut counts = vec![0u32; terms.len()];
         let mut length = 0u32;
         for token in tokens[first..].iter().take_while(|t| t.from < end) {
             if token.to <= end {
                 length += 1;
                 if let Some(term) = token.term {
-                    counts[term as usize] += 1;
+                    chunk_counts[term as usize] += 1;
                 }
             }
         }
         lengths.push(length as f32);
-        frequencies.push(counts);
     }
-    (lengths, frequencies)
+    ChunkFrequencies { lengths, counts }
 }
 
 /// Ranks of `scores` (0 = best).
@@ -729,13 +739,20 @@ mod tests {
                     .collect()
             })
             .collect();
-        assert_eq!(frequencies_from_positions(&chunks, &terms).1, expected);
+        let flat = |rows: &[Vec<u32>]| rows.concat();
+        assert_eq!(
+            frequencies_from_positions(&chunks, &terms).counts,
+            flat(&expected)
+        );
         // Out of order (a damaged record): counted chunk by chunk, with the same answer.
         let mut shuffled = chunks.to_vec();
         shuffled.swap(0, 3);
         let mut reordered = expected.clone();
         reordered.swap(0, 3);
-        assert_eq!(frequencies_from_positions(&shuffled, &terms).1, reordered);
+        assert_eq!(
+            frequencies_from_positions(&shuffled, &terms).counts,
+            flat(&reordered)
+        );
     }
 
     #[test]
