@@ -15,7 +15,9 @@ use std::sync::{Arc, Mutex};
 
 use ibex_embedder::Embedder;
 use serde::{Deserialize, Serialize};
+use tantivy::directory::OwnedBytes;
 use tantivy::schema::IndexRecordOption;
+use tantivy::store::StoreReader;
 use tantivy::{
     DocAddress, DocSet, IndexReader, ReloadPolicy, Searcher, TantivyDocument, TantivyError, Term,
     TERMINATED,
@@ -29,10 +31,12 @@ use crate::live::{DocChunks, LiveDocs};
 use crate::manifest::{Manifest, ModelInfo, FORMAT_VERSION};
 use crate::quantized::VectorStorage;
 use crate::schema::{build_schema, english_analyzer, fields_of, is_ibex_schema, Fields, ANALYZER};
-use crate::stored::StoredFields;
+use crate::stored::{decode_spans, parse, StoredFields, StoredHit, StoredText};
 use crate::vectors::{ChunkHit, ChunkSet, VectorSegment};
 
 pub(crate) const LEXICAL_DIR: &str = "lexical";
+/// Decompressed document-store blocks kept per lexical segment (tantivy's own default).
+const STORE_CACHE_BLOCKS: usize = 100;
 pub(crate) const VECTORS_DIR: &str = "vectors";
 /// Where interaction data lived before it joined the commit protocol (read, never written).
 pub(crate) const LEGACY_INTERACTIONS_FILE: &str = "interactions.tsv";
@@ -88,6 +92,9 @@ pub struct Index {
     /// The lexical view of this snapshot's commit, pinned at the last refresh (the reader may be
     /// shared with clones that refresh later).
     pub(crate) searcher: Searcher,
+    /// The searcher's document stores, opened once per searcher generation (its id first), so
+    /// documents are read as bytes from their cached blocks ([`crate::stored`]).
+    pub(crate) stores: Arc<(u64, Vec<StoreReader>)>,
     pub(crate) fields: Fields,
     pub(crate) segments: Vec<Arc<VectorSegment>>,
     /// Chunk key -> (segment position, row), for live chunks.
@@ -353,6 +360,7 @@ impl Index {
                 vector_storage: VectorStorage::F32,
             },
             searcher: reader.searcher(),
+            stores: Arc::new((u64::MAX, Vec::new())),
             lexical,
             reader,
             fields,
@@ -395,6 +403,16 @@ impl Index {
             }
             let searcher = self.reader.searcher();
             self.live = Arc::new(LiveDocs::from_searcher(&searcher)?);
+            let searcher_generation = searcher.generation().generation_id();
+            if self.stores.0 != searcher_generation {
+                let stores = searcher
+                    .segment_readers()
+                    .iter()
+                    .map(|segment| segment.get_store_reader(STORE_CACHE_BLOCKS))
+                    .collect::<std::io::Result<Vec<_>>>()
+                    .map_err(|e| IndexError::io("opening the lexical index's document store", e))?;
+                self.stores = Arc::new((searcher_generation, stores));
+            }
             self.searcher = searcher;
             self.rebuild_rows();
             // Every live chunk must have its vector: a commit that lost rows would otherwise make
@@ -577,9 +595,42 @@ impl Index {
     /// Looks a document up by id, with its address in this snapshot's lexical index (where its
     /// postings are).
     pub fn find_document(&self, id: &str) -> Result<Option<(DocAddress, StoredDocument)>> {
-        let searcher = self.searcher();
+        match self.locate(id)? {
+            Some(address) => Ok(Some((address, self.read_stored(address)?))),
+            None => Ok(None),
+        }
+    }
+
+    /// Looks a document up by id for a search hit: what a hit shows and scores passages from,
+    /// its text viewed in the document store's cache rather than copied.
+    pub fn find_hit(&self, id: &str) -> Result<Option<(DocAddress, StoredHit)>> {
+        let Some(address) = self.locate(id)? else {
+            return Ok(None);
+        };
+        let bytes = self.document_bytes(address)?;
+        if let Some(hit) =
+            parse(&bytes).and_then(|values| StoredHit::from_raw(&bytes, &values, &self.fields))
+        {
+            return Ok(Some((address, hit)));
+        }
+        let doc = self.read_stored(address)?;
+        Ok(Some((
+            address,
+            StoredHit {
+                title: doc.title,
+                metadata: doc.metadata,
+                chunks: doc.chunks,
+                chunk_base: doc.chunk_base,
+                chunk_positions: doc.chunk_positions,
+                text: StoredText::from(doc.text),
+            },
+        )))
+    }
+
+    /// The address of live document `id` in this snapshot's lexical index.
+    fn locate(&self, id: &str) -> Result<Option<DocAddress>> {
         let term = Term::from_field_text(self.fields.id, id);
-        for (ordinal, reader) in searcher.segment_readers().iter().enumerate() {
+        for (ordinal, reader) in self.searcher.segment_readers().iter().enumerate() {
             let inverted = reader.inverted_index(self.fields.id)?;
             let postings = inverted
                 .read_postings(&term, IndexRecordOption::Basic)
@@ -591,9 +642,7 @@ impl Index {
             let mut doc_id = postings.doc();
             while doc_id != TERMINATED {
                 if alive.is_none_or(|bits| bits.is_alive(doc_id)) {
-                    let address = DocAddress::new(ordinal as u32, doc_id);
-                    let stored = self.read_stored(&searcher, address)?;
-                    return Ok(Some((address, stored)));
+                    return Ok(Some(DocAddress::new(ordinal as u32, doc_id)));
                 }
                 doc_id = postings.advance();
             }
@@ -601,22 +650,34 @@ impl Index {
         Ok(None)
     }
 
+    /// The stored bytes of the document at `address` (of this snapshot's searcher).
+    fn document_bytes(&self, address: DocAddress) -> Result<OwnedBytes> {
+        let store = self
+            .stores
+            .1
+            .get(address.segment_ord as usize)
+            .ok_or_else(|| {
+                IndexError::io(
+                    "reading a stored document",
+                    std::io::Error::other(format!("no lexical segment {}", address.segment_ord)),
+                )
+            })?;
+        Ok(store.get_document_bytes(address.doc_id)?)
+    }
+
     /// Decodes a stored tantivy document.
     pub fn stored_document(&self, doc: &TantivyDocument) -> StoredDocument {
         self.decode_stored(StoredFields::from_document(doc))
     }
 
-    /// Reads the stored document at `address` of `searcher`, decoding its values once (see
-    /// [`crate::stored`]); a document holding a value of a type ibex never stores is read the
-    /// general way.
-    pub(crate) fn read_stored(
-        &self,
-        searcher: &tantivy::Searcher,
-        address: DocAddress,
-    ) -> Result<StoredDocument> {
-        let fields = match searcher.doc::<StoredFields>(address) {
-            Ok(fields) => fields,
-            Err(_) => StoredFields::from_document(&searcher.doc::<TantivyDocument>(address)?),
+    /// Reads the stored document at `address` of this snapshot's searcher, each value copied
+    /// once from the store's bytes (see [`crate::stored`]); a document [`parse`] does not accept
+    /// is read through tantivy.
+    pub(crate) fn read_stored(&self, address: DocAddress) -> Result<StoredDocument> {
+        let bytes = self.document_bytes(address)?;
+        let fields = match parse(&bytes).and_then(|values| StoredFields::from_raw(&bytes, values)) {
+            Some(fields) => fields,
+            None => StoredFields::from_document(&self.searcher.doc::<TantivyDocument>(address)?),
         };
         Ok(self.decode_stored(fields))
     }
@@ -624,14 +685,7 @@ impl Index {
     fn decode_stored(&self, mut stored: StoredFields) -> StoredDocument {
         let f = &self.fields;
         let metadata = serde_json::from_str(&stored.take_text(f.metadata_json)).unwrap_or_default();
-        let chunks = stored
-            .take_bytes(f.chunk_spans)
-            .chunks_exact(8)
-            .map(|c| ChunkSpan {
-                start: u32::from_le_bytes([c[0], c[1], c[2], c[3]]) as usize,
-                end: u32::from_le_bytes([c[4], c[5], c[6], c[7]]) as usize,
-            })
-            .collect();
+        let chunks = decode_spans(&stored.take_bytes(f.chunk_spans));
         let chunk_positions = f
             .chunk_positions
             .and_then(|field| chunk_terms::decode(&stored.take_bytes(field)))
@@ -766,5 +820,47 @@ mod tests {
         .to_json();
         let read: CommitPayload = serde_json::from_str(&json).unwrap();
         assert_eq!(read.ibex_generation, 42);
+    }
+
+    /// The stored-document tests compare ibex's reading with tantivy's; this checks the bytes of
+    /// documents ibex writes are read by ibex's parse itself, not by the fallback.
+    #[test]
+    fn documents_ibex_writes_are_parsed_from_their_bytes() {
+        let scratch = tempfile::tempdir().unwrap();
+        let model = ModelInfo {
+            id: "test/synthetic-2".into(),
+            source: "test".into(),
+            dimension: 2,
+        };
+        let mut index = Index::create(
+            &scratch.path().join("idx"),
+            model.clone(),
+            ChunkingParams::default(),
+        )
+        .unwrap();
+        let mut metadata = serde_json::Map::new();
+        metadata.insert("year".into(), serde_json::json!(2001));
+        let batch = vec![(
+            crate::Document {
+                id: "d".into(),
+                title: "Ωmega".into(),
+                text: "naïve text".into(),
+                metadata,
+            },
+            crate::EmbeddedChunks {
+                spans: vec![ChunkSpan { start: 0, end: 10 }],
+                vectors: vec![0.6, 0.8],
+            },
+        )];
+        crate::bulk::write_embedded(&mut index, &model.id, batch).unwrap();
+        index.refresh().unwrap();
+        let address = index.locate("d").unwrap().unwrap();
+        let bytes = index.document_bytes(address).unwrap();
+        let values = parse(&bytes).expect("ibex's parse reads the document");
+        let hit = StoredHit::from_raw(&bytes, &values, &index.fields).expect("a hit of it");
+        assert_eq!(hit.text.as_str(), "naïve text");
+        assert_eq!(hit.title, "Ωmega");
+        let fields = StoredFields::from_raw(&bytes, values).expect("its values copied");
+        assert_eq!(index.decode_stored(fields).metadata["year"], 2001);
     }
 }

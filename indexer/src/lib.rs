@@ -47,5 +47,6 @@ pub use migrate::{migrate, MigrationReport};
 pub use quantized::VectorStorage;
 pub use schema::{english_analyzer, english_stemmer, english_words_analyzer, Fields, ANALYZER};
 pub use snapshot::{restore_snapshot, snapshot_info, take_snapshot, SnapshotInfo};
+pub use stored::{StoredHit, StoredText};
 pub use vectors::{ChunkHit, ChunkSet, SegmentMemory};
 pub use writer::{content_hash, CommitStats, IndexWriter, UpsertStats};

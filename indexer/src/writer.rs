@@ -427,7 +427,7 @@ impl IndexWriter<'_> {
         for (ordinal, reader) in searcher.segment_readers().iter().enumerate() {
             for doc_id in reader.doc_ids_alive() {
                 let address = tantivy::DocAddress::new(ordinal as u32, doc_id);
-                let stored = self.index.read_stored(&searcher, address)?;
+                let stored = self.index.read_stored(address)?;
                 let spans: Vec<(usize, usize)> =
                     stored.chunks.iter().map(|s| (s.start, s.end)).collect();
                 let doc = Document {

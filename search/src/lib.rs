@@ -22,7 +22,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::time::Instant;
 
 use ibex_embedder::Embedder;
-use ibex_indexer::{Index, StoredDocument};
+use ibex_indexer::Index;
 use serde::{Deserialize, Serialize};
 use tantivy::DocAddress;
 
@@ -33,7 +33,7 @@ pub use facets::{Facet, FacetCount, FacetScope};
 pub use feedback::{Feedback, FeedbackOptions, FeedbackSource};
 pub use filter::{Condition, Filter, Scalar};
 pub use fusion::{DocScore, Fusion};
-pub use passages::{Passage, PassageScorer};
+pub use passages::{DocumentParts, Passage, PassageScorer};
 pub use retriever::{
     fuse_hybrid, Bm25List, Bm25Retriever, ChunkAggregation, DenseRetriever, HybridRetriever,
     PreparedQuery, Retriever,
@@ -573,13 +573,13 @@ fn hits_with(
     );
     let mut found = Vec::with_capacity(ranked.len());
     for DocScore { id, score } in ranked {
-        if let Some((address, doc)) = index.find_document(&id)? {
-            found.push((id, score, address, doc));
+        if let Some((address, hit)) = index.find_hit(&id)? {
+            found.push((id, score, address, hit));
         }
     }
-    let documents: Vec<(DocAddress, &StoredDocument)> = found
+    let documents: Vec<(DocAddress, passages::DocumentParts)> = found
         .iter()
-        .map(|(_, _, address, doc)| (*address, doc))
+        .map(|(_, _, address, hit)| (*address, hit.into()))
         .collect();
     let passages = scorer.passages_of_hits(&documents)?;
     Ok(found

@@ -7,7 +7,7 @@
 //! those ranges were stored are analyzed instead, with the same scores.
 
 use ibex_indexer::chunk_terms::ChunkPositions;
-use ibex_indexer::{Index, StoredDocument};
+use ibex_indexer::{ChunkSpan, Index, StoredDocument, StoredHit};
 use serde::Serialize;
 use tantivy::postings::Postings;
 use tantivy::schema::IndexRecordOption;
@@ -319,6 +319,42 @@ fn byte_offsets(text: &str, positions: &[usize]) -> Vec<usize> {
     out
 }
 
+/// What passage scoring reads of a stored document: a whole [`StoredDocument`], or the
+/// [`StoredHit`] a search reads (its text left in the document store's cache).
+#[derive(Debug, Clone, Copy)]
+pub struct DocumentParts<'a> {
+    /// The document's text.
+    pub text: &'a str,
+    /// Its chunks' character spans.
+    pub chunks: &'a [ChunkSpan],
+    /// Its chunks' BM25 position ranges (empty for documents of older indexes).
+    pub chunk_positions: &'a [ChunkPositions],
+    /// Key of its first chunk.
+    pub chunk_base: u64,
+}
+
+impl<'a> From<&'a StoredDocument> for DocumentParts<'a> {
+    fn from(doc: &'a StoredDocument) -> Self {
+        DocumentParts {
+            text: &doc.text,
+            chunks: &doc.chunks,
+            chunk_positions: &doc.chunk_positions,
+            chunk_base: doc.chunk_base,
+        }
+    }
+}
+
+impl<'a> From<&'a StoredHit> for DocumentParts<'a> {
+    fn from(hit: &'a StoredHit) -> Self {
+        DocumentParts {
+            text: hit.text.as_str(),
+            chunks: &hit.chunks,
+            chunk_positions: &hit.chunk_positions,
+            chunk_base: hit.chunk_base,
+        }
+    }
+}
+
 /// What scores the passages of every hit of one search: the query's analyzed terms, their idf
 /// and its vector, prepared once per search rather than once per hit.
 pub struct PassageScorer<'a> {
@@ -366,9 +402,13 @@ impl<'a> PassageScorer<'a> {
     }
 
     /// The best passages of `doc` (found at `address` in the index's snapshot), best first.
-    pub fn passages(&self, address: DocAddress, doc: &StoredDocument) -> Result<Vec<Passage>> {
+    pub fn passages<'d>(
+        &self,
+        address: DocAddress,
+        doc: impl Into<DocumentParts<'d>>,
+    ) -> Result<Vec<Passage>> {
         Ok(self
-            .passages_of_hits(&[(address, doc)])?
+            .passages_of_hits(&[(address, doc.into())])?
             .pop()
             .unwrap_or_default())
     }
@@ -378,10 +418,10 @@ impl<'a> PassageScorer<'a> {
     /// document order), rather than a lookup and a fresh postings reader per term and hit.
     pub fn passages_of_hits(
         &self,
-        hits: &[(DocAddress, &StoredDocument)],
+        hits: &[(DocAddress, DocumentParts<'_>)],
     ) -> Result<Vec<Vec<Passage>>> {
         // Documents of older indexes, stored without chunk positions, are analyzed instead.
-        let from_postings = |doc: &StoredDocument| {
+        let from_postings = |doc: &DocumentParts| {
             self.count > 0
                 && !self.terms.is_empty()
                 && !doc.chunks.is_empty()
@@ -395,7 +435,7 @@ impl<'a> PassageScorer<'a> {
         let mut positions = self.term_positions(&addresses)?;
         hits.iter()
             .map(|&(address, doc)| {
-                let term_positions = if from_postings(doc) {
+                let term_positions = if from_postings(&doc) {
                     positions.remove(&address)
                 } else {
                     None
@@ -408,7 +448,7 @@ impl<'a> PassageScorer<'a> {
     /// The best passages of `doc`, with the query terms' positions in it when they were read.
     fn passages_with(
         &self,
-        doc: &StoredDocument,
+        doc: DocumentParts<'_>,
         term_positions: Option<Vec<Vec<u32>>>,
     ) -> Result<Vec<Passage>> {
         if self.count == 0 || doc.chunks.is_empty() {
@@ -466,7 +506,7 @@ impl<'a> PassageScorer<'a> {
                 .iter()
                 .flat_map(|&i| [doc.chunks[i].start, doc.chunks[i].end])
                 .collect();
-            byte_offsets(&doc.text, &characters)
+            byte_offsets(doc.text, &characters)
         };
         Ok(order
             .into_iter()
@@ -476,12 +516,12 @@ impl<'a> PassageScorer<'a> {
                 let range = range[0]..range[1];
                 let highlights = match &term_positions {
                     Some(positions) => highlights_from_positions(
-                        &doc.text,
+                        doc.text,
                         range.clone(),
                         &doc.chunk_positions[i],
                         positions,
                     ),
-                    None => highlight_spans(&doc.text, range.clone(), &self.highlight_terms),
+                    None => highlight_spans(doc.text, range.clone(), &self.highlight_terms),
                 };
                 Passage {
                     // A damaged record gives an empty passage, never a panic.
@@ -503,14 +543,14 @@ impl<'a> PassageScorer<'a> {
     /// that follows its length.
     fn lexical_chunk_scores(
         &self,
-        doc: &StoredDocument,
+        doc: DocumentParts<'_>,
         term_positions: Option<&[Vec<u32>]>,
     ) -> Vec<f32> {
         if self.terms.is_empty() {
             return vec![0.0; doc.chunks.len()];
         }
         let frequencies = match term_positions {
-            Some(positions) => frequencies_from_positions(&doc.chunk_positions, positions),
+            Some(positions) => frequencies_from_positions(doc.chunk_positions, positions),
             None => frequencies_by_scanning(doc, &self.terms),
         };
         let lengths = &frequencies.lengths;
@@ -659,10 +699,10 @@ fn term_idf(index: &Index, terms: &[String], statistics: Option<&TermStatistics>
 
 /// [`frequencies_from_positions`]'s answer found by analyzing the document's text
 /// once; each chunk (chunks overlap) counts the tokens inside its range.
-fn frequencies_by_scanning(doc: &StoredDocument, terms: &[String]) -> ChunkFrequencies {
-    let tokens = scan_terms(&doc.text, terms);
+fn frequencies_by_scanning(doc: DocumentParts<'_>, terms: &[String]) -> ChunkFrequencies {
+    let tokens = scan_terms(doc.text, terms);
     let positions: Vec<usize> = doc.chunks.iter().flat_map(|s| [s.start, s.end]).collect();
-    let bytes = byte_offsets(&doc.text, &positions);
+    let bytes = byte_offsets(doc.text, &positions);
     let mut lengths = Vec::with_capacity(doc.chunks.len());
     let mut counts = vec![0u32; doc.chunks.len() * terms.len()];
     for (range, chunk_counts) in bytes

@@ -2,7 +2,7 @@
 //! scores that analyzing the document's text gives, on texts that test the analyzer's edges.
 
 use ibex_indexer::{ChunkSpan, Document, EmbeddedChunks, Index};
-use ibex_search::{search, Mode, PassageScorer, SearchRequest};
+use ibex_search::{search, DocumentParts, Mode, PassageScorer, SearchRequest};
 use serde_json::Map;
 
 // This test writes multi-chunk documents itself and uses only part of the shared helpers.
@@ -124,21 +124,27 @@ fn postings_and_text_analysis_score_every_chunk_alike() {
 fn a_search_reads_its_hits_positions_in_one_pass_with_the_same_passages() {
     let temp = tempfile::tempdir().unwrap();
     let index = build(temp.path());
-    let stored: Vec<_> = documents()
+    // As a search reads them (text left in the store's cache), against whole documents.
+    let found: Vec<_> = documents()
         .iter()
         .rev()
-        .map(|(document, _)| index.find_document(&document.id).unwrap().unwrap())
+        .map(|(document, _)| {
+            (
+                index.find_hit(&document.id).unwrap().unwrap(),
+                index.find_document(&document.id).unwrap().unwrap(),
+            )
+        })
         .collect();
-    let hits: Vec<_> = stored
+    let hits: Vec<(_, DocumentParts)> = found
         .iter()
-        .map(|(address, doc)| (*address, doc))
+        .map(|((address, hit), _)| (*address, hit.into()))
         .collect();
     for query in ["engine river", "turbine blades", "jets' rivers 1,200"] {
         let scorer = PassageScorer::new(&index, query, None, true, 3, None);
         let together = scorer.passages_of_hits(&hits).unwrap();
-        let alone: Vec<_> = hits
+        let alone: Vec<_> = found
             .iter()
-            .map(|&(address, doc)| scorer.passages(address, doc).unwrap())
+            .map(|(_, (address, doc))| scorer.passages(*address, doc).unwrap())
             .collect();
         assert_eq!(together, alone, "query {query:?}");
         assert!(together.iter().flatten().any(|p| !p.highlights.is_empty()));
