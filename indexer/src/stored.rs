@@ -233,25 +233,22 @@ impl StoredFields {
     }
 }
 
-/// A document's text left where the document store's cache holds it.
+/// A document's text left where the document store's cache holds it, as bytes: a reader checks
+/// the stretch it reads to be UTF-8 (a search hit's passages are a small part of its text).
 #[derive(Clone)]
 pub struct StoredText {
-    /// Exactly the text's bytes, checked to be UTF-8 when this was made.
     bytes: OwnedBytes,
 }
 
 impl StoredText {
-    /// `bytes` as text, or `None` when they are not UTF-8.
-    fn new(bytes: OwnedBytes) -> Option<StoredText> {
-        std::str::from_utf8(bytes.as_slice()).ok()?;
-        Some(StoredText { bytes })
+    /// The text's bytes (UTF-8 unless the store is damaged).
+    pub fn as_bytes(&self) -> &[u8] {
+        self.bytes.as_slice()
     }
 
-    /// The text.
-    pub fn as_str(&self) -> &str {
-        // SAFETY: `new` checked these bytes are UTF-8, and `OwnedBytes` never changes the bytes
-        // it views, so they still are.
-        unsafe { std::str::from_utf8_unchecked(self.bytes.as_slice()) }
+    /// The whole text, when it is valid UTF-8.
+    pub fn to_str(&self) -> Option<&str> {
+        std::str::from_utf8(self.bytes.as_slice()).ok()
     }
 }
 
@@ -312,7 +309,9 @@ impl StoredHit {
             }
         };
         let text = match first(fields.text) {
-            Some(RawValue::Text(range)) => StoredText::new(bytes.slice(range.clone()))?,
+            Some(RawValue::Text(range)) => StoredText {
+                bytes: bytes.slice(range.clone()),
+            },
             Some(_) => return None,
             None => StoredText::from(String::new()),
         };

@@ -84,7 +84,7 @@ fn documents_read_from_store_bytes_match_tantivys_reading() {
 
         let (hit_address, hit) = index.find_hit(&document.id).unwrap().unwrap();
         assert_eq!(hit_address, address);
-        assert_eq!(hit.text.as_str(), stored.text);
+        assert_eq!(hit.text.to_str(), Some(stored.text.as_str()));
         assert_eq!(hit.title, stored.title);
         assert_eq!(hit.metadata, stored.metadata);
         assert_eq!(hit.chunks, stored.chunks);

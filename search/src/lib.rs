@@ -33,7 +33,7 @@ pub use facets::{Facet, FacetCount, FacetScope};
 pub use feedback::{Feedback, FeedbackOptions, FeedbackSource};
 pub use filter::{Condition, Filter, Scalar};
 pub use fusion::{DocScore, Fusion};
-pub use passages::{DocumentParts, Passage, PassageScorer};
+pub use passages::{DocumentParts, DocumentText, Passage, PassageScorer};
 pub use retriever::{
     fuse_hybrid, Bm25List, Bm25Retriever, ChunkAggregation, DenseRetriever, HybridRetriever,
     PreparedQuery, Retriever,

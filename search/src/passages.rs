@@ -49,17 +49,26 @@ pub fn highlight_spans(
     range: Range<usize>,
     terms: &BTreeMap<String, u32>,
 ) -> Vec<[usize; 2]> {
-    let Some(passage) = text.get(range.clone()) else {
-        return Vec::new();
-    };
+    let words = DocumentText(text.as_bytes());
+    match words.get(range.clone()) {
+        Some(passage) => passage_highlights(passage, words.cut_edges(range), terms),
+        None => Vec::new(),
+    }
+}
+
+/// [`highlight_spans`] of `passage`, whose first or last word its edges cut (`cut`: start, end).
+fn passage_highlights(
+    passage: &str,
+    cut: (bool, bool),
+    terms: &BTreeMap<String, u32>,
+) -> Vec<[usize; 2]> {
     if terms.is_empty() {
         return Vec::new();
     }
-    let (cut_start, cut_end) = (cuts_a_word(text, range.start), cuts_a_word(text, range.end));
     let mut byte_spans: Vec<(usize, usize)> = Vec::new();
     for_each_word(passage, |from, to, stem| {
-        let cut = (from == 0 && cut_start) || (to == passage.len() && cut_end);
-        if !cut && terms.contains_key(stem) {
+        let edge = (from == 0 && cut.0) || (to == passage.len() && cut.1);
+        if !edge && terms.contains_key(stem) {
             byte_spans.push((from, to));
         }
     });
@@ -76,8 +85,8 @@ pub fn highlight_spans(
 /// renumbering), so once the first word the analyzer keeps is known to be at `chunk.first`,
 /// the n-th word after it is at `chunk.first + n`.
 fn highlights_from_positions(
-    text: &str,
-    range: Range<usize>,
+    passage: &str,
+    cut: (bool, bool),
     chunk: &ChunkPositions,
     term_positions: &[Vec<u32>],
 ) -> Vec<[usize; 2]> {
@@ -89,17 +98,13 @@ fn highlights_from_positions(
             positions[from..to.max(from)].iter().copied()
         })
         .collect();
-    let Some(passage) = text.get(range.clone()) else {
-        return Vec::new();
-    };
     if wanted.is_empty() {
         return Vec::new();
     }
     wanted.sort_unstable();
     wanted.dedup();
-    let (cut_start, cut_end) = (cuts_a_word(text, range.start), cuts_a_word(text, range.end));
     let mut words = word_spans(passage)
-        .filter(|&(from, to)| !((from == 0 && cut_start) || (to == passage.len() && cut_end)));
+        .filter(|&(from, to)| !((from == 0 && cut.0) || (to == passage.len() && cut.1)));
     let Some(first_word) = words.next() else {
         return Vec::new();
     };
@@ -181,12 +186,54 @@ fn word_spans(text: &str) -> impl Iterator<Item = (usize, usize)> + '_ {
     })
 }
 
-/// Whether byte `at` of `text` falls inside a word (alphanumeric characters on both sides), so
-/// that a passage starting or ending there cuts that word.
-fn cuts_a_word(text: &str, at: usize) -> bool {
-    let before = text.get(..at).and_then(|t| t.chars().next_back());
-    let after = text.get(at..).and_then(|t| t.chars().next());
-    matches!((before, after), (Some(a), Some(b)) if a.is_alphanumeric() && b.is_alphanumeric())
+/// A document's text as passage scoring reads it: its bytes, checked to be UTF-8 only where
+/// they are read. A search hit's passages come from stored byte ranges, so its whole text is
+/// never checked: checking each hit's 10,000-word transcript was an eighth of a qmsum-val search.
+#[derive(Debug, Clone, Copy)]
+pub struct DocumentText<'a>(pub &'a [u8]);
+
+impl<'a> DocumentText<'a> {
+    /// The text in `range` (bytes), when that is a whole, valid stretch of UTF-8.
+    pub fn get(&self, range: Range<usize>) -> Option<&'a str> {
+        std::str::from_utf8(self.0.get(range)?).ok()
+    }
+
+    /// The whole text, when it is valid UTF-8.
+    pub fn whole(&self) -> Option<&'a str> {
+        std::str::from_utf8(self.0).ok()
+    }
+
+    /// Whether a passage over `range` cuts a word at its start, and at its end.
+    fn cut_edges(&self, range: Range<usize>) -> (bool, bool) {
+        (self.cuts_a_word(range.start), self.cuts_a_word(range.end))
+    }
+
+    /// Whether byte `at` falls inside a word (alphanumeric characters on both sides).
+    fn cuts_a_word(&self, at: usize) -> bool {
+        let before = self.char_before(at);
+        let after = self.char_at(at);
+        matches!((before, after), (Some(a), Some(b)) if a.is_alphanumeric() && b.is_alphanumeric())
+    }
+
+    /// The character ending at byte `at`.
+    fn char_before(&self, at: usize) -> Option<char> {
+        let start = (at.saturating_sub(4)..at).rev().find(|&i| {
+            // The byte starting a character: not a continuation byte (0b10xx_xxxx).
+            self.0.get(i).is_some_and(|b| b & 0xC0 != 0x80)
+        })?;
+        self.get(start..at)?.chars().next_back()
+    }
+
+    /// The character starting at byte `at`.
+    fn char_at(&self, at: usize) -> Option<char> {
+        let end = (at + 4).min(self.0.len());
+        let window = self.0.get(at..end)?;
+        let valid = match std::str::from_utf8(window) {
+            Ok(text) => text,
+            Err(error) => std::str::from_utf8(&window[..error.valid_up_to()]).ok()?,
+        };
+        valid.chars().next()
+    }
 }
 
 /// Character offsets of byte ranges of `text` given in text order (counted incrementally).
@@ -324,7 +371,7 @@ fn byte_offsets(text: &str, positions: &[usize]) -> Vec<usize> {
 #[derive(Debug, Clone, Copy)]
 pub struct DocumentParts<'a> {
     /// The document's text.
-    pub text: &'a str,
+    pub text: DocumentText<'a>,
     /// Its chunks' character spans.
     pub chunks: &'a [ChunkSpan],
     /// Its chunks' BM25 position ranges (empty for documents of older indexes).
@@ -336,7 +383,7 @@ pub struct DocumentParts<'a> {
 impl<'a> From<&'a StoredDocument> for DocumentParts<'a> {
     fn from(doc: &'a StoredDocument) -> Self {
         DocumentParts {
-            text: &doc.text,
+            text: DocumentText(doc.text.as_bytes()),
             chunks: &doc.chunks,
             chunk_positions: &doc.chunk_positions,
             chunk_base: doc.chunk_base,
@@ -347,7 +394,7 @@ impl<'a> From<&'a StoredDocument> for DocumentParts<'a> {
 impl<'a> From<&'a StoredHit> for DocumentParts<'a> {
     fn from(hit: &'a StoredHit) -> Self {
         DocumentParts {
-            text: hit.text.as_str(),
+            text: DocumentText(hit.text.as_bytes()),
             chunks: &hit.chunks,
             chunk_positions: &hit.chunk_positions,
             chunk_base: hit.chunk_base,
@@ -506,7 +553,7 @@ impl<'a> PassageScorer<'a> {
                 .iter()
                 .flat_map(|&i| [doc.chunks[i].start, doc.chunks[i].end])
                 .collect();
-            byte_offsets(doc.text, &characters)
+            byte_offsets(doc.text.whole().unwrap_or_default(), &characters)
         };
         Ok(order
             .into_iter()
@@ -514,18 +561,17 @@ impl<'a> PassageScorer<'a> {
             .map(|(i, range)| {
                 let span = doc.chunks[i];
                 let range = range[0]..range[1];
+                // A damaged record (or text) gives an empty passage, never a panic.
+                let text = doc.text.get(range.clone()).unwrap_or_default();
+                let cut = doc.text.cut_edges(range);
                 let highlights = match &term_positions {
-                    Some(positions) => highlights_from_positions(
-                        doc.text,
-                        range.clone(),
-                        &doc.chunk_positions[i],
-                        positions,
-                    ),
-                    None => highlight_spans(doc.text, range.clone(), &self.highlight_terms),
+                    Some(positions) => {
+                        highlights_from_positions(text, cut, &doc.chunk_positions[i], positions)
+                    }
+                    None => passage_highlights(text, cut, &self.highlight_terms),
                 };
                 Passage {
-                    // A damaged record gives an empty passage, never a panic.
-                    text: doc.text.get(range).unwrap_or_default().to_string(),
+                    text: text.to_string(),
                     start: span.start,
                     end: span.end,
                     score: scores[i],
@@ -700,9 +746,10 @@ fn term_idf(index: &Index, terms: &[String], statistics: Option<&TermStatistics>
 /// [`frequencies_from_positions`]'s answer found by analyzing the document's text
 /// once; each chunk (chunks overlap) counts the tokens inside its range.
 fn frequencies_by_scanning(doc: DocumentParts<'_>, terms: &[String]) -> ChunkFrequencies {
-    let tokens = scan_terms(doc.text, terms);
+    let text = doc.text.whole().unwrap_or_default();
+    let tokens = scan_terms(text, terms);
     let positions: Vec<usize> = doc.chunks.iter().flat_map(|s| [s.start, s.end]).collect();
-    let bytes = byte_offsets(doc.text, &positions);
+    let bytes = byte_offsets(text, &positions);
     let mut lengths = Vec::with_capacity(doc.chunks.len());
     let mut counts = vec![0u32; doc.chunks.len() * terms.len()];
     for (range, chunk_counts) in bytes
@@ -808,6 +855,27 @@ mod tests {
         assert_eq!(word_spans(text).collect::<Vec<_>>(), expected);
         assert_eq!(word_spans("").count(), 0);
         assert_eq!(word_spans(" ,;").count(), 0);
+    }
+
+    #[test]
+    fn document_text_reads_characters_at_any_boundary_and_refuses_broken_bytes() {
+        let text = DocumentText("aé𝄞b c".as_bytes());
+        // 'a' 0, 'é' 1..3, '𝄞' 3..7, 'b' 7, ' ' 8, 'c' 9
+        assert_eq!(text.char_before(3), Some('é'));
+        assert_eq!(text.char_at(3), Some('𝄞'));
+        assert_eq!(text.char_before(7), Some('𝄞'));
+        assert_eq!(text.char_at(9), Some('c'));
+        assert_eq!(text.char_at(10), None);
+        assert_eq!(text.char_before(0), None);
+        // "𝄞" is a symbol, not a letter: no word runs across it.
+        assert!(text.cuts_a_word(1) && !text.cuts_a_word(7) && !text.cuts_a_word(8));
+        // Inside a character: no stretch of text there.
+        assert_eq!(text.get(0..2), None);
+        assert_eq!(text.get(1..7), Some("é𝄞"));
+        let broken = DocumentText(&[b'a', 0xFF, b'b', b' ']);
+        assert_eq!(broken.whole(), None);
+        assert_eq!(broken.get(2..4), Some("b "));
+        assert!(!broken.cuts_a_word(1) && !broken.cuts_a_word(2));
     }
 
     #[test]
