@@ -103,33 +103,45 @@ fn highlights_from_positions(
     }
     wanted.sort_unstable();
     wanted.dedup();
-    let mut words = word_spans(passage)
-        .filter(|&(from, to)| !((from == 0 && cut.0) || (to == passage.len() && cut.1)));
-    let Some(first_word) = words.next() else {
+    let mut words = word_spans(passage);
+    // A first word cut by the passage's edge is not one of its words.
+    let first_word = match words.next() {
+        Some((0, _)) if cut.0 => words.next(),
+        first => first,
+    };
+    let Some((first_word, _)) = first_word else {
         return Vec::new();
     };
     // The first word the analyzer keeps (the words before it are stop words or over-long).
     let Some(kept) = STEMMER.with_borrow_mut(|s| {
         s.words
-            .token_stream(&passage[first_word.0..])
+            .token_stream(&passage[first_word..])
             .next()
             .map(|token| token.position)
     }) else {
         return Vec::new();
     };
-    // Walk the words up to the last one wanted (words are numbered from the first whole one).
+    // Walk the words up to the last one wanted, numbered from the first whole one.
     let mut byte_spans = Vec::with_capacity(wanted.len());
-    let mut wanted = wanted
-        .into_iter()
-        .map(|position| kept as u64 + u64::from(position - chunk.first))
-        .peekable();
-    for (number, span) in std::iter::once(first_word).chain(words).enumerate() {
-        let Some(&next) = wanted.peek() else {
-            break;
-        };
-        if number as u64 == next {
-            byte_spans.push(span);
-            wanted.next();
+    let mut words = word_spans(&passage[first_word..]);
+    let mut number = 0u64;
+    for position in wanted {
+        let target = kept as u64 + u64::from(position - chunk.first);
+        let mut found = None;
+        while number <= target {
+            let Some(span) = words.next() else {
+                break;
+            };
+            if number == target {
+                found = Some(span);
+            }
+            number += 1;
+        }
+        match found {
+            Some((from, to)) if !(cut.1 && first_word + to == passage.len()) => {
+                byte_spans.push((first_word + from, first_word + to));
+            }
+            _ => {}
         }
     }
     // A damaged record may point past the passage's words: nothing is highlighted there.
@@ -138,32 +150,51 @@ fn highlights_from_positions(
 
 /// Byte ranges of the words of `text` as tantivy's `SimpleTokenizer` splits it: maximal runs
 /// of alphanumeric characters.
-fn word_spans(text: &str) -> impl Iterator<Item = (usize, usize)> + '_ {
-    let bytes = text.as_bytes();
-    let mut at = 0;
-    // Whether the character at byte `at` is alphanumeric, and its length. ASCII bytes are
-    // classified directly (most of a text); others are decoded, since a byte >= 0x80 is part of
-    // a multi-byte character.
-    let classify = move |at: usize| -> (bool, usize) {
-        let byte = bytes[at];
+fn word_spans(text: &str) -> WordSpans<'_> {
+    WordSpans { text, at: 0 }
+}
+
+/// The iterator of [`word_spans`].
+struct WordSpans<'a> {
+    text: &'a str,
+    /// Where the next word is looked for.
+    at: usize,
+}
+
+impl WordSpans<'_> {
+    /// Whether the character at byte `at` is alphanumeric, and its length: ASCII bytes are
+    /// classified directly (most of a text), others decoded (a byte >= 0x80 lies inside a
+    /// multi-byte character).
+    #[inline]
+    fn classify(&self, at: usize) -> (bool, usize) {
+        let byte = self.text.as_bytes()[at];
         if byte < 0x80 {
             return (byte.is_ascii_alphanumeric(), 1);
         }
-        match text.get(at..).and_then(|rest| rest.chars().next()) {
+        match self.text.get(at..).and_then(|rest| rest.chars().next()) {
             Some(c) => (c.is_alphanumeric(), c.len_utf8()),
             None => (false, 1),
         }
-    };
-    std::iter::from_fn(move || {
-        // Skip to the next word, ASCII separators a byte at a time.
+    }
+}
+
+impl Iterator for WordSpans<'_> {
+    type Item = (usize, usize);
+
+    #[inline]
+    fn next(&mut self) -> Option<(usize, usize)> {
+        let bytes = self.text.as_bytes();
+        let mut at = self.at;
+        // To the next word, ASCII separators a byte at a time.
         loop {
             while at < bytes.len() && bytes[at] < 0x80 && !bytes[at].is_ascii_alphanumeric() {
                 at += 1;
             }
             if at >= bytes.len() {
+                self.at = at;
                 return None;
             }
-            let (word, len) = classify(at);
+            let (word, len) = self.classify(at);
             if word {
                 break;
             }
@@ -175,15 +206,17 @@ fn word_spans(text: &str) -> impl Iterator<Item = (usize, usize)> + '_ {
                 at += 1;
             }
             if at >= bytes.len() || bytes[at] < 0x80 {
-                return Some((from, at));
+                break;
             }
-            let (word, len) = classify(at);
+            let (word, len) = self.classify(at);
             if !word {
-                return Some((from, at));
+                break;
             }
             at += len;
         }
-    })
+        self.at = at;
+        Some((from, at))
+    }
 }
 
 /// A document's text as passage scoring reads it: its bytes, checked to be UTF-8 only where
