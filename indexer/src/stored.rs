@@ -9,13 +9,9 @@
 //! block cache holds them, are parsed where they lie ([`parse`]): a [`StoredHit`] keeps its text
 //! as a view of the cached block, and a [`crate::StoredDocument`] copies each value once.
 //! Documents holding a value of a type ibex never stores (or bytes [`parse`] does not accept)
-//! are read through tantivy's deserializer instead ([`StoredFields`]).
+//! are read through tantivy's deserializer instead ([`StoredFields::from_document`]).
 
 use std::ops::Range;
-use tantivy::schema::document::{
-    DeserializeError, DocumentDeserialize, DocumentDeserializer, ValueDeserialize,
-    ValueDeserializer, ValueVisitor,
-};
 
 use tantivy::directory::OwnedBytes;
 use tantivy::schema::{Field, Value};
@@ -34,60 +30,8 @@ pub(crate) enum StoredValue {
     Other,
 }
 
-impl ValueDeserialize for StoredValue {
-    fn deserialize<'de, D>(deserializer: D) -> Result<Self, DeserializeError>
-    where
-        D: ValueDeserializer<'de>,
-    {
-        deserializer.deserialize_any(StoredValueVisitor)
-    }
-}
-
-struct StoredValueVisitor;
-
-impl ValueVisitor for StoredValueVisitor {
-    type Value = StoredValue;
-
-    fn visit_null(&self) -> Result<StoredValue, DeserializeError> {
-        Ok(StoredValue::Other)
-    }
-    fn visit_string(&self, value: String) -> Result<StoredValue, DeserializeError> {
-        Ok(StoredValue::Text(value))
-    }
-    fn visit_u64(&self, value: u64) -> Result<StoredValue, DeserializeError> {
-        Ok(StoredValue::Number(value))
-    }
-    fn visit_i64(&self, _: i64) -> Result<StoredValue, DeserializeError> {
-        Ok(StoredValue::Other)
-    }
-    fn visit_f64(&self, _: f64) -> Result<StoredValue, DeserializeError> {
-        Ok(StoredValue::Other)
-    }
-    fn visit_bool(&self, _: bool) -> Result<StoredValue, DeserializeError> {
-        Ok(StoredValue::Other)
-    }
-    fn visit_bytes(&self, value: Vec<u8>) -> Result<StoredValue, DeserializeError> {
-        Ok(StoredValue::Bytes(value))
-    }
-    // Arrays, objects and the rarer leaves keep the trait's answer (an error): ibex's schema
-    // stores none, and the caller then reads the document the general way.
-}
-
 /// A stored document's values by field, first value of each field kept.
 pub(crate) struct StoredFields(Vec<(Field, StoredValue)>);
-
-impl DocumentDeserialize for StoredFields {
-    fn deserialize<'de, D>(mut deserializer: D) -> Result<Self, DeserializeError>
-    where
-        D: DocumentDeserializer<'de>,
-    {
-        let mut values = Vec::with_capacity(deserializer.size_hint());
-        while let Some((field, value)) = deserializer.next_field::<StoredValue>()? {
-            values.push((field, value));
-        }
-        Ok(StoredFields(values))
-    }
-}
 
 impl StoredFields {
     /// The values of a document tantivy has already read.
