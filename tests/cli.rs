@@ -281,3 +281,98 @@ fn compress_and_eval_compress_speak_their_formats() {
     }
     assert_eq!(report["baselines"]["keep_all"]["compression"], 1.0);
 }
+
+/// A chat-completions server on loopback answering every request with `answer`, for as many
+/// requests as are made while the test runs.
+fn fake_llm(answer: &'static str) -> String {
+    use std::io::{BufRead, BufReader, Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}/v1", listener.local_addr().unwrap());
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { return };
+            let mut reader = BufReader::new(stream.try_clone().unwrap());
+            let mut length = 0;
+            loop {
+                let mut line = String::new();
+                if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
+                    break;
+                }
+                if let Some(value) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+                    length = value.trim().parse().unwrap_or(0);
+                }
+            }
+            let mut body = vec![0; length];
+            let _ = reader.read_exact(&mut body);
+            let reply = serde_json::json!({
+                "choices": [{"message": {"role": "assistant", "content": answer},
+                             "finish_reason": "stop"}],
+                "usage": {"prompt_tokens": 10, "completion_tokens": 5},
+            })
+            .to_string();
+            let _ = write!(
+                stream,
+                "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{reply}",
+                reply.len()
+            );
+        }
+    });
+    url
+}
+
+#[test]
+fn ask_says_visibly_when_the_passages_do_not_hold_the_answer() {
+    let temp = tempfile::tempdir().unwrap();
+    let beir = temp.path().join("beir");
+    write_beir(&beir);
+    let index = temp.path().join("idx");
+    let index_arg = index.to_str().unwrap();
+    let out = ibex(&["index", beir.to_str().unwrap(), "--index", index_arg]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    let ask = |answer: &'static str, json: bool| {
+        let mut args = vec!["ask", "How is coffee brewed?", "--index", index_arg];
+        if json {
+            args.push("--json");
+        }
+        Command::new(common::ibex_bin())
+            .args(&args)
+            .env("IBEX_LLM_URL", fake_llm(answer))
+            .env("IBEX_LLM_MODEL", "fake")
+            .env("IBEX_LLM_MAX_RETRIES", "0")
+            .stdin(Stdio::null())
+            .output()
+            .unwrap()
+    };
+    let invented = ask("Baristas in Milan use 9 bars of pressure [1].", false);
+    assert!(
+        invented.status.success(),
+        "{}",
+        String::from_utf8_lossy(&invented.stderr)
+    );
+    let stdout = String::from_utf8_lossy(&invented.stdout);
+    let warning = stdout
+        .lines()
+        .find(|l| l.starts_with("warning: not supported by the passages"))
+        .unwrap_or_else(|| panic!("a visible warning: {stdout}"));
+    assert!(
+        warning.contains("\"9\"") && warning.contains("\"Milan\""),
+        "{warning}"
+    );
+
+    let as_json = ask("Baristas in Milan use 9 bars of pressure [1].", true);
+    let answer: serde_json::Value = serde_json::from_slice(&as_json.stdout).unwrap();
+    assert_eq!(answer["supported"], false);
+    assert_eq!(answer["unsupported"], serde_json::json!(["9", "Milan"]));
+
+    let grounded = ask(
+        "Hot water is forced through finely ground coffee [1].",
+        false,
+    );
+    let stdout = String::from_utf8_lossy(&grounded.stdout);
+    assert!(!stdout.contains("warning: not supported"), "{stdout}");
+}

@@ -139,6 +139,21 @@ fn ibex_serves_chat_answers_and_recommendations_over_http() {
         answer["tokens"]["before_compression"].as_u64()
             > answer["tokens"]["after_compression"].as_u64()
     );
+    // Grounding is reported with every answer: a verdict, the names and numbers no passage
+    // holds, and a reason exactly when the verdict is negative.
+    let unsupported = answer["unsupported"]
+        .as_array()
+        .expect("unsupported listed");
+    match answer["supported"].as_bool().expect("supported reported") {
+        true => assert!(
+            unsupported.is_empty() && answer.get("reason").is_none(),
+            "{answer}"
+        ),
+        false => assert!(
+            !unsupported.is_empty() && answer["reason"].is_string(),
+            "{answer}"
+        ),
+    }
 
     let response = server
         .client

@@ -1,5 +1,6 @@
 //! RAG answers on NQ-open (`ibex eval-rag`): exact match, F1 and answer containment, with and
-//! without compression, and the tokens sent to the LLM.
+//! without compression, the tokens sent to the LLM, and how often the grounding rule
+//! ([`ibex_pipeline::support`]) flags right and wrong answers.
 //!
 //! The setting is the compressor's (see [`crate::nq`]); EM and F1 use SQuAD's normalization on the
 //! answer's first line with citation markers removed.
@@ -13,6 +14,7 @@ use ibex_generator::prompt::AnswerStyle;
 use ibex_generator::Generator;
 use ibex_indexer::IndexOptions;
 use ibex_pipeline::answer::{build_context, generate_answer};
+use ibex_pipeline::check_support;
 use serde::Serialize;
 
 use crate::error::Result;
@@ -34,6 +36,14 @@ pub struct RagFigures {
     pub context_tokens: f64,
     /// Mean seconds per answer (generation only).
     pub seconds_per_answer: f64,
+    /// Share of answers flagged `supported: false` (a number or name no passage holds).
+    pub flagged: f64,
+    /// Among answers that contain a gold answer, the share flagged: false alarms (the gold
+    /// passage is always in the uncompressed context).
+    pub flagged_when_correct: f64,
+    /// Among answers that contain no gold answer, the share flagged: what the rule catches of
+    /// wrong answers (a wrong answer copied from a distractor is grounded, and passes).
+    pub flagged_when_wrong: f64,
 }
 
 /// The result of `eval-rag`.
@@ -69,6 +79,10 @@ pub fn evaluate_rag(
     let compressor = default_compressor(embedder.clone(), IbParams::default());
     let total = questions.len().min(limit.unwrap_or(usize::MAX));
     let mut sums = [RagFigures::default(); 2];
+    // Per configuration: answers containing a gold answer, and how many of each kind were flagged.
+    let mut correct = [0usize; 2];
+    let mut flagged_correct = [0usize; 2];
+    let mut flagged_wrong = [0usize; 2];
     for (i, q) in questions.iter().enumerate().take(total) {
         let passages = nq::context(&index, embedder.as_ref(), q, i, distractors)?;
         let titles = HashMap::new(); // the passages carry their titles in their text
@@ -93,7 +107,20 @@ pub fn evaluate_rag(
                 .iter()
                 .map(|g| token_f1(&prediction, g))
                 .fold(0.0, f64::max);
-            figures.contains_answer += contains_answer(&checked.text, &q.answers) as u8 as f64;
+            let contains = contains_answer(&checked.text, &q.answers);
+            figures.contains_answer += contains as u8 as f64;
+            let support = check_support(
+                &checked.text,
+                &q.question,
+                context
+                    .iter()
+                    .flat_map(|c| [c.title.as_str(), c.text.as_str()]),
+            );
+            let flagged = !support.supported;
+            figures.flagged += flagged as u8 as f64;
+            correct[slot] += contains as usize;
+            flagged_correct[slot] += (flagged && contains) as usize;
+            flagged_wrong[slot] += (flagged && !contains) as usize;
             figures.prompt_tokens += completion.prompt_tokens as f64;
             figures.context_tokens += if compressed {
                 compression.kept_tokens
@@ -104,9 +131,13 @@ pub fn evaluate_rag(
         }
         progress(i + 1, total);
     }
-    let mean = |f: RagFigures| {
+    let mean = |f: RagFigures, slot: usize| {
         let n = total.max(1) as f64;
+        let share = |part: usize, whole: usize| part as f64 / whole.max(1) as f64;
         RagFigures {
+            flagged: f.flagged / n,
+            flagged_when_correct: share(flagged_correct[slot], correct[slot]),
+            flagged_when_wrong: share(flagged_wrong[slot], total - correct[slot]),
             exact_match: f.exact_match / n,
             f1: f.f1 / n,
             contains_answer: f.contains_answer / n,
@@ -119,7 +150,7 @@ pub fn evaluate_rag(
         model: generator.model().to_string(),
         questions: total,
         distractors,
-        compressed: mean(sums[0]),
-        uncompressed: mean(sums[1]),
+        compressed: mean(sums[0], 0),
+        uncompressed: mean(sums[1], 1),
     })
 }

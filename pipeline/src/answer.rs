@@ -14,6 +14,7 @@ use ibex_indexer::{slice_chars, Index};
 use ibex_search::{Mode, SearchRequest};
 use serde::Serialize;
 
+use crate::support::{check_support, Support};
 use crate::{elapsed_ms, PipelineError, Result};
 
 /// Longest question accepted, in characters.
@@ -125,6 +126,11 @@ pub struct RagAnswer {
     pub citations: Vec<Citation>,
     /// Citation numbers the model made up (not in the context): removed from `answer`.
     pub invalid_citations: Vec<usize>,
+    /// Whether the answer's numbers and names all appear in the context (or the question), the
+    /// ones that do not, and why that matters ([`crate::support`]): `supported: false` marks an
+    /// answer the passages do not back, which must not be shown like a grounded one.
+    #[serde(flatten)]
+    pub support: Support,
     /// The numbered passages that were sent.
     pub context: Vec<ContextEntry>,
     /// Token counts of the context and the answer.
@@ -206,8 +212,16 @@ pub fn answer(
             inferred,
         })
         .collect();
+    let support = check_support(
+        &checked.text,
+        question,
+        context
+            .iter()
+            .flat_map(|c| [c.title.as_str(), c.text.as_str()]),
+    );
     Ok(RagAnswer {
         question: question.to_string(),
+        support,
         answer: checked.text,
         citations,
         invalid_citations: checked.invalid,

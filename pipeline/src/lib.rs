@@ -13,10 +13,12 @@
 pub mod answer;
 pub mod interactions;
 pub mod recommend;
+pub mod support;
 
 pub use answer::{answer, AnswerOptions, Citation, ContextEntry, RagAnswer};
 pub use interactions::Interactions;
 pub use recommend::{recommend, ItemCatalog, RecommendOptions, Recommendation, RecommendedItem};
+pub use support::{check_support, Support};
 
 /// Errors of the pipelines.
 #[derive(Debug, thiserror::Error)]

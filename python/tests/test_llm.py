@@ -12,6 +12,9 @@ import pytest
 
 import ibex
 
+# What the fake server answers; a test may change it (the fixture restores it).
+REPLY = {"text": "A black hole [1]."}
+
 
 @pytest.fixture
 def llm_server(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[dict]]:
@@ -23,7 +26,7 @@ def llm_server(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[dict]]:
             length = int(self.headers.get("content-length", 0))
             prompts.append(json.loads(self.rfile.read(length)))
             body = json.dumps({
-                "choices": [{"message": {"role": "assistant", "content": "A black hole [1]."},
+                "choices": [{"message": {"role": "assistant", "content": REPLY["text"]},
                              "finish_reason": "stop"}],
                 "usage": {"prompt_tokens": 42, "completion_tokens": 5},
             }).encode()
@@ -44,6 +47,7 @@ def llm_server(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[dict]]:
     monkeypatch.setenv("IBEX_LLM_MAX_RETRIES", "0")
     yield prompts
     server.shutdown()
+    REPLY["text"] = "A black hole [1]."
 
 
 def test_ask_sends_the_retrieved_context_and_checks_citations(
@@ -60,6 +64,18 @@ def test_ask_sends_the_retrieved_context_and_checks_citations(
     assert question in prompt and answer["context"][0]["text"][:40] in prompt
     whole = quickstart_index.ask(question, top_k=3, compress=False)
     assert whole["tokens"]["after_compression"] == whole["tokens"]["before_compression"]
+    assert answer["supported"] is True and answer["unsupported"] == []
+    assert "reason" not in answer
+
+
+def test_an_answer_the_passages_do_not_hold_is_flagged(
+    quickstart_index: ibex.Index, llm_server: list[dict]
+) -> None:
+    REPLY["text"] = "A study at Stanford found 42 black holes [1]."
+    answer = quickstart_index.ask("What forms when a massive star collapses?", top_k=3)
+    assert answer["supported"] is False
+    assert answer["unsupported"] == ["42", "Stanford"]
+    assert "Stanford" in answer["reason"]
 
 
 def test_recommend_returns_real_unseen_items(

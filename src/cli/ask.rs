@@ -63,6 +63,11 @@ pub fn run(args: Args, context: &Context) -> Result<()> {
         return print_json(&answer);
     }
     println!();
+    // On stdout, right under the answer: a reader must not take an ungrounded answer for a
+    // grounded one.
+    if let Some(reason) = &answer.support.reason {
+        println!("warning: not supported by the passages: {reason}");
+    }
     if !answer.invalid_citations.is_empty() {
         eprintln!(
             "(removed citations of passages that were not in the context: {:?})",

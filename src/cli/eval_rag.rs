@@ -42,22 +42,34 @@ pub fn run(args: Args, context: &Context) -> Result<()> {
         report.model, report.questions, report.distractors
     );
     println!(
-        "{:<14} {:>6} {:>6} {:>9} {:>14} {:>15} {:>9}",
-        "context", "EM", "F1", "contains", "prompt tokens", "context tokens", "s/answer"
+        "{:<14} {:>6} {:>6} {:>9} {:>14} {:>15} {:>9} {:>8} {:>15} {:>13}",
+        "context",
+        "EM",
+        "F1",
+        "contains",
+        "prompt tokens",
+        "context tokens",
+        "s/answer",
+        "flagged",
+        "flagged|correct",
+        "flagged|wrong"
     );
     for (name, f) in [
         ("compressed", report.compressed),
         ("uncompressed", report.uncompressed),
     ] {
         println!(
-            "{:<14} {:>6.3} {:>6.3} {:>9.3} {:>14.0} {:>15.0} {:>9.2}",
+            "{:<14} {:>6.3} {:>6.3} {:>9.3} {:>14.0} {:>15.0} {:>9.2} {:>8.3} {:>15.3} {:>13.3}",
             name,
             f.exact_match,
             f.f1,
             f.contains_answer,
             f.prompt_tokens,
             f.context_tokens,
-            f.seconds_per_answer
+            f.seconds_per_answer,
+            f.flagged,
+            f.flagged_when_correct,
+            f.flagged_when_wrong
         );
     }
     Ok(())

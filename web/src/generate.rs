@@ -107,8 +107,10 @@ pub struct AnswerBody {
 /// Answer a question from the index: retrieve, compress, generate, check citations.
 ///
 /// The result holds the answer (citations of passages that were not in the context removed and
-/// listed in `invalid_citations`), each citation's passage id, document id and offsets, the
-/// numbered context that was sent, token counts before and after compression, and timings.
+/// listed in `invalid_citations`), whether it is `supported` by the context (every number and
+/// name of the answer appears in a passage or the question; otherwise `unsupported` lists them
+/// and `reason` says so), each citation's passage id, document id and offsets, the numbered
+/// context that was sent, token counts before and after compression, and timings.
 #[utoipa::path(post, path = "/v1/indexes/{name}/answer", tag = "generation",
     params(("name" = String, Path, description = "Index name")),
     request_body = AnswerBody,
