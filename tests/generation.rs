@@ -206,9 +206,13 @@ fn ibex_serves_chat_answers_and_recommendations_over_http() {
     }
     assert_eq!(rec["constrained"], true);
     assert_eq!(rec["errors"]["candidate_errors"], 0);
+    // By default the LLM's order weighs nothing (EVALUATION.md): the picks are the first
+    // candidates, and the LLM, shown just those, explains every one of them.
+    let picked: Vec<&str> = items.iter().map(|i| i["id"].as_str().unwrap()).collect();
+    assert_eq!(picked, candidates[..3], "{rec}");
     assert!(
-        items.iter().any(|i| i["reason"].is_string()),
-        "the LLM explains its picks: {rec}"
+        items.iter().all(|i| i["reason"].is_string()),
+        "the LLM explains each pick: {rec}"
     );
 
     // Interaction data installed by the CLI while the server runs is a commit the server picks
@@ -293,6 +297,8 @@ fn ibex_serves_chat_answers_and_recommendations_over_http() {
         &ibex::pipeline::RecommendOptions {
             k: 3,
             candidates: 6,
+            // Above 0 the model chooses among all six (what validation and retries are for).
+            llm_weight: 0.5,
             ..Default::default()
         },
         None,

@@ -11,7 +11,7 @@ use std::time::Instant;
 
 use ibex_compressor::{default_compressor, Compressor, IbParams};
 use ibex_generator::prompt::AnswerStyle;
-use ibex_generator::Generator;
+use ibex_generator::{FinishReason, Generator};
 use ibex_indexer::IndexOptions;
 use ibex_pipeline::answer::{build_context, generate_answer};
 use ibex_pipeline::check_support;
@@ -111,6 +111,7 @@ pub fn evaluate_rag(
             figures.contains_answer += contains as u8 as f64;
             let support = check_support(
                 &checked.text,
+                completion.finish_reason == FinishReason::Length,
                 &q.question,
                 context
                     .iter()

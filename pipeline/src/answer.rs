@@ -9,7 +9,7 @@ use ibex_embedder::Embedder;
 use ibex_generator::prompt::{
     check_citations, rag_messages, AnswerStyle, CitationCheck, ContextPassage,
 };
-use ibex_generator::{Completion, GenerationRequest, Generator};
+use ibex_generator::{Completion, FinishReason, GenerationRequest, Generator};
 use ibex_indexer::{slice_chars, Index};
 use ibex_search::{Mode, SearchRequest};
 use serde::Serialize;
@@ -214,6 +214,7 @@ pub fn answer(
         .collect();
     let support = check_support(
         &checked.text,
+        completion.finish_reason == FinishReason::Length,
         question,
         context
             .iter()

@@ -41,9 +41,12 @@ pub struct RecommendOptions {
     /// Retries of an HTTP model whose list was invalid, before falling back to the candidates.
     pub retries: usize,
     /// Weight of the LLM's order against the candidate order in the final ranking
-    /// (reciprocal-rank fusion; 0 = candidate order only, large = the LLM's order). The default
-    /// 0.1 is low because the embedded 135M model's order measured worse than the candidate
-    /// order on MovieLens (EVALUATION.md); raise it for a strong LLM server, after measuring.
+    /// (reciprocal-rank fusion; 0 = candidate order only, large = the LLM's order). At 0 (the
+    /// default) the LLM is shown only the final `k` candidates and explains them; above 0 it
+    /// chooses among all `candidates`. The default is 0 because no weight of the embedded 135M
+    /// model's order measured better than the candidate order on MovieLens (EVALUATION.md: a
+    /// default must not make results worse); for an LLM server, raise it only after
+    /// `ibex eval-recommend` shows its weight sweep gaining.
     pub llm_weight: f32,
     /// Weight of embedding similarity against co-occurrence in the candidate fusion (when
     /// interaction data is available; without it embeddings alone rank the candidates).
@@ -74,7 +77,7 @@ impl Default for RecommendOptions {
             with_reasons: true,
             history_in_prompt: 5,
             retries: 2,
-            llm_weight: 0.1,
+            llm_weight: 0.0,
             embedding_weight: 0.25,
             recency_half_life: Some(1.0),
         }
@@ -378,9 +381,18 @@ pub fn recommend(
     };
     let recent = &history[history.len().saturating_sub(options.history_in_prompt)..];
     let listed = options.k.min(candidates.len());
+    // With the LLM's order weighing nothing the final list is the first `listed` candidates:
+    // the LLM is shown exactly those, to explain them (and order them, for `llm_order`), rather
+    // than choosing among all candidates for a choice that is not used and whose reasons
+    // would cover other items.
+    let offered: &[String] = if options.llm_weight > 0.0 {
+        &candidate_ids
+    } else {
+        &candidate_ids[..listed]
+    };
     let messages = recommendation_messages(
         &recent.iter().map(describe).collect::<Vec<_>>(),
-        &candidate_ids.iter().map(describe).collect::<Vec<_>>(),
+        &offered.iter().map(describe).collect::<Vec<_>>(),
         listed,
         wish,
         options.with_reasons,
@@ -389,21 +401,18 @@ pub fn recommend(
     request.max_tokens = options.generated_tokens_for(listed);
 
     let generate_start = Instant::now();
-    let grammar = ItemListGrammar::new(&candidate_ids, listed, options.with_reasons, 160);
+    let grammar = ItemListGrammar::new(offered, listed, options.with_reasons, 160);
     let mut errors = OutputErrors::default();
     let (parsed, constrained) = match generator.generate_constrained(&request, &grammar) {
         Some(completion) => {
             let completion = completion?;
-            (
-                parse_item_list(&completion.text, &candidate_ids, history),
-                true,
-            )
+            (parse_item_list(&completion.text, offered, history), true)
         }
         None => {
             let mut attempt = 0;
             loop {
                 let completion = generator.generate(&request, &mut |_| {})?;
-                let parsed = parse_item_list(&completion.text, &candidate_ids, history);
+                let parsed = parse_item_list(&completion.text, offered, history);
                 if attempt == 0 {
                     errors.candidate_errors = parsed.candidate_errors;
                     errors.duplicates = parsed.duplicates;

@@ -52,9 +52,11 @@ impl Support {
 }
 
 /// Checks `answer` against the texts it was given: the context passages (and their titles) and
-/// the question.
+/// the question. `cut_short`: generation stopped at its token limit (so the answer's last word
+/// may be a fragment).
 pub fn check_support<'a>(
     answer: &str,
+    cut_short: bool,
     question: &str,
     context: impl IntoIterator<Item = &'a str>,
 ) -> Support {
@@ -66,7 +68,7 @@ pub fn check_support<'a>(
     }
     let answer = without_citation_markers(answer);
     let mut unsupported: Vec<String> = Vec::new();
-    for claim in claims(&answer) {
+    for claim in claims(&answer, cut_short) {
         let present = match &claim {
             Claim::Number(number) => known_numbers.contains(number),
             Claim::Name(name) => {
@@ -93,11 +95,22 @@ enum Claim {
     Name(String),
 }
 
-/// The numbers and names of `text`, in order.
-fn claims(text: &str) -> Vec<Claim> {
-    let mut found: Vec<Claim> = numbers(text).into_iter().map(Claim::Number).collect();
+/// The numbers and names of `text`, in order. When the text was cut short (`cut_short`: the
+/// LLM hit its token limit) a last word not followed by anything may be a fragment
+/// ("Komb" of "Kombat") and claims nothing.
+fn claims(text: &str, cut_short: bool) -> Vec<Claim> {
+    let fragment_from = if cut_short && text.ends_with(char::is_alphanumeric) {
+        words(text).last().map_or(text.len(), |(start, _)| start)
+    } else {
+        text.len()
+    };
+    let mut found: Vec<Claim> = numbers_at(text)
+        .into_iter()
+        .filter(|&(start, end, _)| start < fragment_from && !is_list_marker(text, start, end))
+        .map(|(_, _, number)| Claim::Number(number))
+        .collect();
     for (start, word) in words(text) {
-        if word.chars().any(|c| c.is_ascii_digit()) {
+        if start >= fragment_from || word.chars().any(|c| c.is_ascii_digit()) {
             continue;
         }
         let mut letters = word.chars();
@@ -138,32 +151,53 @@ fn starts_a_sentence(text: &str, start: usize) -> bool {
 /// The numbers of `text`: digit runs, with `,` or `.` between digits kept inside one number
 /// (thousands separators dropped, a decimal point kept).
 fn numbers(text: &str) -> Vec<String> {
-    let chars: Vec<char> = text.chars().collect();
+    numbers_at(text).into_iter().map(|(_, _, n)| n).collect()
+}
+
+/// [`numbers`] with each number's byte range in `text`.
+fn numbers_at(text: &str) -> Vec<(usize, usize, String)> {
+    let chars: Vec<(usize, char)> = text.char_indices().collect();
+    let digit_at = |i: usize| chars.get(i).is_some_and(|(_, c)| c.is_ascii_digit());
     let mut found = Vec::new();
     let mut i = 0;
     while i < chars.len() {
-        if !chars[i].is_ascii_digit() {
+        if !digit_at(i) {
             i += 1;
             continue;
         }
+        let start = chars[i].0;
         let mut number = String::new();
         while i < chars.len() {
-            let c = chars[i];
-            let joins_digits = (c == ',' || c == '.')
-                && chars.get(i + 1).is_some_and(char::is_ascii_digit)
-                && !number.is_empty();
+            let c = chars[i].1;
             if c.is_ascii_digit() {
                 number.push(c);
-            } else if joins_digits && c == '.' {
-                number.push('.');
-            } else if !joins_digits {
+            } else if (c == ',' || c == '.') && digit_at(i + 1) {
+                if c == '.' {
+                    number.push('.');
+                }
+            } else {
                 break;
             }
             i += 1;
         }
-        found.push(number);
+        let end = chars.get(i).map_or(text.len(), |(at, _)| *at);
+        found.push((start, end, number));
     }
     found
+}
+
+/// Whether the number at `start..end` of `text` numbers a list item ("1." or "2)" opening a
+/// line): a small model often answers as a list, and the numbering claims nothing.
+fn is_list_marker(text: &str, start: usize, end: usize) -> bool {
+    let opens_line = text[..start]
+        .trim_end_matches([' ', '\t'])
+        .chars()
+        .next_back()
+        .is_none_or(|c| c == '\n');
+    let mut after = text[end..].chars();
+    opens_line
+        && matches!(after.next(), Some('.' | ')'))
+        && after.next().is_none_or(char::is_whitespace)
 }
 
 /// The BM25 analyzer's terms of `text` (lower-cased, stemmed, stop words dropped).
@@ -215,6 +249,7 @@ mod tests {
         let support = check_support(
             "Yes. A study by the University of California found that 50mg a day reduced \
              fractures [1].",
+            false,
             "Does vitamin D supplementation reduce the risk of fractures?",
             [CONTEXT],
         );
@@ -232,6 +267,7 @@ mod tests {
         let support = check_support(
             "Yes: in a trial of 2686 adults, 100,000 IU of Vitamin D every four months cut \
              fractures by 22% [1]. VDD is common.",
+            false,
             "Does vitamin D reduce fractures?",
             [CONTEXT],
         );
@@ -243,6 +279,7 @@ mod tests {
     fn sentence_starts_stop_words_and_citation_numbers_claim_nothing() {
         let support = check_support(
             "The passages do not say. However, \"Fractures\" fell [2, 3]. I think so.",
+            false,
             "What fell?",
             ["fractures fell"],
         );
@@ -253,12 +290,27 @@ mod tests {
     fn names_match_by_stem_and_the_question_counts_as_context() {
         let support = check_support(
             "They come from Michigan's Kingsford, says the Lagina family.",
+            false,
             "Where are the Lagina brothers from?",
             ["Kingsford, Michigan is a city."],
         );
         assert!(support.supported, "{support:?}");
-        let no_context = check_support("It was Kingsford.", "Where?", []);
+        let no_context = check_support("It was Kingsford.", false, "Where?", []);
         assert_eq!(no_context.unsupported, ["Kingsford"]);
+    }
+
+    #[test]
+    fn list_numbering_and_a_fragment_cut_by_the_token_limit_claim_nothing() {
+        let context = ["Orange Juice released Rip It Up in 1983."];
+        let listed = "1. Rip It Up was a 1983 single.\n2) By Orange Juice.\n 3. Then Mortal Komb";
+        let cut = check_support(listed, true, "Who sang Rip It Up?", context);
+        assert_eq!(cut.unsupported, ["Mortal"], "{cut:?}");
+        // Not cut short: the last word is whole, and a claim.
+        let whole = check_support(listed, false, "Who sang Rip It Up?", context);
+        assert_eq!(whole.unsupported, ["Mortal", "Komb"]);
+        // A number inside a sentence is a claim even when a period follows it.
+        let year = check_support("It came out in 1984.", false, "When?", context);
+        assert_eq!(year.unsupported, ["1984"]);
     }
 
     #[test]

@@ -369,11 +369,17 @@ class Index:
         query: Optional[str] = None,
         candidates: int = 20,
         reasons: bool = True,
+        llm_weight: float = 0.0,
     ) -> dict[str, Any]:
         """Recommends items of this catalog index (one document per item) for a user's
-        ``history`` of item ids, oldest first, as ``ibex recommend`` does."""
+        ``history`` of item ids, oldest first, as ``ibex recommend`` does. ``llm_weight`` is the
+        weight of the LLM's order against the candidate order: at 0 (the default) the items are
+        the first ``k`` candidates, which the LLM explains; above 0 it chooses among all
+        ``candidates`` (raise it only for an LLM whose ``ibex eval-recommend`` sweep gains)."""
         return json.loads(
-            self._native.recommend_json([str(h) for h in history], k, query, candidates, reasons)
+            self._native.recommend_json(
+                [str(h) for h in history], k, query, candidates, reasons, float(llm_weight)
+            )
         )
 
     def close(self) -> None:

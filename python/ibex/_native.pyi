@@ -45,6 +45,7 @@ class NativeIndex:
         query: Optional[str] = None,
         candidates: int = 20,
         reasons: bool = True,
+        llm_weight: float = 0.0,
     ) -> str: ...
     @property
     def generation(self) -> int: ...

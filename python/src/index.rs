@@ -284,7 +284,8 @@ impl NativeIndex {
 
     /// Recommends items of this catalog index for a history (as `ibex recommend`); returns the
     /// recommendation as JSON.
-    #[pyo3(signature = (history, k=10, query=None, candidates=20, reasons=true))]
+    #[pyo3(signature = (history, k=10, query=None, candidates=20, reasons=true, llm_weight=0.0))]
+    #[allow(clippy::too_many_arguments)]
     fn recommend_json(
         &self,
         py: Python<'_>,
@@ -293,7 +294,13 @@ impl NativeIndex {
         query: Option<String>,
         candidates: usize,
         reasons: bool,
+        llm_weight: f32,
     ) -> PyResult<String> {
+        if !(llm_weight.is_finite() && llm_weight >= 0.0) {
+            return Err(pyo3::exceptions::PyValueError::new_err(format!(
+                "llm_weight must be a number of at least 0, not {llm_weight}"
+            )));
+        }
         let shared = self.shared()?;
         let result = py
             .detach(move || -> ibex::Result<_> {
@@ -310,6 +317,7 @@ impl NativeIndex {
                     k,
                     candidates,
                     with_reasons: reasons,
+                    llm_weight,
                     ..Default::default()
                 };
                 Ok(ibex::pipeline::recommend(

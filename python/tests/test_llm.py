@@ -88,3 +88,11 @@ def test_recommend_returns_real_unseen_items(
     assert all(i in quickstart_index for i in ids)
     # The fake's answer names no candidate: the candidate ranking stands in, and says so.
     assert result["errors"]["fell_back"]
+    # By default (LLM weight 0) the LLM is shown only the final picks: the first candidates.
+    offered = json.dumps(llm_server[-1]["messages"])
+    candidate_ids = [c["id"] for c in result["candidates"]]
+    assert ids == candidate_ids[:3]
+    assert all(c in offered for c in candidate_ids[:3])
+    assert not any(c in offered for c in candidate_ids[3:])
+    with pytest.raises(ValueError, match="llm_weight"):
+        quickstart_index.recommend(history, k=3, llm_weight=-1)

@@ -19,8 +19,10 @@ pub struct Args {
     limit: Option<usize>,
     #[arg(long, default_value_t = 20)]
     candidates: usize,
-    /// Weight of the LLM's order against the candidate order (EVALUATION.md: with the
-    /// embedded 135M model every weight above 0 lowered HR@10).
+    /// Weight of the LLM's order in the reported pipeline figure. Above 0 the LLM chooses among
+    /// all candidates, which the weight sweep needs to score every weight from one run (its
+    /// weight-0 row is the ranking `ibex recommend` gives by default); 0 shows the LLM only the
+    /// final ten, and the sweep then has nothing to measure.
     #[arg(long, default_value_t = 0.1)]
     llm_weight: f32,
     /// Weight of embedding similarity against co-occurrence in the candidates.

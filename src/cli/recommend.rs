@@ -25,9 +25,15 @@ pub struct Args {
     /// of the index's installed interactions.
     #[arg(long)]
     interactions: Option<PathBuf>,
-    /// Candidates the LLM chooses from.
+    /// Candidates the LLM chooses from (with --llm-weight above 0).
     #[arg(long, default_value_t = 20)]
     candidates: usize,
+    /// Weight of the LLM's order against the candidate order. At 0 (the default) the picks are
+    /// the first K candidates and the LLM only explains them: the embedded model's order made
+    /// results worse at every weight measured (EVALUATION.md). Raise it for an LLM server whose
+    /// `ibex eval-recommend` weight sweep shows a gain.
+    #[arg(long, default_value_t = 0.0)]
+    llm_weight: f32,
     /// Skip the LLM's one-sentence reasons (faster).
     #[arg(long)]
     no_reasons: bool,
@@ -37,12 +43,19 @@ pub struct Args {
 
 /// Recommends and prints the items with their reasons, and the LLM's output errors on stderr.
 pub fn run(args: Args, context: &Context) -> Result<()> {
+    if !(args.llm_weight.is_finite() && args.llm_weight >= 0.0) {
+        return Err(ibex::IbexError::Usage(format!(
+            "--llm-weight must be a number of at least 0, not {}",
+            args.llm_weight
+        )));
+    }
     let history = parse_history(&args.history)?;
     let generator = ibex::generator::default_generator()?;
     let options = ibex::pipeline::RecommendOptions {
         k: args.k,
         candidates: args.candidates,
         with_reasons: !args.no_reasons,
+        llm_weight: args.llm_weight,
         ..Default::default()
     };
     let result = recommend_from_index(

@@ -206,10 +206,14 @@ pub struct RecommendBody {
     pub k: Option<usize>,
     /// What the user asks for, in their words ("something lighter").
     pub query: Option<String>,
-    /// Candidates the LLM chooses from. Default 20.
+    /// Candidates the LLM chooses from (with `llm_weight` above 0). Default 20.
     pub candidates: Option<usize>,
     /// Whether the LLM explains each pick. Default true.
     pub reasons: Option<bool>,
+    /// Weight of the LLM's order against the candidate order, at least 0. Default 0: the picks
+    /// are the first `k` candidates and the LLM explains them (the embedded model's order made
+    /// results worse at every weight measured); raise it for a server whose weight sweep gains.
+    pub llm_weight: Option<f32>,
 }
 
 /// Recommend catalog items for a history: candidates by embedding similarity (plus co-occurrence
@@ -244,10 +248,18 @@ pub async fn recommend(
             "a history holds at most 1000 items",
         ));
     }
+    let llm_weight = body.llm_weight.unwrap_or(0.0);
+    if !(llm_weight.is_finite() && llm_weight >= 0.0) {
+        return Err(ApiError::invalid(
+            "invalid_request",
+            format!("llm_weight must be a number of at least 0, not {llm_weight}"),
+        ));
+    }
     let options = RecommendOptions {
         k,
         candidates,
         with_reasons: body.reasons.unwrap_or(true),
+        llm_weight,
         ..RecommendOptions::default()
     };
     let needed = options.max_generated_tokens();
