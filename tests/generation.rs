@@ -324,6 +324,15 @@ fn ibex_serves_chat_answers_and_recommendations_over_http() {
 
     let (status, body) = server.post(
         "/v1/indexes/kb/recommend",
+        &json!({"history": ["astro-black-hole"], "llm_weight": -1.0}),
+    );
+    assert_eq!(
+        (status, server::error_code(&body).as_str()),
+        (422, "invalid_request"),
+        "{body}"
+    );
+    let (status, body) = server.post(
+        "/v1/indexes/kb/recommend",
         &json!({"history": ["no-such-item"]}),
     );
     assert_eq!(

@@ -9,17 +9,19 @@
 //! - [`Compressor`]: the seam (query + ranked passages in, kept text and spans out);
 //! - [`IbCompressor`]: the information-bottleneck selector over sentences, generic over how a
 //!   sentence's usefulness is scored ([`UsefulnessScorer`]): today by embedding similarity
-//!   ([`EmbeddingScorer`], the default: [`default_compressor`]); an LLM-scored implementation
-//!   (the gain in a model's log-likelihood, as Zhu et al. score usefulness) plugs into the same
-//!   seam;
+//!   ([`EmbeddingScorer`], the default: [`default_compressor`]), or by the gain in a language
+//!   model's likelihood of the question, for the embedding's best candidates ([`LlmScorer`], as
+//!   Zhu et al. score usefulness; the model comes through [`TokenLikelihood`]);
 //! - [`split_sentences`]: sentence segmentation with character offsets.
 //!
 //! How well a compression keeps the answers is measured by `ibex-eval` (`ibex eval-compress`).
 
 mod ib;
+mod llm;
 mod segment;
 
 pub use ib::{EmbeddingScorer, IbCompressor, IbParams, TextScores, UsefulnessScorer};
+pub use llm::{LlmScorer, LlmScoring, TokenLikelihood};
 pub use segment::{split_sentences, SentenceSpan};
 
 use std::sync::Arc;
@@ -46,6 +48,9 @@ pub enum CompressError {
     /// An invalid request.
     #[error("invalid compression request: {0}")]
     InvalidRequest(String),
+    /// The language model scoring usefulness failed (or cannot give log-probabilities).
+    #[error("the language model scoring sentences failed: {0}")]
+    Model(String),
 }
 
 /// Result alias of this crate.

@@ -9,9 +9,14 @@
 
 use std::path::Path;
 
-use ibex_compressor::{default_compressor, Compression, Compressor, IbParams, Passage};
+use std::sync::Arc;
+use std::time::Instant;
+
+use ibex_compressor::{default_compressor, Compression, Compressor, IbParams, LlmScoring, Passage};
 use ibex_embedder::TextKind;
+use ibex_generator::Generator;
 use ibex_indexer::IndexOptions;
+use ibex_pipeline::scoring::llm_compressor;
 use rand::seq::SliceRandom;
 use rand::SeedableRng;
 use serde::Serialize;
@@ -44,6 +49,13 @@ pub struct CompressEvalReport {
     /// The baselines' figures by name: `keep_all`, `top1_passage`, `top_sentences` (RECOMP-style:
     /// the sentences most similar to the question) and `random_sentences`.
     pub baselines: std::collections::BTreeMap<String, CompressionFigures>,
+    /// The usefulness scorer: `embedding`, or `llm:MODEL` (the cascade of
+    /// [`ibex_compressor::LlmScorer`]).
+    pub scorer: String,
+    /// Mean seconds the selector took per question (scoring included).
+    pub seconds_per_question: f64,
+    /// Mean calls to the language model per question (0 for the embedding scorer).
+    pub model_calls_per_question: f64,
 }
 
 /// Keeps sentences in `order` while they fit `budget`; returns the kept text and tokens.
@@ -90,10 +102,24 @@ pub fn evaluate_compression(
     distractors: usize,
     limit: Option<usize>,
     params: IbParams,
+    llm: Option<(Arc<dyn Generator>, LlmScoring)>,
 ) -> Result<CompressEvalReport> {
     let questions = nq::read_nq(nq_path)?;
     let (index, embedder) = nq::pool_index(&questions, index_dir, index_options)?;
-    let compressor = default_compressor(embedder.clone(), params);
+    // The embedding scorer, or the LLM cascade (whose model calls are counted).
+    let embedding = default_compressor(embedder.clone(), params);
+    let llm = llm.map(|(generator, scoring)| {
+        let name = format!("llm:{}", generator.model());
+        (
+            name,
+            llm_compressor(embedder.clone(), generator, params, scoring),
+        )
+    });
+    let (compressor, scorer): (&dyn Compressor, String) = match &llm {
+        Some((name, compressor)) => (compressor, name.clone()),
+        None => (&embedding, "embedding".into()),
+    };
+    let mut selector_seconds = 0.0;
 
     #[derive(Default)]
     struct Tally {
@@ -122,7 +148,9 @@ pub fn evaluate_compression(
             .collect::<Vec<_>>()
             .join("\n");
         let has_answer = contains_answer(&full, &q.answers);
+        let started = Instant::now();
         let compression = compressor.compress(&q.question, &passages, None)?;
+        selector_seconds += started.elapsed().as_secs_f64();
         let total = compression.total_tokens.max(1) as f64;
         let budget = compression.kept_tokens;
         evaluated += 1;
@@ -185,9 +213,13 @@ pub fn evaluate_compression(
         retention: t.retained as f64 / answerable.max(1) as f64,
         questions: evaluated,
     };
+    let calls = llm.map_or(0, |(_, c)| c.scorer().model_calls());
     Ok(CompressEvalReport {
         ib: figures(&ib),
         answerable,
+        scorer,
+        seconds_per_question: selector_seconds / evaluated.max(1) as f64,
+        model_calls_per_question: calls as f64 / evaluated.max(1) as f64,
         baselines: names
             .iter()
             .zip(&baselines)

@@ -13,6 +13,7 @@
 pub mod answer;
 pub mod interactions;
 pub mod recommend;
+pub mod scoring;
 pub mod support;
 
 pub use answer::{answer, AnswerOptions, Citation, ContextEntry, RagAnswer};

@@ -36,6 +36,18 @@ pub struct Args {
     /// when it has at most this many tokens: the coherence rule (0, the default, turns it off).
     #[arg(long)]
     neighbour_tokens: Option<usize>,
+    /// Score usefulness with the LLM too (the one `ibex ask` would use: IBEX_LLM_URL, else the
+    /// embedded SmolLM2): the embedding's best sentences (and passages) are rescored by the gain
+    /// in the model's likelihood of the question given them.
+    #[arg(long)]
+    llm_scorer: bool,
+    /// With --llm-scorer: texts per scoring call the model rescores (the cascade's shortlist).
+    #[arg(long, default_value_t = 8)]
+    llm_shortlist: usize,
+    /// With --llm-scorer: weight of the likelihood gain (nats per question token) added to the
+    /// embedding similarity.
+    #[arg(long, default_value_t = 0.2)]
+    llm_gain_weight: f32,
     /// Print the figures as one JSON object.
     #[arg(long)]
     json: bool,
@@ -59,6 +71,15 @@ pub fn run(args: Args, context: &Context) -> Result<()> {
     if let Some(tokens) = args.neighbour_tokens {
         params.neighbour_tokens = tokens;
     }
+    let llm = if args.llm_scorer {
+        let scoring = ibex::compressor::LlmScoring {
+            shortlist: args.llm_shortlist,
+            weight: args.llm_gain_weight,
+        };
+        Some((ibex::generator::default_generator()?, scoring))
+    } else {
+        None
+    };
     let report = ibex::eval::evaluate_compression(
         &args.nq,
         &args.index,
@@ -66,13 +87,18 @@ pub fn run(args: Args, context: &Context) -> Result<()> {
         args.distractors,
         args.limit,
         params,
+        llm,
     )?;
     if args.json {
         return print_json(&report);
     }
     println!(
-        "{} questions ({} with an answer in their context)",
-        report.ib.questions, report.answerable
+        "{} questions ({} with an answer in their context); scorer {}: {:.2} s and {:.1} model calls per question",
+        report.ib.questions,
+        report.answerable,
+        report.scorer,
+        report.seconds_per_question,
+        report.model_calls_per_question
     );
     println!("{:<18} {:>12} {:>10}", "method", "compression", "retention");
     let figures = std::iter::once(("ib", &report.ib))

@@ -1,0 +1,196 @@
+//! LLM-scored usefulness: how much a text makes the question likelier to a language model.
+//!
+//! A bi-encoder's cosine says a sentence is about the question's topic, not that it answers it
+//! (EVALUATION.md: the selector's misses are answer sentences ranked below sentences restating
+//! the question's entity). Zhu et al. (2024) score a compression by what it does to a language
+//! model's likelihood; without the answer at inference, the quantity here is the one UPR (Sachan
+//! et al. 2022) ranks passages by: the gain in log P(question | text) over log P(question | no
+//! text), per question token, so that it is on the same footing for every text. Scoring every
+//! sentence with an LLM is expensive, so a cascade bounds it: the first scorer (embedding
+//! similarity) ranks the texts and only its best `shortlist` are scored by the model; the rest
+//! keep their first-stage score. A text's usefulness is its first-stage score plus `weight` times
+//! its gain, which keeps the selector's floor and parameters meaningful.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use crate::ib::{TextScores, UsefulnessScorer};
+use crate::{CompressError, Result};
+
+/// log P(continuation | prompt) from a language model, token by token: what LLM-scored usefulness
+/// needs of a model (the generator crate's models provide it; this crate does not depend on them).
+pub trait TokenLikelihood: Send + Sync {
+    /// The natural-log probability of each token of `continuation` after `prompt`.
+    fn token_logprobs(&self, prompt: &str, continuation: &str) -> Result<Vec<f32>>;
+}
+
+/// The cascade's settings.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct LlmScoring {
+    /// Texts (sentences, or passages) the model scores per call, best first by the first stage.
+    pub shortlist: usize,
+    /// Weight of the likelihood gain (nats per question token) added to the first-stage score.
+    pub weight: f32,
+}
+
+impl Default for LlmScoring {
+    fn default() -> Self {
+        LlmScoring {
+            shortlist: 8,
+            weight: 0.2,
+        }
+    }
+}
+
+/// A [`UsefulnessScorer`] that refines `first`'s scores of its best texts by the likelihood gain
+/// a language model gives the question.
+pub struct LlmScorer<F: UsefulnessScorer, M: TokenLikelihood> {
+    first: F,
+    model: M,
+    scoring: LlmScoring,
+    /// Model calls made so far (the cost per question, for reports).
+    calls: AtomicUsize,
+}
+
+impl<F: UsefulnessScorer, M: TokenLikelihood> LlmScorer<F, M> {
+    /// A cascade of `first` then `model`.
+    pub fn new(first: F, model: M, scoring: LlmScoring) -> Self {
+        LlmScorer {
+            first,
+            model,
+            scoring,
+            calls: AtomicUsize::new(0),
+        }
+    }
+
+    /// Calls made to the model since this scorer was made.
+    pub fn model_calls(&self) -> usize {
+        self.calls.load(Ordering::Relaxed)
+    }
+
+    /// Mean log-probability per token of `question` after `text` in the scoring prompt.
+    fn question_logprob(&self, text: &str, question: &str) -> Result<f32> {
+        self.calls.fetch_add(1, Ordering::Relaxed);
+        let prompt = format!("Passage: {text}\nA question this passage answers:");
+        let logprobs = self
+            .model
+            .token_logprobs(&prompt, &format!(" {question}"))?;
+        if logprobs.is_empty() {
+            return Err(CompressError::InvalidRequest(
+                "the question has no tokens to score".into(),
+            ));
+        }
+        Ok(logprobs.iter().sum::<f32>() / logprobs.len() as f32)
+    }
+}
+
+impl<F: UsefulnessScorer, M: TokenLikelihood> UsefulnessScorer for LlmScorer<F, M> {
+    fn score(&self, query: &str, texts: &[&str]) -> Result<TextScores> {
+        let mut scores = self.first.score(query, texts)?;
+        if texts.is_empty() || self.scoring.shortlist == 0 || self.scoring.weight == 0.0 {
+            return Ok(scores);
+        }
+        let mut order: Vec<usize> = (0..texts.len()).collect();
+        order.sort_by(|&a, &b| {
+            scores.scores[b]
+                .total_cmp(&scores.scores[a])
+                .then(a.cmp(&b))
+        });
+        order.truncate(self.scoring.shortlist);
+        let without = self.question_logprob("", query)?;
+        for i in order {
+            let gain = self.question_logprob(texts[i], query)? - without;
+            scores.scores[i] += self.scoring.weight * gain;
+        }
+        Ok(scores)
+    }
+
+    fn count_tokens(&self, text: &str) -> Result<usize> {
+        self.first.count_tokens(text)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+
+    use super::*;
+
+    /// First-stage scores fixed per text.
+    struct Fixed(Vec<(&'static str, f32)>);
+
+    impl UsefulnessScorer for Fixed {
+        fn score(&self, _query: &str, texts: &[&str]) -> Result<TextScores> {
+            Ok(TextScores {
+                scores: texts
+                    .iter()
+                    .map(|t| self.0.iter().find(|(f, _)| f == t).map_or(0.0, |(_, s)| *s))
+                    .collect(),
+                vectors: None,
+            })
+        }
+        fn count_tokens(&self, text: &str) -> Result<usize> {
+            Ok(text.split_whitespace().count())
+        }
+    }
+
+    /// A model to which the question is likelier after a text holding "1889", and which records
+    /// the prompts it scored.
+    struct Model(Mutex<Vec<String>>);
+
+    impl TokenLikelihood for Model {
+        fn token_logprobs(&self, prompt: &str, continuation: &str) -> Result<Vec<f32>> {
+            self.0.lock().unwrap().push(prompt.to_string());
+            let per_token = if prompt.contains("1889") { -1.0 } else { -3.0 };
+            Ok(vec![per_token; continuation.split_whitespace().count()])
+        }
+    }
+
+    #[test]
+    fn the_models_gain_reorders_the_shortlist_and_nothing_else() {
+        let first = Fixed(vec![
+            ("It is in Paris.", 0.6),
+            ("It was built in 1889.", 0.5),
+            ("Paris has museums.", 0.4),
+            ("Bread needs yeast.", 0.1),
+        ]);
+        let scorer = LlmScorer::new(
+            first,
+            Model(Mutex::new(Vec::new())),
+            LlmScoring {
+                shortlist: 3,
+                weight: 0.2,
+            },
+        );
+        let texts = [
+            "It is in Paris.",
+            "It was built in 1889.",
+            "Paris has museums.",
+            "Bread needs yeast.",
+        ];
+        let scores = scorer
+            .score("When was the tower built?", &texts)
+            .unwrap()
+            .scores;
+        // Gains: 2 nats per token for the 1889 sentence, 0 for the others; the fourth text is
+        // past the shortlist and keeps its first-stage score.
+        assert_eq!(scores, vec![0.6, 0.5 + 0.2 * 2.0, 0.4, 0.1]);
+        // One call without a text, then one per shortlisted text.
+        assert_eq!(scorer.model_calls(), 4);
+        let prompts = scorer.model.0.lock().unwrap().clone();
+        assert!(prompts.iter().all(|p| !p.contains("Bread")), "{prompts:?}");
+    }
+
+    #[test]
+    fn a_weight_of_zero_never_calls_the_model() {
+        let scorer = LlmScorer::new(
+            Fixed(vec![("a", 0.3)]),
+            Model(Mutex::new(Vec::new())),
+            LlmScoring {
+                shortlist: 8,
+                weight: 0.0,
+            },
+        );
+        assert_eq!(scorer.score("q", &["a"]).unwrap().scores, vec![0.3]);
+        assert_eq!(scorer.model_calls(), 0);
+    }
+}
