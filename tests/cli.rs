@@ -38,22 +38,30 @@ fn write_beir(dir: &std::path::Path) {
     .unwrap();
 }
 
+/// The small BEIR collection written under `root` and indexed by `ibex index`: its folder, the
+/// index's folder, and what `ibex index` printed on stderr.
+fn indexed_beir(root: &std::path::Path) -> (std::path::PathBuf, std::path::PathBuf, String) {
+    let beir = root.join("beir");
+    write_beir(&beir);
+    let index = root.join("idx");
+    let out = ibex(&[
+        "index",
+        beir.to_str().unwrap(),
+        "--index",
+        index.to_str().unwrap(),
+    ]);
+    let stderr = String::from_utf8_lossy(&out.stderr).to_string();
+    assert!(out.status.success(), "{stderr}");
+    (beir, index, stderr)
+}
+
 #[test]
 fn index_search_eval_and_embed_speak_their_formats() {
     let temp = tempfile::tempdir().unwrap();
-    let beir = temp.path().join("beir");
-    write_beir(&beir);
-    let index = temp.path().join("idx");
+    let (beir, index, stderr) = indexed_beir(temp.path());
     let index_arg = index.to_str().unwrap();
-
-    let out = ibex(&["index", beir.to_str().unwrap(), "--index", index_arg]);
     assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(
-        String::from_utf8_lossy(&out.stderr).contains("3 added"),
+        stderr.contains("3 added"),
         "one-line summary when stderr is not a terminal"
     );
 
@@ -266,8 +274,25 @@ fn compress_and_eval_compress_speak_their_formats() {
         .map(String::as_str)
         .collect();
     keys.sort();
-    assert_eq!(keys, ["baselines", "compression", "questions", "retention"]);
+    assert_eq!(
+        keys,
+        [
+            "baselines",
+            "compression",
+            "model_calls_per_question",
+            "questions",
+            "retention",
+            "scorer",
+            "seconds_per_question"
+        ]
+    );
     assert_eq!(report["questions"], 3);
+    // The default scorer calls no language model; its time per question is reported.
+    assert_eq!(report["scorer"], "embedding");
+    assert_eq!(report["model_calls_per_question"], 0.0);
+    assert!(report["seconds_per_question"]
+        .as_f64()
+        .is_some_and(|s| s > 0.0));
     for baseline in [
         "keep_all",
         "top1_passage",
@@ -323,16 +348,8 @@ fn fake_llm(answer: &'static str) -> String {
 #[test]
 fn ask_says_visibly_when_the_passages_do_not_hold_the_answer() {
     let temp = tempfile::tempdir().unwrap();
-    let beir = temp.path().join("beir");
-    write_beir(&beir);
-    let index = temp.path().join("idx");
+    let (_, index, _) = indexed_beir(temp.path());
     let index_arg = index.to_str().unwrap();
-    let out = ibex(&["index", beir.to_str().unwrap(), "--index", index_arg]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
 
     let ask = |answer: &'static str, json: bool| {
         let mut args = vec!["ask", "How is coffee brewed?", "--index", index_arg];

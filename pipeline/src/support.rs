@@ -60,11 +60,21 @@ pub fn check_support<'a>(
     question: &str,
     context: impl IntoIterator<Item = &'a str>,
 ) -> Support {
+    // The BM25 analyzer's terms (lower-cased, stemmed, stop words dropped), one analyzer for
+    // the whole check.
+    let mut analyzer = english_analyzer();
+    let mut add_stems = |text: &str, terms: &mut HashSet<String>| {
+        let mut stream = analyzer.token_stream(text);
+        while let Some(token) = stream.next() {
+            terms.insert(token.text.clone());
+        }
+    };
     let mut known_numbers: HashSet<String> = numbers(question).into_iter().collect();
-    let mut known_stems: HashSet<String> = stems(question);
+    let mut known_stems: HashSet<String> = HashSet::new();
+    add_stems(question, &mut known_stems);
     for text in context {
         known_numbers.extend(numbers(text));
-        known_stems.extend(stems(text));
+        add_stems(text, &mut known_stems);
     }
     let answer = without_citation_markers(answer);
     let mut unsupported: Vec<String> = Vec::new();
@@ -72,7 +82,8 @@ pub fn check_support<'a>(
         let present = match &claim {
             Claim::Number(number) => known_numbers.contains(number),
             Claim::Name(name) => {
-                let name_stems = stems(name);
+                let mut name_stems = HashSet::new();
+                add_stems(name, &mut name_stems);
                 // A stop word alone ("The", "I") names nothing.
                 name_stems.is_empty() || name_stems.iter().all(|s| known_stems.contains(s))
             }
@@ -198,17 +209,6 @@ fn is_list_marker(text: &str, start: usize, end: usize) -> bool {
     opens_line
         && matches!(after.next(), Some('.' | ')'))
         && after.next().is_none_or(char::is_whitespace)
-}
-
-/// The BM25 analyzer's terms of `text` (lower-cased, stemmed, stop words dropped).
-fn stems(text: &str) -> HashSet<String> {
-    let mut analyzer = english_analyzer();
-    let mut stream = analyzer.token_stream(text);
-    let mut terms = HashSet::new();
-    while let Some(token) = stream.next() {
-        terms.insert(token.text.clone());
-    }
-    terms
 }
 
 /// `text` without `[n]` / `[n, m]` citation markers (their numbers are not claims).
