@@ -5,10 +5,9 @@
 mod common;
 mod server;
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{BufRead, BufReader};
 use std::net::TcpListener;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use ibex::generator::{
@@ -344,51 +343,6 @@ fn ibex_serves_chat_answers_and_recommendations_over_http() {
     assert_eq!(status, 422, "{body}");
 }
 
-/// A real TCP server that misbehaves on purpose: each connection gets `answer(n)` for the n-th
-/// request (0-based).
-fn misbehaving_server(
-    answer: impl Fn(usize) -> Option<String> + Send + Sync + 'static,
-) -> (String, Arc<AtomicUsize>) {
-    let listener = TcpListener::bind("127.0.0.1:0").expect("binds");
-    let url = format!("http://{}/v1", listener.local_addr().expect("address"));
-    let count = Arc::new(AtomicUsize::new(0));
-    let seen = count.clone();
-    std::thread::spawn(move || {
-        for stream in listener.incoming() {
-            let Ok(mut stream) = stream else { continue };
-            let n = seen.fetch_add(1, Ordering::SeqCst);
-            // Read the request head and body.
-            let mut reader = BufReader::new(stream.try_clone().expect("clone"));
-            let mut length = 0;
-            loop {
-                let mut line = String::new();
-                if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
-                    break;
-                }
-                if let Some(v) = line.to_lowercase().strip_prefix("content-length:") {
-                    length = v.trim().parse().unwrap_or(0);
-                }
-            }
-            let mut body = vec![0; length];
-            let _ = reader.read_exact(&mut body);
-            match answer(n) {
-                Some(response) => {
-                    let _ = stream.write_all(response.as_bytes());
-                }
-                None => std::thread::sleep(Duration::from_secs(5)),
-            }
-        }
-    });
-    (url, count)
-}
-
-fn http_response(status: &str, content_type: &str, body: &str) -> String {
-    format!(
-        "HTTP/1.1 {status}\r\ncontent-type: {content_type}\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
-        body.len()
-    )
-}
-
 fn client(url: &str, timeout: Duration) -> HttpGenerator {
     let mut options = HttpOptions::new(url, "test-model");
     options.timeout = timeout;
@@ -404,8 +358,8 @@ fn the_http_backend_reports_what_the_server_did_wrong() {
     let ok = r#"{"choices":[{"message":{"role":"assistant","content":"hello"},"finish_reason":"stop"}],"usage":{"prompt_tokens":3,"completion_tokens":1}}"#;
 
     // A 500 is retried, then reported with its status and body.
-    let (url, count) = misbehaving_server(|_| {
-        Some(http_response(
+    let (url, count) = common::misbehaving_server(|_| {
+        Some(common::http_response(
             "500 Internal Server Error",
             "text/plain",
             "boom",
@@ -422,11 +376,11 @@ fn the_http_backend_reports_what_the_server_did_wrong() {
 
     // A 429 then success: the retry succeeds.
     let ok_body = ok.to_string();
-    let (url, _) = misbehaving_server(move |n| {
+    let (url, _) = common::misbehaving_server(move |n| {
         Some(if n == 0 {
-            http_response("429 Too Many Requests", "text/plain", "slow down")
+            common::http_response("429 Too Many Requests", "text/plain", "slow down")
         } else {
-            http_response("200 OK", "application/json", &ok_body)
+            common::http_response("200 OK", "application/json", &ok_body)
         })
     });
     let completion = client(&url, Duration::from_secs(5))
@@ -438,8 +392,13 @@ fn the_http_backend_reports_what_the_server_did_wrong() {
     );
 
     // Malformed JSON, and JSON without the answer, are errors that quote the server.
-    let (url, _) =
-        misbehaving_server(|_| Some(http_response("200 OK", "application/json", "{not json")));
+    let (url, _) = common::misbehaving_server(|_| {
+        Some(common::http_response(
+            "200 OK",
+            "application/json",
+            "{not json",
+        ))
+    });
     let error = client(&url, Duration::from_secs(5))
         .generate(&request, &mut |_| {})
         .expect_err("malformed");
@@ -448,8 +407,8 @@ fn the_http_backend_reports_what_the_server_did_wrong() {
             && error.to_string().contains("{not json"),
         "{error}"
     );
-    let (url, _) = misbehaving_server(|_| {
-        Some(http_response(
+    let (url, _) = common::misbehaving_server(|_| {
+        Some(common::http_response(
             "200 OK",
             "application/json",
             r#"{"choices":[]}"#,
@@ -461,8 +420,8 @@ fn the_http_backend_reports_what_the_server_did_wrong() {
     assert!(error.to_string().contains("choices[0]"), "{error}");
 
     // A stream cut short is an error, not a truncated answer.
-    let (url, _) = misbehaving_server(|_| {
-        Some(http_response(
+    let (url, _) = common::misbehaving_server(|_| {
+        Some(common::http_response(
             "200 OK",
             "text/event-stream",
             "data: {\"choices\":[{\"delta\":{\"content\":\"hel\"}}]}\n\n",
@@ -477,7 +436,7 @@ fn the_http_backend_reports_what_the_server_did_wrong() {
     );
 
     // A server that never answers: a timeout error naming the limit.
-    let (url, _) = misbehaving_server(|_| None);
+    let (url, _) = common::misbehaving_server(|_| None);
     let error = client(&url, Duration::from_secs(1))
         .generate(&request, &mut |_| {})
         .expect_err("timeout");
@@ -515,8 +474,9 @@ fn the_http_backend_scores_continuations_where_the_server_can() {
         "logprobs":{"tokens":["Context",":"," c","\n","Question",":"," q"," !"],
                     "token_logprobs":[null,-1.0,-2.0,-0.5,-0.25,-0.125,-1.5,-3.0],
                     "text_offset":[0,7,8,10,11,19,20,22],"top_logprobs":null}}]}"#;
-    let (url, _) =
-        misbehaving_server(move |_| Some(http_response("200 OK", "application/json", vllm)));
+    let (url, _) = common::misbehaving_server(move |_| {
+        Some(common::http_response("200 OK", "application/json", vllm))
+    });
     let likelihood = client(&url, Duration::from_secs(5))
         .likelihood("Context: c\n", "Question: q")
         .expect("scored");
@@ -525,8 +485,13 @@ fn the_http_backend_scores_continuations_where_the_server_can() {
 
     let llama_cpp =
         r#"{"choices":[{"text":" !","index":0,"logprobs":null,"finish_reason":"length"}]}"#;
-    let (url, _) =
-        misbehaving_server(move |_| Some(http_response("200 OK", "application/json", llama_cpp)));
+    let (url, _) = common::misbehaving_server(move |_| {
+        Some(common::http_response(
+            "200 OK",
+            "application/json",
+            llama_cpp,
+        ))
+    });
     let error = client(&url, Duration::from_secs(5))
         .likelihood("Context: c\n", "Question: q")
         .expect_err("no logprobs");
@@ -534,8 +499,13 @@ fn the_http_backend_scores_continuations_where_the_server_can() {
         matches!(error, GeneratorError::Unsupported { .. }) && error.to_string().contains("vLLM"),
         "{error}"
     );
-    let (url, _) =
-        misbehaving_server(|_| Some(http_response("404 Not Found", "text/plain", "no route")));
+    let (url, _) = common::misbehaving_server(|_| {
+        Some(common::http_response(
+            "404 Not Found",
+            "text/plain",
+            "no route",
+        ))
+    });
     let error = client(&url, Duration::from_secs(5))
         .likelihood("Context: c\n", "Question: q")
         .expect_err("no route");

@@ -1,6 +1,7 @@
 //! Helpers shared by the end-to-end tests.
 #![allow(dead_code)]
 
+use std::io::{BufRead, Read, Write};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, OnceLock};
 
@@ -92,4 +93,50 @@ pub fn fixture_with_word_tokenizer(
         .save(temp.path().join("tokenizer.json"), false)
         .unwrap();
     temp
+}
+
+/// A real TCP server standing in for an LLM server (well-behaved or misbehaving on purpose): each
+/// connection gets `answer(n)` for the n-th request (0-based), or no answer for five seconds when
+/// `answer` gives `None`. Returns its `/v1` URL and the count of requests.
+pub fn misbehaving_server(
+    answer: impl Fn(usize) -> Option<String> + Send + Sync + 'static,
+) -> (String, Arc<std::sync::atomic::AtomicUsize>) {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("binds");
+    let url = format!("http://{}/v1", listener.local_addr().expect("address"));
+    let count = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let seen = count.clone();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { continue };
+            let n = seen.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            // Read the request head and body.
+            let mut reader = std::io::BufReader::new(stream.try_clone().expect("clone"));
+            let mut length = 0;
+            loop {
+                let mut line = String::new();
+                if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
+                    break;
+                }
+                if let Some(v) = line.to_lowercase().strip_prefix("content-length:") {
+                    length = v.trim().parse().unwrap_or(0);
+                }
+            }
+            let mut body = vec![0; length];
+            let _ = reader.read_exact(&mut body);
+            match answer(n) {
+                Some(response) => {
+                    let _ = stream.write_all(response.as_bytes());
+                }
+                None => std::thread::sleep(std::time::Duration::from_secs(5)),
+            }
+        }
+    });
+    (url, count)
+}
+
+pub fn http_response(status: &str, content_type: &str, body: &str) -> String {
+    format!(
+        "HTTP/1.1 {status}\r\ncontent-type: {content_type}\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+        body.len()
+    )
 }
