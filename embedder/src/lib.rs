@@ -15,7 +15,7 @@ mod batching;
 mod bert;
 mod bert_cpu;
 pub mod bf16_matmul;
-pub mod cpu;
+pub use ibex_cpu as cpu;
 #[cfg(feature = "cuda")]
 mod cuda_kernels;
 pub mod device;

@@ -7,11 +7,12 @@
 //! only path on other architectures). A path the CPU lacks cannot be forced: it would stop the
 //! process with an illegal instruction, so ibex warns once and takes the widest it has.
 //!
-//! The kernels that follow this choice: the dot product of every vector scan and graph walk
-//! ([`crate::vector::dot`]) and the element-wise passes of the BERT forward pass (softmax, GELU,
-//! residual + layer norm), and the matrix products with few rows (a query's tokens,
-//! [`crate::panel_matmul`]). Products with many rows go to the gemm crate, which picks its own
-//! kernels at run time and has no switch.
+//! The kernels that follow this choice: in the embedder, the dot product of every vector scan and
+//! graph walk (`vector::dot`), the element-wise passes of the BERT forward pass (softmax, GELU,
+//! residual + layer norm) and the matrix products with few rows (a query's tokens,
+//! `panel_matmul`); in the generator, the embedded LLM's Q8_0 matrix products (`q8_matmul`),
+//! whose AVX-512 path also needs VNNI ([`has_avx512_vnni`]). Products with many rows in the
+//! embedder go to the gemm crate, which picks its own kernels at run time and has no switch.
 
 use std::sync::atomic::{AtomicU8, Ordering};
 
@@ -61,6 +62,20 @@ pub fn detected() -> SimdLevel {
         }
     }
     SimdLevel::Scalar
+}
+
+/// Whether the CPU has the AVX-512 integer dot products (`VPDPBUSD`, with AVX512BW): the int8
+/// kernels' AVX-512 path needs them on top of [`SimdLevel::Avx512`].
+pub fn has_avx512_vnni() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        std::arch::is_x86_feature_detected!("avx512vnni")
+            && std::arch::is_x86_feature_detected!("avx512bw")
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
+    }
 }
 
 /// What an `IBEX_CPU` value asks for on a CPU whose widest level is `detected`: the level, or a
