@@ -29,7 +29,7 @@ for length in short long; do
     printf '%s' "$message" > "$work/message.txt"
     printf '<|im_start|>user\n%s<|im_end|>\n<|im_start|>assistant\n' "$message" > "$work/chatml.txt"
     for threads in 1 2; do
-        ibex=$(CANDLE_NUM_THREADS=$threads "$bin" "$gguf" "$work/message.txt" 64)
+        ibex=$(RAYON_NUM_THREADS=$threads "$bin" "$gguf" "$work/message.txt" 64)
         peer=$(node "$node_dir/llm_speed.mjs" "$gguf" "$threads" "$work/chatml.txt" 64 2>/dev/null | tail -1)
         python3 - "$length" "$threads" "$ibex" "$peer" <<'PY'
 import json, sys

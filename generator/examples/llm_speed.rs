@@ -1,6 +1,6 @@
 //! Prefill and decode speed of the embedded LLM, for `bench/llm_speed.sh`:
 //! `llm_speed [GGUF [USER_MESSAGE_FILE [MAX_TOKENS]]]` prints one JSON line (the second of two
-//! rounds). Thread count: `CANDLE_NUM_THREADS`.
+//! rounds). Thread count: `RAYON_NUM_THREADS` (the pool the embedded model runs on).
 use std::time::Instant;
 
 use ibex_generator::{ChatMessage, EmbeddedGenerator, GenerationRequest, Generator};

@@ -1,23 +1,23 @@
-//! The embedded LLM: SmolLM2-135M-Instruct, quantized, run in-process by candle.
+//! The embedded LLM: SmolLM2-135M-Instruct, quantized, run in-process by ibex's own forward
+//! pass ([`crate::llama`]; the GGUF file is read with candle's reader).
 
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
 use candle_core::quantized::gguf_file;
-use candle_core::{Device, Tensor};
-use candle_transformers::models::quantized_llama::ModelWeights;
 use rand::distributions::{Distribution, WeightedIndex};
 use rand::SeedableRng;
 
 use crate::error::{GeneratorError, Result};
 use crate::fetch::{ensure_default_llm, DEFAULT_LLM_NAME};
 use crate::grammar::OutputGrammar;
+use crate::llama::{KvCache, LlamaModel, LogitsFrom};
 use crate::tokenizer::SmolTokenizer;
 use crate::{Completion, FinishReason, GenerationRequest, Generator, Likelihood};
 
-/// The longest sequence (prompt plus generated tokens) the embedded model runs: the size of
-/// candle's rotary tables for quantized llama models.
-pub const MAX_CONTEXT_TOKENS: usize = candle_transformers::models::quantized_llama::MAX_SEQ_LEN;
+/// The longest sequence (prompt plus generated tokens) the embedded model runs: the positions
+/// its key/value cache and rotary tables hold.
+pub const MAX_CONTEXT_TOKENS: usize = crate::llama::MAX_POSITIONS;
 
 /// Decoding options of the embedded model.
 #[derive(Debug, Clone)]
@@ -37,15 +37,16 @@ impl Default for EmbeddedOptions {
     }
 }
 
-/// SmolLM2 (or another ChatML llama-architecture GGUF) run by candle on the CPU.
+/// SmolLM2 (or another ChatML llama-architecture GGUF) run on the CPU.
 ///
-/// One generation runs at a time (the model holds a single key-value cache); concurrent callers
-/// wait their turn.
+/// One generation runs at a time (one key/value cache, whose memory is reused); concurrent
+/// callers wait their turn. Each forward pass already uses every thread of rayon's pool.
 pub struct EmbeddedGenerator {
     name: String,
     path: PathBuf,
     tokenizer: SmolTokenizer,
-    model: Mutex<ModelWeights>,
+    model: LlamaModel,
+    cache: Mutex<KvCache>,
     options: EmbeddedOptions,
 }
 
@@ -76,13 +77,14 @@ impl EmbeddedGenerator {
                         .unwrap_or_else(|| DEFAULT_LLM_NAME.to_string())
                 })
         };
-        let model = ModelWeights::from_gguf(content, &mut file, &Device::Cpu)
-            .map_err(|e| bad(e.to_string()))?;
+        let model = LlamaModel::from_gguf(&content, &mut file).map_err(bad)?;
+        let cache = Mutex::new(model.new_cache());
         Ok(EmbeddedGenerator {
             name,
             path: path.to_path_buf(),
             tokenizer,
-            model: Mutex::new(model),
+            model,
+            cache,
             options: EmbeddedOptions::default(),
         })
     }
@@ -126,14 +128,8 @@ impl EmbeddedGenerator {
         let max_tokens = request.max_tokens.min(MAX_CONTEXT_TOKENS - prompt.len());
         let mut state = grammar.map(|g| g.start());
         let mut rng = rand::rngs::StdRng::seed_from_u64(request.seed);
-        let mut model = self
-            .model
-            .lock()
-            .map_err(|_| GeneratorError::Inference("a previous generation panicked".into()))?;
-        model.clear_kv_cache();
-
-        let input = Tensor::new(prompt.as_slice(), &Device::Cpu)?.unsqueeze(0)?;
-        let mut logits = model.forward(&input, 0)?;
+        let mut cache = self.lock_cache()?;
+        let mut scores = self.forward(&mut cache, &prompt, LogitsFrom::Last)?;
         let mut generated: Vec<u32> = Vec::new();
         let mut pending_bytes: Vec<u8> = Vec::new();
         let mut finish_reason = FinishReason::Length;
@@ -145,7 +141,6 @@ impl EmbeddedGenerator {
                     break;
                 }
             }
-            let mut scores: Vec<f32> = logits.squeeze(0)?.to_vec1()?;
             self.penalize_repeats(&mut scores, &generated);
             if let Some(state) = &state {
                 for (id, score) in scores.iter_mut().enumerate() {
@@ -178,8 +173,7 @@ impl EmbeddedGenerator {
             if step + 1 == max_tokens {
                 break;
             }
-            let input = Tensor::new(&[next], &Device::Cpu)?.unsqueeze(0)?;
-            logits = model.forward(&input, prompt.len() + step)?;
+            scores = self.forward(&mut cache, &[next], LogitsFrom::Last)?;
         }
         if !pending_bytes.is_empty() {
             on_text(&String::from_utf8_lossy(&pending_bytes));
@@ -200,9 +194,9 @@ impl EmbeddedGenerator {
         })
     }
 
-    /// See [`Generator::likelihood`]: the prompt is prefilled once, then each continuation token
-    /// is scored from the logits before it and fed in turn (candle's model returns the last
-    /// position's logits only, so a continuation of n tokens costs n single-token steps).
+    /// See [`Generator::likelihood`]: the prompt and the continuation go through the model in one
+    /// forward pass, and each continuation token is scored from the logits of the position
+    /// before it.
     fn score(&self, prompt: &str, continuation: &str) -> Result<Likelihood> {
         let prompt_ids = self.tokenizer.encode(prompt)?;
         if prompt_ids.is_empty() {
@@ -223,22 +217,33 @@ impl EmbeddedGenerator {
         if continuation_ids.is_empty() {
             return Ok(Likelihood { token_logprobs });
         }
-        let mut model = self
-            .model
-            .lock()
-            .map_err(|_| GeneratorError::Inference("a previous generation panicked".into()))?;
-        model.clear_kv_cache();
-        let input = Tensor::new(prompt_ids.as_slice(), &Device::Cpu)?.unsqueeze(0)?;
-        let mut logits = model.forward(&input, 0)?;
-        for (i, &token) in continuation_ids.iter().enumerate() {
-            let scores: Vec<f32> = logits.squeeze(0)?.to_vec1()?;
-            token_logprobs.push(log_softmax_at(&scores, token as usize)?);
-            if i + 1 < continuation_ids.len() {
-                let input = Tensor::new(&[token], &Device::Cpu)?.unsqueeze(0)?;
-                logits = model.forward(&input, prompt_ids.len() + i)?;
-            }
+        // The last continuation token predicts nothing that is scored: it is not fed.
+        let mut input = prompt_ids.clone();
+        input.extend_from_slice(&continuation_ids[..continuation_ids.len() - 1]);
+        let mut cache = self.lock_cache()?;
+        let logits = self.forward(&mut cache, &input, LogitsFrom::Row(prompt_ids.len() - 1))?;
+        let vocab = self.model.config().vocab;
+        for (scores, &token) in logits.chunks_exact(vocab).zip(&continuation_ids) {
+            token_logprobs.push(log_softmax_at(scores, token as usize)?);
         }
         Ok(Likelihood { token_logprobs })
+    }
+
+    /// The key/value cache, emptied for a new sequence.
+    fn lock_cache(&self) -> Result<std::sync::MutexGuard<'_, KvCache>> {
+        let mut cache = self
+            .cache
+            .lock()
+            .map_err(|_| GeneratorError::Inference("a previous generation panicked".into()))?;
+        cache.clear();
+        Ok(cache)
+    }
+
+    /// One forward pass of `tokens` after the cache's positions.
+    fn forward(&self, cache: &mut KvCache, tokens: &[u32], which: LogitsFrom) -> Result<Vec<f32>> {
+        self.model
+            .forward(cache, tokens, which)
+            .map_err(GeneratorError::Inference)
     }
 
     fn penalize_repeats(&self, scores: &mut [f32], generated: &[u32]) {

@@ -17,7 +17,9 @@ mod error;
 pub mod fetch;
 pub mod grammar;
 mod http;
+mod llama;
 pub mod prompt;
+mod q8_matmul;
 mod tokenizer;
 
 use std::sync::Arc;

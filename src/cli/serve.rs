@@ -23,13 +23,6 @@ pub fn run(args: Args, context: &Context) -> Result<()> {
 /// and scripts wait for the `Serving ... at URL` line); `page_query` is appended to the search
 /// page's address.
 pub fn serve(config: ibex::web::ServerConfig, page_query: &str) -> Result<()> {
-    // candle's quantized kernels (the embedded LLM) use a spinning pool of CANDLE_NUM_THREADS
-    // threads, sized once when the first model loads, from this variable alone. A server shares
-    // its cores with embedding and search, and with one core busy, two-thread decoding measured
-    // 4-8x slower than one thread (README, "Threads"). Set before any thread is started.
-    if std::env::var_os("CANDLE_NUM_THREADS").is_none() {
-        std::env::set_var("CANDLE_NUM_THREADS", "1");
-    }
     let data_dir = config.data_dir.clone();
     let keys = !config.api_keys.is_empty();
     let page_query = page_query.to_string();
