@@ -18,6 +18,10 @@ if [ ! -d "$node_dir/node_modules/node-llama-cpp" ]; then
     (cd "$node_dir" && npm install --silent --no-audit --no-fund node-llama-cpp@3.22.1 >/dev/null)
 fi
 cp bench/llm_speed.mjs "$node_dir/"
+# IBEX_CPU forces ibex's narrower kernels (llama.cpp keeps its own): the class says which ran.
+cpu_class=$(bash bench/cpu_class.sh)
+if [ -n "${IBEX_CPU:-}" ]; then cpu_class="$cpu_class/ibex-$IBEX_CPU"; fi
+echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), CPU class $cpu_class; $(date -u +%F)"
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 message="Write a long story about a lighthouse keeper who finds a message in a bottle."

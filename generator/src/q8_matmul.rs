@@ -16,9 +16,10 @@
 //! scales in f32. Only the order of the f32 additions across blocks differs from candle's.
 //!
 //! Paths, chosen by [`ibex_cpu::simd_level`] (`IBEX_CPU` forces a narrower one): AVX-512 with
-//! VNNI (unsigned activations: the signed byte plus 128, corrected by each weight block's sum
-//! times 128, precomputed), AVX2 (`VPMADDUBSW` on |activation| and the weight with the
-//! activation's sign), and a portable one that the tests compare both with.
+//! VNNI (`VPDPBUSD` multiplies unsigned by signed bytes: the weights are stored plus 128, and 128
+//! times each activation block's sum, computed as it is quantized, is taken off), AVX2
+//! (`VPMADDUBSW` on |activation| and the weight with the activation's sign), and a portable one
+//! that the tests compare both with.
 
 use rayon::prelude::*;
 
@@ -35,18 +36,21 @@ const PANEL_BLOCK_BYTES: usize = BLOCK * PANEL;
 pub(crate) const GGUF_BLOCK_BYTES: usize = 2 + BLOCK;
 
 /// A weight matrix `[columns, k]` (GGUF's row per output) repacked into column panels.
+///
+/// 34 bytes per block of 32 values, as in the file: a decoded token reads every weight once, so
+/// its speed follows these bytes (with f32 scales and a per-column correction for the unsigned
+/// operand it was 40 bytes, and decoding ran at llama.cpp's speed instead of ahead of it).
 pub(crate) struct Q8Weights {
     /// Output columns (the matrix's rows in the file).
     columns: usize,
     /// Inputs per column, a multiple of [`BLOCK`].
     k: usize,
-    /// `[panel][block]` of [`PANEL_BLOCK_BYTES`] each.
-    quants: Vec<i8>,
-    /// `[panel][block][column]`: the column's block scale.
-    scales: Vec<f32>,
-    /// `[panel][block][column]`: -128 times the sum of the column's block values, what the
-    /// AVX-512 path's +128 on the activations adds.
-    offsets: Vec<i32>,
+    /// `[panel][block]` of [`PANEL_BLOCK_BYTES`] each: every value plus 128 (its bits with the
+    /// top one flipped), the unsigned operand of `VPDPBUSD`; the activations stay signed and the
+    /// 128 x their block sum this adds is taken off per row ([`Q8Activations`]).
+    quants: Vec<u8>,
+    /// `[panel][block][column]`: the column's block scale, as GGUF's f16 bits.
+    scales: Vec<u16>,
 }
 
 impl Q8Weights {
@@ -67,27 +71,22 @@ impl Q8Weights {
             ));
         }
         let panels = columns.div_ceil(PANEL);
-        let mut quants = vec![0i8; panels * blocks * PANEL_BLOCK_BYTES];
-        let mut scales = vec![0f32; panels * blocks * PANEL];
-        let mut offsets = vec![0i32; panels * blocks * PANEL];
+        // Padding columns hold value 0 (stored as 128) and scale 0.
+        let mut quants = vec![0x80u8; panels * blocks * PANEL_BLOCK_BYTES];
+        let mut scales = vec![0u16; panels * blocks * PANEL];
         for column in 0..columns {
             let (panel, lane) = (column / PANEL, column % PANEL);
             for block in 0..blocks {
                 let at = (column * blocks + block) * GGUF_BLOCK_BYTES;
                 let source = &bytes[at..at + GGUF_BLOCK_BYTES];
-                let scale = half::f16::from_le_bytes([source[0], source[1]]).to_f32();
                 let values = &source[2..];
                 let base = (panel * blocks + block) * PANEL_BLOCK_BYTES;
-                let mut sum = 0i32;
                 for (i, &value) in values.iter().enumerate() {
-                    let value = value as i8;
-                    sum += value as i32;
                     let (group, within) = (i / 4, i % 4);
-                    quants[base + group * PANEL * 4 + lane * 4 + within] = value;
+                    quants[base + group * PANEL * 4 + lane * 4 + within] = value ^ 0x80;
                 }
                 let slot = (panel * blocks + block) * PANEL + lane;
-                scales[slot] = scale;
-                offsets[slot] = -128 * sum;
+                scales[slot] = u16::from_le_bytes([source[0], source[1]]);
             }
         }
         Ok(Q8Weights {
@@ -95,7 +94,6 @@ impl Q8Weights {
             k,
             quants,
             scales,
-            offsets,
         })
     }
 
@@ -114,6 +112,9 @@ pub(crate) struct Q8Activations {
     blocks: usize,
     values: Vec<i8>,
     scales: Vec<f32>,
+    /// `[row][block]`: 128 x the sum of the block's values, what the weights' +128 adds to each
+    /// integer block product.
+    biases: Vec<i32>,
 }
 
 impl Q8Activations {
@@ -125,19 +126,22 @@ impl Q8Activations {
         let blocks = k / BLOCK;
         let mut values = vec![0i8; rows * k];
         let mut scales = vec![0f32; rows * blocks];
+        let mut biases = vec![0i32; rows * blocks];
         // Rows in parallel: on one thread this was a tenth of a 418-token prefill, all of it
         // outside the products' parallel split.
         values
             .par_chunks_mut(k)
             .zip(scales.par_chunks_mut(blocks))
+            .zip(biases.par_chunks_mut(blocks))
             .zip(x.par_chunks(k))
             .with_min_len(ROWS_PER_TASK)
-            .for_each(|((values, scales), x)| quantize_row(x, values, scales));
+            .for_each(|(((values, scales), biases), x)| quantize_row(x, values, scales, biases));
         Q8Activations {
             rows,
             blocks,
             values,
             scales,
+            biases,
         }
     }
 }
@@ -147,11 +151,12 @@ const ROWS_PER_TASK: usize = 16;
 
 /// Quantizes one row, block by block: scale = max |x| / 127 (stored rounded through f16),
 /// values rounded to the nearest integer, halves away from zero.
-fn quantize_row(x: &[f32], values: &mut [i8], scales: &mut [f32]) {
-    for ((chunk, out), scale) in x
+fn quantize_row(x: &[f32], values: &mut [i8], scales: &mut [f32], biases: &mut [i32]) {
+    for (((chunk, out), scale), bias) in x
         .chunks_exact(BLOCK)
         .zip(values.chunks_exact_mut(BLOCK))
         .zip(scales.iter_mut())
+        .zip(biases.iter_mut())
     {
         let max = chunk.iter().fold(0f32, |m, v| m.max(v.abs()));
         let d = max / 127.0;
@@ -160,6 +165,7 @@ fn quantize_row(x: &[f32], values: &mut [i8], scales: &mut [f32]) {
         for (o, &v) in out.iter_mut().zip(chunk) {
             *o = (v * inverse).round() as i8;
         }
+        *bias = 128 * out.iter().map(|&v| v as i32).sum::<i32>();
     }
 }
 
@@ -170,12 +176,25 @@ pub(crate) fn matmul(x: &[f32], rows: usize, w: &Q8Weights, out: &mut [f32], par
     let level = ibex_cpu::simd_level();
     let path = if level == SimdLevel::Avx512 && ibex_cpu::has_avx512_vnni() {
         Path::Avx512Vnni
-    } else if level >= SimdLevel::Avx2 {
+    } else if level >= SimdLevel::Avx2 && has_f16c() {
         Path::Avx2
     } else {
         Path::Portable
     };
     matmul_on(path, x, rows, w, out, parallel)
+}
+
+/// Whether the CPU converts f16 to f32 in vectors (F16C: every AVX2 CPU made has it, but the
+/// AVX2 kernel reads the scales with it, so it is checked rather than assumed).
+fn has_f16c() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        std::arch::is_x86_feature_detected!("f16c")
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
+    }
 }
 
 /// Which kernel a product runs on.
@@ -295,7 +314,8 @@ fn product_tiles(
                     }
                 },
                 #[cfg(target_arch = "x86_64")]
-                // SAFETY: the path is AVX2 only when the CPU has AVX2 and FMA (`simd_level`).
+                // SAFETY: the path is AVX2 only when the CPU has AVX2 and FMA (`simd_level`) and
+                // F16C (`has_f16c`).
                 Path::Avx2 => unsafe {
                     x86::panel_avx2(a, first_row + row, tile, w, panel, &mut sums)
                 },
@@ -340,11 +360,12 @@ fn panel_portable(
                 let mut total = 0i32;
                 for group in 0..BLOCK / 4 {
                     for within in 0..4 {
-                        total += aq[group * 4 + within] as i32
-                            * wq[group * PANEL * 4 + lane * 4 + within] as i32;
+                        let weight = (wq[group * PANEL * 4 + lane * 4 + within] ^ 0x80) as i8;
+                        total += aq[group * 4 + within] as i32 * weight as i32;
                     }
                 }
-                row_sums[lane] += total as f32 * (ascale * ws[lane]);
+                let scale = half::f16::from_bits(ws[lane]).to_f32();
+                row_sums[lane] += total as f32 * (ascale * scale);
             }
         }
     }
@@ -356,7 +377,7 @@ mod x86 {
     use std::arch::x86_64::*;
 
     /// One panel for `ROWS` rows with `VPDPBUSD`: per block, each row's 32 values go 4 at a
-    /// time (one broadcast load, +128 to make them unsigned) against 16 columns' 4 values. The
+    /// time (one broadcast load, signed) against 16 columns' 4 values (stored +128, unsigned). The
     /// row count is a constant so that the row loops unroll into registers (measured: with a
     /// run-time count and checked byte loads, the scalar work of building each broadcast bound
     /// the kernel at about a tenth of the instruction's rate).
@@ -374,27 +395,29 @@ mod x86 {
     ) {
         let blocks = w.blocks();
         debug_assert!(row0 + ROWS <= a.rows && panel < w.panels() && a.blocks == blocks);
-        let flip = _mm512_set1_epi32(0x8080_8080u32 as i32);
         let mut acc = [_mm512_setzero_ps(); ROWS];
         let values = a.values.as_ptr();
         for block in 0..blocks {
             let slot = (panel * blocks + block) * PANEL;
             // SAFETY (all reads below): `slot` is within the weights' `[panel][block]` arrays
-            // (panel and block in range), which hold PANEL scales and offsets and
+            // (panel and block in range), which hold PANEL scales and
             // PANEL_BLOCK_BYTES quants per slot; each row's block of BLOCK values exists in `a`
             // (row and block in range), and group * 4 + 4 <= BLOCK.
             let wq = w.quants.as_ptr().add(slot * BLOCK);
-            let ws = _mm512_loadu_ps(w.scales.as_ptr().add(slot));
-            let offset = _mm512_loadu_si512(w.offsets.as_ptr().add(slot).cast());
-            let mut ints = [offset; ROWS];
+            let ws = _mm512_cvtph_ps(_mm256_loadu_si256(w.scales.as_ptr().add(slot).cast()));
+            // Each row's sums start at minus the bias the unsigned weights add.
+            let mut ints = [_mm512_setzero_si512(); ROWS];
+            for (r, sums) in ints.iter_mut().enumerate() {
+                let bias = *a.biases.as_ptr().add((row0 + r) * a.blocks + block);
+                *sums = _mm512_set1_epi32(-bias);
+            }
             let row_values: [*const i8; ROWS] =
                 std::array::from_fn(|r| values.add(((row0 + r) * a.blocks + block) * BLOCK));
             for group in 0..BLOCK / 4 {
                 let wv = _mm512_loadu_si512(wq.add(group * PANEL * 4).cast());
                 for r in 0..ROWS {
                     let four = row_values[r].add(group * 4).cast::<i32>().read_unaligned();
-                    let av = _mm512_xor_si512(_mm512_set1_epi32(four), flip);
-                    ints[r] = _mm512_dpbusd_epi32(ints[r], av, wv);
+                    ints[r] = _mm512_dpbusd_epi32(ints[r], wv, _mm512_set1_epi32(four));
                 }
             }
             for r in 0..ROWS {
@@ -416,8 +439,8 @@ mod x86 {
     /// 127 * 127 * 2 per 16-bit pair: no saturation), then `VPMADDWD` sums pairs to 32 bits.
     ///
     /// # Safety
-    /// The CPU must have AVX2 and FMA.
-    #[target_feature(enable = "avx2,fma")]
+    /// The CPU must have AVX2, FMA and F16C.
+    #[target_feature(enable = "avx2,fma,f16c")]
     pub(super) unsafe fn panel_avx2(
         a: &Q8Activations,
         row0: usize,
@@ -428,6 +451,7 @@ mod x86 {
     ) {
         let blocks = w.blocks();
         let ones = _mm256_set1_epi16(1);
+        let flip = _mm256_set1_epi8(0x80u8 as i8);
         // Two rows at a time: 16 ymm registers hold 4 integer and 4 float accumulators, the two
         // weight halves and temporaries.
         let mut r = 0;
@@ -440,16 +464,19 @@ mod x86 {
                 let mut ints = [[_mm256_setzero_si256(); 2]; 2];
                 for group in 0..BLOCK / 4 {
                     // SAFETY: `wq` points at PANEL_BLOCK_BYTES bytes; group * 64 + 64 is within.
-                    let w_low = _mm256_loadu_si256(wq.add(group * PANEL * 4).cast());
-                    let w_high = _mm256_loadu_si256(wq.add(group * PANEL * 4 + 32).cast());
+                    // The stored +128 flipped back: signed weights.
+                    let w_low = _mm256_xor_si256(
+                        _mm256_loadu_si256(wq.add(group * PANEL * 4).cast()),
+                        flip,
+                    );
+                    let w_high = _mm256_xor_si256(
+                        _mm256_loadu_si256(wq.add(group * PANEL * 4 + 32).cast()),
+                        flip,
+                    );
                     for p in 0..pair {
                         let at = ((row0 + r + p) * a.blocks + block) * BLOCK + group * 4;
-                        let four = i32::from_le_bytes([
-                            a.values[at] as u8,
-                            a.values[at + 1] as u8,
-                            a.values[at + 2] as u8,
-                            a.values[at + 3] as u8,
-                        ]);
+                        // SAFETY: the row and block exist in `a` and group * 4 + 4 <= BLOCK.
+                        let four = a.values.as_ptr().add(at).cast::<i32>().read_unaligned();
                         let av = _mm256_set1_epi32(four);
                         let magnitude = _mm256_abs_epi8(av);
                         let low = _mm256_maddubs_epi16(magnitude, _mm256_sign_epi8(w_low, av));
@@ -458,8 +485,9 @@ mod x86 {
                         ints[p][1] = _mm256_add_epi32(ints[p][1], _mm256_madd_epi16(high, ones));
                     }
                 }
-                let ws_low = _mm256_loadu_ps(w.scales[slot..slot + 8].as_ptr());
-                let ws_high = _mm256_loadu_ps(w.scales[slot + 8..slot + 16].as_ptr());
+                let scales = &w.scales[slot..slot + PANEL];
+                let ws_low = _mm256_cvtph_ps(_mm_loadu_si128(scales.as_ptr().cast()));
+                let ws_high = _mm256_cvtph_ps(_mm_loadu_si128(scales[8..].as_ptr().cast()));
                 for p in 0..pair {
                     let ascale = _mm256_set1_ps(a.scales[(row0 + r + p) * a.blocks + block]);
                     acc[p][0] = _mm256_fmadd_ps(
@@ -528,7 +556,7 @@ mod tests {
     fn paths() -> Vec<Path> {
         let mut paths = vec![Path::Portable];
         let level = ibex_cpu::detected();
-        if level >= SimdLevel::Avx2 {
+        if level >= SimdLevel::Avx2 && has_f16c() {
             paths.push(Path::Avx2);
         }
         if level == SimdLevel::Avx512 && ibex_cpu::has_avx512_vnni() {
