@@ -305,6 +305,44 @@ fn compress_and_eval_compress_speak_their_formats() {
         );
     }
     assert_eq!(report["baselines"]["keep_all"]["compression"], 1.0);
+    assert!(report.get("ib_score").is_none(), "only with --ib-score");
+
+    // The IB score, with the embedded model: every method's kept text scored by the likelihood
+    // of the gold answer. Keeping everything costs β (2 here) and, with each answer written in
+    // its passage, makes the answers likelier than the question alone does.
+    let out = ibex(&[
+        "eval-compress",
+        nq.to_str().unwrap(),
+        "--index",
+        index.to_str().unwrap(),
+        "--distractors",
+        "2",
+        "--ib-score",
+        "--ib-beta",
+        "2",
+        "--json",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let selector = &report["ib_score"];
+    assert!(selector["answer_gain"].is_number() && selector["score"].is_number());
+    let keep_all = &report["baselines"]["keep_all"]["ib_score"];
+    let gain = keep_all["answer_gain"].as_f64().unwrap();
+    assert!(
+        gain > 0.0,
+        "the answers' own passages make them likelier: {gain}"
+    );
+    assert!((keep_all["score"].as_f64().unwrap() - (gain - 2.0)).abs() < 1e-9);
+    for baseline in ["top1_passage", "top_sentences", "random_sentences"] {
+        assert!(
+            report["baselines"][baseline]["ib_score"]["score"].is_number(),
+            "{baseline}"
+        );
+    }
 }
 
 /// A chat-completions server on loopback answering every request with `answer`.

@@ -5,7 +5,8 @@
 //! compression = kept tokens / context tokens (the embedder's tokens), averaged over questions;
 //! retention = share of the questions whose context contains a gold answer whose kept text still
 //! does. The baselines run in the same pass, at the IB selection's budget for each question
-//! (except keep-all and the top-1 passage, whose size is what it is).
+//! (except keep-all and the top-1 passage, whose size is what it is). With `--ib-score`, every
+//! method is also scored by the likelihood its kept text gives the gold answer ([`crate::ib_score`]).
 
 use std::path::Path;
 
@@ -22,6 +23,7 @@ use rand::SeedableRng;
 use serde::Serialize;
 
 use crate::error::Result;
+use crate::ib_score::{AnswerLikelihood, IbFigures, IbTally};
 use crate::metrics::contains_answer;
 use crate::nq;
 
@@ -34,6 +36,21 @@ pub struct CompressionFigures {
     pub retention: f64,
     /// Questions evaluated.
     pub questions: usize,
+    /// The information-bottleneck score, when asked for (`ib_score` in the JSON, absent
+    /// otherwise).
+    #[serde(rename = "ib_score", skip_serializing_if = "Option::is_none")]
+    pub information_bottleneck: Option<IbFigures>,
+}
+
+/// What the evaluation asks of a language model: usefulness scoring (the LLM cascade), the IB
+/// score of every method's result, or both.
+pub struct CompressEvalLlm {
+    /// The model.
+    pub generator: Arc<dyn Generator>,
+    /// Score usefulness with the cascade of [`ibex_compressor::LlmScorer`] with these settings.
+    pub scoring: Option<LlmScoring>,
+    /// Report the IB score with this β (the weight of the kept share against the answer gain).
+    pub ib_beta: Option<f64>,
 }
 
 /// The result of `eval-compress`.
@@ -94,7 +111,8 @@ fn keep_in_order(
 
 /// Evaluates the compressor on an NQ-open oracle file: each question's gold passage plus
 /// `distractors` passages retrieved (hybrid) from the other questions' passages (indexed into
-/// `index_dir` with `index_options`), shuffled. `limit` evaluates the first N questions.
+/// `index_dir` with `index_options`), shuffled. `limit` evaluates the first N questions. `llm`
+/// scores usefulness, the results, or both (see [`CompressEvalLlm`]).
 pub fn evaluate_compression(
     nq_path: &Path,
     index_dir: &Path,
@@ -102,18 +120,24 @@ pub fn evaluate_compression(
     distractors: usize,
     limit: Option<usize>,
     params: IbParams,
-    llm: Option<(Arc<dyn Generator>, LlmScoring)>,
+    llm: Option<CompressEvalLlm>,
 ) -> Result<CompressEvalReport> {
     let questions = nq::read_nq(nq_path)?;
     let (index, embedder) = nq::pool_index(&questions, index_dir, index_options)?;
     // The embedding scorer, or the LLM cascade (whose model calls are counted).
     let embedding = default_compressor(embedder.clone(), params);
-    let llm = llm.map(|(generator, scoring)| {
-        let name = format!("llm:{}", generator.model());
-        (
+    let ib_beta = llm.as_ref().and_then(|l| l.ib_beta);
+    let answer_scorer = llm
+        .as_ref()
+        .filter(|l| l.ib_beta.is_some())
+        .map(|l| AnswerLikelihood::new(l.generator.clone()));
+    let llm = llm.and_then(|l| {
+        let scoring = l.scoring?;
+        let name = format!("llm:{}", l.generator.model());
+        Some((
             name,
-            llm_compressor(embedder.clone(), generator, params, scoring),
-        )
+            llm_compressor(embedder.clone(), l.generator, params, scoring),
+        ))
     });
     let (compressor, scorer): (&dyn Compressor, String) = match &llm {
         Some((name, compressor)) => (compressor, name.clone()),
@@ -125,6 +149,7 @@ pub fn evaluate_compression(
     struct Tally {
         compression: f64,
         retained: usize,
+        ib: IbTally,
     }
     let names = [
         "keep_all",
@@ -199,19 +224,37 @@ pub fn evaluate_compression(
                 .similarity
                 .total_cmp(&compression.sentences[a].similarity)
         });
-        let (text, tokens) = keep_in_order(&compression, &passages, &by_similarity, budget);
-        baselines[2].compression += tokens as f64 / total;
-        baselines[2].retained += (has_answer && contains_answer(&text, &q.answers)) as usize;
+        let (similar_text, tokens) = keep_in_order(&compression, &passages, &by_similarity, budget);
+        let similar_share = tokens as f64 / total;
+        baselines[2].compression += similar_share;
+        baselines[2].retained +=
+            (has_answer && contains_answer(&similar_text, &q.answers)) as usize;
         let mut random: Vec<usize> = (0..compression.sentences.len()).collect();
         random.shuffle(&mut rng);
-        let (text, tokens) = keep_in_order(&compression, &passages, &random, budget);
-        baselines[3].compression += tokens as f64 / total;
-        baselines[3].retained += (has_answer && contains_answer(&text, &q.answers)) as usize;
+        let (random_text, tokens) = keep_in_order(&compression, &passages, &random, budget);
+        let random_share = tokens as f64 / total;
+        baselines[3].compression += random_share;
+        baselines[3].retained += (has_answer && contains_answer(&random_text, &q.answers)) as usize;
+
+        if let (Some(scorer), Some(answer)) = (&answer_scorer, q.answers.first()) {
+            let nothing = scorer.answer_logprob(&q.question, None, answer)?;
+            let gain = |text: &str| -> Result<f64> {
+                Ok(scorer.answer_logprob(&q.question, Some(text), answer)? - nothing)
+            };
+            ib.ib.add(gain(&compression.text)?, compression.rate());
+            baselines[0].ib.add(gain(&full)?, 1.0);
+            baselines[1]
+                .ib
+                .add(gain(&best_text)?, best_tokens as f64 / total);
+            baselines[2].ib.add(gain(&similar_text)?, similar_share);
+            baselines[3].ib.add(gain(&random_text)?, random_share);
+        }
     }
     let figures = |t: &Tally| CompressionFigures {
         compression: t.compression / evaluated.max(1) as f64,
         retention: t.retained as f64 / answerable.max(1) as f64,
         questions: evaluated,
+        information_bottleneck: ib_beta.map(|beta| t.ib.figures(beta)),
     };
     let calls = llm.map_or(0, |(_, c)| c.scorer().model_calls());
     Ok(CompressEvalReport {

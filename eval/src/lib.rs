@@ -17,13 +17,16 @@
 pub mod beir;
 pub mod compression;
 mod error;
+pub mod ib_score;
 pub mod metrics;
 pub mod nq;
 pub mod rag;
 pub mod recommendation;
 
 pub use beir::{evaluate_beir, EvalReport};
-pub use compression::{evaluate_compression, CompressEvalReport, CompressionFigures};
+pub use compression::{
+    evaluate_compression, CompressEvalLlm, CompressEvalReport, CompressionFigures,
+};
 pub use error::{EvalError, Result};
 pub use rag::{evaluate_rag, RagEvalReport, RagFigures};
 pub use recommendation::{evaluate_recommendation, RecommendEvalReport};

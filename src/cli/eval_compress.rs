@@ -48,6 +48,14 @@ pub struct Args {
     /// embedding similarity.
     #[arg(long, default_value_t = 0.2)]
     llm_gain_weight: f32,
+    /// Also score every method's kept text by the LLM's likelihood of the gold answer given it
+    /// (the information-bottleneck score of Zhu et al.: the answer gain over no context, less
+    /// β times the share of tokens kept; see EVALUATION.md). Uses the same LLM as --llm-scorer.
+    #[arg(long)]
+    ib_score: bool,
+    /// With --ib-score: β, the weight of the kept share against the answer gain (nats/token).
+    #[arg(long, default_value_t = 1.0)]
+    ib_beta: f64,
     /// Print the figures as one JSON object.
     #[arg(long)]
     json: bool,
@@ -71,12 +79,15 @@ pub fn run(args: Args, context: &Context) -> Result<()> {
     if let Some(tokens) = args.neighbour_tokens {
         params.neighbour_tokens = tokens;
     }
-    let llm = if args.llm_scorer {
-        let scoring = ibex::compressor::LlmScoring {
-            shortlist: args.llm_shortlist,
-            weight: args.llm_gain_weight,
-        };
-        Some((ibex::generator::default_generator()?, scoring))
+    let llm = if args.llm_scorer || args.ib_score {
+        Some(ibex::eval::CompressEvalLlm {
+            generator: ibex::generator::default_generator()?,
+            scoring: args.llm_scorer.then_some(ibex::compressor::LlmScoring {
+                shortlist: args.llm_shortlist,
+                weight: args.llm_gain_weight,
+            }),
+            ib_beta: args.ib_score.then_some(args.ib_beta),
+        })
     } else {
         None
     };
@@ -100,12 +111,24 @@ pub fn run(args: Args, context: &Context) -> Result<()> {
         report.seconds_per_question,
         report.model_calls_per_question
     );
-    println!("{:<18} {:>12} {:>10}", "method", "compression", "retention");
+    let scored = report.ib.information_bottleneck.is_some();
+    if scored {
+        println!(
+            "{:<18} {:>12} {:>10} {:>12} {:>9}",
+            "method", "compression", "retention", "answer gain", "IB score"
+        );
+    } else {
+        println!("{:<18} {:>12} {:>10}", "method", "compression", "retention");
+    }
     let figures = std::iter::once(("ib", &report.ib))
         .chain(report.baselines.iter().map(|(n, f)| (n.as_str(), f)));
     for (name, f) in figures {
+        let ib = f
+            .information_bottleneck
+            .map(|ib| format!(" {:>12.3} {:>9.3}", ib.answer_gain, ib.score))
+            .unwrap_or_default();
         println!(
-            "{:<18} {:>11.1}% {:>9.1}%",
+            "{:<18} {:>11.1}% {:>9.1}%{ib}",
             name,
             100.0 * f.compression,
             100.0 * f.retention
