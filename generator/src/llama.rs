@@ -95,7 +95,11 @@ impl LlamaConfig {
         let hidden = number("llama.embedding_length")?;
         let heads = number("llama.attention.head_count")?;
         let kv_heads = number("llama.attention.head_count_kv")?;
-        if heads == 0 || kv_heads == 0 || hidden % heads != 0 || heads % kv_heads != 0 {
+        if heads == 0
+            || kv_heads == 0
+            || !hidden.is_multiple_of(heads)
+            || !heads.is_multiple_of(kv_heads)
+        {
             return Err(format!(
                 "{heads} attention heads over {kv_heads} key/value heads do not divide a hidden \
                  size of {hidden}"
@@ -108,7 +112,7 @@ impl LlamaConfig {
                 "rotary embeddings over {rope_dim} of {head_dim} head dimensions are not supported"
             ));
         }
-        if hidden % BLOCK != 0 {
+        if !hidden.is_multiple_of(BLOCK) {
             return Err(format!(
                 "a hidden size of {hidden} is not whole Q8_0 blocks of {BLOCK}"
             ));
@@ -248,7 +252,7 @@ impl LlamaModel {
                 hidden,
                 reader,
             )?;
-            if config.ffn % BLOCK != 0 {
+            if !config.ffn.is_multiple_of(BLOCK) {
                 return Err(format!(
                     "a feed-forward size of {} is not whole Q8_0 blocks of {BLOCK}",
                     config.ffn

@@ -57,7 +57,7 @@ impl Q8Weights {
     /// Repacks `columns` rows of `k` values in GGUF's Q8_0 block layout. Columns past the last
     /// full panel are padded with zero weights (their outputs are never written).
     pub(crate) fn from_gguf_blocks(bytes: &[u8], columns: usize, k: usize) -> Result<Self, String> {
-        if k % BLOCK != 0 {
+        if !k.is_multiple_of(BLOCK) {
             return Err(format!(
                 "a Q8_0 row of {k} values is not whole blocks of {BLOCK}"
             ));
@@ -441,6 +441,8 @@ mod x86 {
     /// # Safety
     /// The CPU must have AVX2, FMA and F16C.
     #[target_feature(enable = "avx2,fma,f16c")]
+    // The row loops index the integer and float accumulators of the same row together.
+    #[allow(clippy::needless_range_loop)]
     pub(super) unsafe fn panel_avx2(
         a: &Q8Activations,
         row0: usize,
