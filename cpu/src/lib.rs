@@ -48,34 +48,19 @@ impl SimdLevel {
 
 /// The widest level this CPU has.
 pub fn detected() -> SimdLevel {
-    #[cfg(target_arch = "x86_64")]
-    {
-        if std::arch::is_x86_feature_detected!("avx512f")
-            && std::arch::is_x86_feature_detected!("avx2")
-            && std::arch::is_x86_feature_detected!("fma")
-        {
-            return SimdLevel::Avx512;
-        }
-        if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
-        {
-            return SimdLevel::Avx2;
-        }
+    if x86_has!("avx512f", "avx2", "fma") {
+        SimdLevel::Avx512
+    } else if x86_has!("avx2", "fma") {
+        SimdLevel::Avx2
+    } else {
+        SimdLevel::Scalar
     }
-    SimdLevel::Scalar
 }
 
 /// Whether the CPU has the AVX-512 integer dot products (`VPDPBUSD`, with AVX512BW): the int8
 /// kernels' AVX-512 path needs them on top of [`SimdLevel::Avx512`].
 pub fn has_avx512_vnni() -> bool {
-    #[cfg(target_arch = "x86_64")]
-    {
-        std::arch::is_x86_feature_detected!("avx512vnni")
-            && std::arch::is_x86_feature_detected!("avx512bw")
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    {
-        false
-    }
+    x86_has!("avx512vnni", "avx512bw")
 }
 
 /// What an `IBEX_CPU` value asks for on a CPU whose widest level is `detected`: the level, or a
@@ -138,6 +123,62 @@ fn choose() -> SimdLevel {
     };
     LEVEL.store(level as u8, Ordering::Relaxed);
     level
+}
+
+/// Defines `$name`, which runs `$body` compiled for the path [`simd_level`] chose (AVX-512F:
+/// loops written with 16 independent partial sums run 16 lanes wide; AVX2+FMA: 8; the baseline:
+/// SSE2's 4), and `$at`, the same on a given path, for the tests that compare the paths on one
+/// machine. `$body` should be `#[inline(always)]` so that each copy is compiled for its path.
+/// One definition for every crate's kernels, so that each path's `unsafe` call is argued once.
+#[macro_export]
+macro_rules! with_widest_simd {
+    ($name:ident, $at:ident, $body:ident, $($arg:ident: $ty:ty),+) => {
+        fn $name($($arg: $ty),+) {
+            $at($crate::simd_level(), $($arg),+)
+        }
+
+        /// `level` must be one this CPU supports.
+        #[inline]
+        fn $at(level: $crate::SimdLevel, $($arg: $ty),+) {
+            #[cfg(target_arch = "x86_64")]
+            {
+                #[target_feature(enable = "avx512f,avx2,fma")]
+                fn avx512($($arg: $ty),+) {
+                    $body($($arg),+)
+                }
+                #[target_feature(enable = "avx2,fma")]
+                fn avx2($($arg: $ty),+) {
+                    $body($($arg),+)
+                }
+                match level {
+                    // SAFETY: simd_level hands out only levels the CPU supports: AVX-512F here.
+                    $crate::SimdLevel::Avx512 => return unsafe { avx512($($arg),+) },
+                    // SAFETY: as above; the CPU has AVX2 and FMA.
+                    $crate::SimdLevel::Avx2 => return unsafe { avx2($($arg),+) },
+                    $crate::SimdLevel::Scalar => {}
+                }
+            }
+            #[cfg(not(target_arch = "x86_64"))]
+            let _ = level;
+            $body($($arg),+)
+        }
+    };
+}
+
+/// Whether the CPU has every x86 feature named (`x86_has!("avx512vnni", "avx512bw")`); false on
+/// other architectures. For the kernels that need features beyond a [`SimdLevel`].
+#[macro_export]
+macro_rules! x86_has {
+    ($($feature:tt),+) => {{
+        #[cfg(target_arch = "x86_64")]
+        {
+            true $(&& ::std::arch::is_x86_feature_detected!($feature))+
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        {
+            false
+        }
+    }};
 }
 
 #[cfg(test)]

@@ -697,48 +697,9 @@ fn fast_exp(x: f32) -> f32 {
     p * f32::from_bits(bits)
 }
 
-/// Defines `$name`, which runs `$body` compiled for the path [`crate::cpu::simd_level`] chose
-/// (AVX-512: the loops of these element-wise passes run 16 lanes wide; AVX2+FMA: 8; the
-/// baseline: SSE2's 4), and `$name_at`, the same on a given path, for the tests that compare
-/// the paths on one machine. The bodies are written with 16 independent partial sums, which
-/// each width vectorizes.
-macro_rules! with_widest_simd {
-    ($name:ident, $at:ident, $body:ident, $($arg:ident: $ty:ty),+) => {
-        fn $name($($arg: $ty),+) {
-            $at(crate::cpu::simd_level(), $($arg),+)
-        }
-
-        /// `level` must be one this CPU supports.
-        #[inline]
-        fn $at(level: crate::cpu::SimdLevel, $($arg: $ty),+) {
-            #[cfg(target_arch = "x86_64")]
-            {
-                #[target_feature(enable = "avx512f,avx2,fma")]
-                fn avx512($($arg: $ty),+) {
-                    $body($($arg),+)
-                }
-                #[target_feature(enable = "avx2,fma")]
-                fn avx2($($arg: $ty),+) {
-                    $body($($arg),+)
-                }
-                match level {
-                    // SAFETY: crate::cpu hands out only levels the CPU supports: AVX-512F here.
-                    crate::cpu::SimdLevel::Avx512 => return unsafe { avx512($($arg),+) },
-                    // SAFETY: as above; the CPU has AVX2 and FMA.
-                    crate::cpu::SimdLevel::Avx2 => return unsafe { avx2($($arg),+) },
-                    crate::cpu::SimdLevel::Scalar => {}
-                }
-            }
-            #[cfg(not(target_arch = "x86_64"))]
-            let _ = level;
-            $body($($arg),+)
-        }
-    };
-}
-
-with_widest_simd!(softmax, softmax_at, softmax_body, row: &mut [f32]);
-with_widest_simd!(gelu_erf, gelu_erf_at, gelu_erf_body, values: &mut [f32]);
-with_widest_simd!(
+ibex_cpu::with_widest_simd!(softmax, softmax_at, softmax_body, row: &mut [f32]);
+ibex_cpu::with_widest_simd!(gelu_erf, gelu_erf_at, gelu_erf_body, values: &mut [f32]);
+ibex_cpu::with_widest_simd!(
     layer_norm_rows,
     layer_norm_rows_at,
     layer_norm_rows_body,

@@ -33,15 +33,7 @@ const BLOCK_ROWS: usize = 96;
 /// Whether this CPU runs the bf16 kernels (AVX-512F and AVX512-BF16; AMX is used on top when
 /// present, see [`uses_amx`]).
 pub fn supported() -> bool {
-    #[cfg(target_arch = "x86_64")]
-    {
-        std::arch::is_x86_feature_detected!("avx512f")
-            && std::arch::is_x86_feature_detected!("avx512bf16")
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    {
-        false
-    }
+    ibex_cpu::x86_has!("avx512f", "avx512bf16")
 }
 
 /// Whether bf16 products run on AMX tiles: the CPU has AMX-BF16, Linux granted this process the

@@ -129,7 +129,8 @@ impl EmbeddedGenerator {
         let mut state = grammar.map(|g| g.start());
         let mut rng = rand::rngs::StdRng::seed_from_u64(request.seed);
         let mut cache = self.lock_cache()?;
-        let mut scores = self.forward(&mut cache, &prompt, LogitsFrom::Last)?;
+        let mut scores = Vec::new();
+        self.forward(&mut cache, &prompt, LogitsFrom::Last, &mut scores)?;
         let mut generated: Vec<u32> = Vec::new();
         let mut pending_bytes: Vec<u8> = Vec::new();
         let mut finish_reason = FinishReason::Length;
@@ -173,7 +174,7 @@ impl EmbeddedGenerator {
             if step + 1 == max_tokens {
                 break;
             }
-            scores = self.forward(&mut cache, &[next], LogitsFrom::Last)?;
+            self.forward(&mut cache, &[next], LogitsFrom::Last, &mut scores)?;
         }
         if !pending_bytes.is_empty() {
             on_text(&String::from_utf8_lossy(&pending_bytes));
@@ -221,7 +222,13 @@ impl EmbeddedGenerator {
         let mut input = prompt_ids.clone();
         input.extend_from_slice(&continuation_ids[..continuation_ids.len() - 1]);
         let mut cache = self.lock_cache()?;
-        let logits = self.forward(&mut cache, &input, LogitsFrom::Row(prompt_ids.len() - 1))?;
+        let mut logits = Vec::new();
+        self.forward(
+            &mut cache,
+            &input,
+            LogitsFrom::Row(prompt_ids.len() - 1),
+            &mut logits,
+        )?;
         let vocab = self.model.config().vocab;
         for (scores, &token) in logits.chunks_exact(vocab).zip(&continuation_ids) {
             token_logprobs.push(log_softmax_at(scores, token as usize)?);
@@ -239,10 +246,16 @@ impl EmbeddedGenerator {
         Ok(cache)
     }
 
-    /// One forward pass of `tokens` after the cache's positions.
-    fn forward(&self, cache: &mut KvCache, tokens: &[u32], which: LogitsFrom) -> Result<Vec<f32>> {
+    /// One forward pass of `tokens` after the cache's positions, its logits into `logits`.
+    fn forward(
+        &self,
+        cache: &mut KvCache,
+        tokens: &[u32],
+        which: LogitsFrom,
+        logits: &mut Vec<f32>,
+    ) -> Result<()> {
         self.model
-            .forward(cache, tokens, which)
+            .forward(cache, tokens, which, logits)
             .map_err(GeneratorError::Inference)
     }
 

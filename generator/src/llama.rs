@@ -182,12 +182,35 @@ pub(crate) enum LogitsFrom {
     Row(usize),
 }
 
-/// The keys and values of the positions seen so far, per layer.
+/// The keys and values of the positions seen so far, per layer, and the forward pass's working
+/// buffers, kept between calls so that a decoded token allocates nothing.
 pub(crate) struct KvCache {
     /// `[layer][position * kv_dim + kv_head * head_dim + d]`, rotary embedding applied.
     keys: Vec<Vec<f32>>,
     values: Vec<Vec<f32>>,
     len: usize,
+    scratch: Scratch,
+}
+
+/// The activations of one forward pass, `[rows][width]` each; sized (and zeroed) per call.
+#[derive(Default)]
+struct Scratch {
+    x: Vec<f32>,
+    normed: Vec<f32>,
+    qkv: Vec<f32>,
+    attention: Vec<f32>,
+    per_head: Vec<f32>,
+    projected: Vec<f32>,
+    gate_up: Vec<f32>,
+    gated: Vec<f32>,
+    final_normed: Vec<f32>,
+}
+
+/// `buffer` as `len` zeros, reusing its memory.
+fn zeroed(buffer: &mut Vec<f32>, len: usize) -> &mut [f32] {
+    buffer.clear();
+    buffer.resize(len, 0.0);
+    buffer
 }
 
 impl KvCache {
@@ -292,29 +315,37 @@ impl LlamaModel {
             keys: vec![Vec::new(); self.config.layers],
             values: vec![Vec::new(); self.config.layers],
             len: 0,
+            scratch: Scratch::default(),
         }
     }
 
     /// Runs `tokens` after the cache's positions, appends their keys and values to it, and
-    /// returns the logits `[rows][vocab]` of the positions `which` names.
+    /// writes into `logits` (resized) the logits `[rows][vocab]` of the positions `which` names.
     pub(crate) fn forward(
         &self,
         cache: &mut KvCache,
         tokens: &[u32],
         which: LogitsFrom,
-    ) -> Result<Vec<f32>, String> {
+        logits: &mut Vec<f32>,
+    ) -> Result<(), String> {
         // On a pool thread: a decoded token splits ~270 operations over the pool, and from a
         // thread outside it each split hands its work over and sleeps until it is done (perf of
         // a 1-thread decode: 9% in the scheduler). Inside, the caller works on its share.
-        rayon::scope(|_| self.forward_on_pool(cache, tokens, which))
+        let mut scratch = std::mem::take(&mut cache.scratch);
+        let result =
+            rayon::scope(|_| self.forward_on_pool(cache, &mut scratch, tokens, which, logits));
+        cache.scratch = scratch;
+        result
     }
 
     fn forward_on_pool(
         &self,
         cache: &mut KvCache,
+        scratch: &mut Scratch,
         tokens: &[u32],
         which: LogitsFrom,
-    ) -> Result<Vec<f32>, String> {
+        logits: &mut Vec<f32>,
+    ) -> Result<(), String> {
         let c = &self.config;
         let rows = tokens.len();
         let start = cache.len;
@@ -335,20 +366,21 @@ impl LlamaModel {
             }
         };
         let (hidden, qkv_dim, kv_dim) = (c.hidden, c.qkv_dim(), c.kv_dim());
-        let mut x = vec![0f32; rows * hidden];
+        let x = zeroed(&mut scratch.x, rows * hidden);
         for (row, &token) in x.chunks_exact_mut(hidden).zip(tokens) {
             self.embed_token(token, row)?;
         }
-        let mut normed = vec![0f32; rows * hidden];
-        let mut qkv = vec![0f32; rows * qkv_dim];
-        let mut attention = vec![0f32; rows * hidden];
-        let mut projected = vec![0f32; rows * hidden];
-        let mut gate_up = vec![0f32; rows * 2 * c.ffn];
-        let mut gated = vec![0f32; rows * c.ffn];
+        let normed = zeroed(&mut scratch.normed, rows * hidden);
+        let qkv = zeroed(&mut scratch.qkv, rows * qkv_dim);
+        let attention = zeroed(&mut scratch.attention, rows * hidden);
+        let per_head = zeroed(&mut scratch.per_head, rows * c.heads * c.head_dim);
+        let projected = zeroed(&mut scratch.projected, rows * hidden);
+        let gate_up = zeroed(&mut scratch.gate_up, rows * 2 * c.ffn);
+        let gated = zeroed(&mut scratch.gated, rows * c.ffn);
         let parallel = rayon::current_num_threads() > 1;
         for (layer, weights) in self.layers.iter().enumerate() {
-            rms_norm(&x, &weights.attention_norm, c.rms_eps, &mut normed);
-            q8_matmul::matmul(&normed, rows, &weights.qkv, &mut qkv, parallel);
+            rms_norm(x, &weights.attention_norm, c.rms_eps, normed);
+            q8_matmul::matmul(normed, rows, &weights.qkv, qkv, parallel);
             qkv.par_chunks_mut(qkv_dim)
                 .enumerate()
                 .with_min_len(ROWS_PER_TASK)
@@ -359,18 +391,12 @@ impl LlamaModel {
                 keys.extend_from_slice(&row[hidden..hidden + kv_dim]);
                 values.extend_from_slice(&row[hidden + kv_dim..]);
             }
-            self.attend(&qkv, rows, start, keys, values, &mut attention);
-            q8_matmul::matmul(
-                &attention,
-                rows,
-                &weights.attention_out,
-                &mut projected,
-                parallel,
-            );
-            add_in_place(&mut x, &projected);
+            self.attend(qkv, start, keys, values, per_head, attention);
+            q8_matmul::matmul(attention, rows, &weights.attention_out, projected, parallel);
+            add_in_place(x, projected);
 
-            rms_norm(&x, &weights.ffn_norm, c.rms_eps, &mut normed);
-            q8_matmul::matmul(&normed, rows, &weights.gate_up, &mut gate_up, parallel);
+            rms_norm(x, &weights.ffn_norm, c.rms_eps, normed);
+            q8_matmul::matmul(normed, rows, &weights.gate_up, gate_up, parallel);
             gate_up
                 .par_chunks(2 * c.ffn)
                 .zip(gated.par_chunks_mut(c.ffn))
@@ -381,17 +407,17 @@ impl LlamaModel {
                         *o = g / (1.0 + (-g).exp()) * u;
                     }
                 });
-            q8_matmul::matmul(&gated, rows, &weights.down, &mut projected, parallel);
-            add_in_place(&mut x, &projected);
+            q8_matmul::matmul(gated, rows, &weights.down, projected, parallel);
+            add_in_place(x, projected);
         }
         cache.len = start + rows;
         let wanted = rows - first_logit_row;
         let tail = &x[first_logit_row * hidden..];
-        let mut final_normed = vec![0f32; wanted * hidden];
-        rms_norm(tail, &self.output_norm, c.rms_eps, &mut final_normed);
-        let mut logits = vec![0f32; wanted * c.vocab];
-        q8_matmul::matmul(&final_normed, wanted, &self.output, &mut logits, parallel);
-        Ok(logits)
+        let final_normed = zeroed(&mut scratch.final_normed, wanted * hidden);
+        rms_norm(tail, &self.output_norm, c.rms_eps, final_normed);
+        let logits = zeroed(logits, wanted * c.vocab);
+        q8_matmul::matmul(final_normed, wanted, &self.output, logits, parallel);
+        Ok(())
     }
 
     /// Writes token `token`'s embedding into `out`.
@@ -432,23 +458,25 @@ impl LlamaModel {
         }
     }
 
-    /// Causal attention of the `rows` new queries in `qkv` (positions `start..start + rows`) over
-    /// the cache's keys and values (which already hold them), into `out` (`[rows][hidden]`).
+    /// Causal attention of the new queries in `qkv` (`[rows][qkv_dim]`, positions
+    /// `start..start + rows`) over the cache's keys and values (which already hold them), into
+    /// `out` (`[rows][hidden]`).
     fn attend(
         &self,
         qkv: &[f32],
-        rows: usize,
         start: usize,
         keys: &[f32],
         values: &[f32],
+        per_head: &mut [f32],
         out: &mut [f32],
     ) {
         let c = &self.config;
         let (head_dim, qkv_dim, kv_dim) = (c.head_dim, c.qkv_dim(), c.kv_dim());
+        let rows = qkv.len() / qkv_dim;
         let group = c.heads / c.kv_heads;
         let scale = 1.0 / (head_dim as f32).sqrt();
-        // Each head writes its own [rows][head_dim] block; scattered into `out` after.
-        let mut per_head = vec![0f32; c.heads * rows * head_dim];
+        // Each head writes its own [rows][head_dim] block of `per_head` (`c.heads * rows *
+        // head_dim` values); scattered into `out` after.
         per_head
             .par_chunks_mut(rows * head_dim)
             .enumerate()
@@ -556,60 +584,21 @@ struct CachedHead<'a> {
     len: usize,
 }
 
-/// Attention of one query (a decoded token) over every cached position, into `out`. Written as
-/// plain loops for the SIMD level [`ibex_cpu::simd_level`] chose instead of gemm: for a 1 x n
-/// product gemm took its general path, a quarter of a 1-thread decode's time (perf).
-fn attend_one_row(
+ibex_cpu::with_widest_simd!(
+    attend_one_row,
+    attend_one_row_at,
+    attend_one_row_portable,
     q: &[f32],
     kv: &CachedHead<'_>,
     scale: f32,
     scores: &mut Vec<f32>,
-    out: &mut [f32],
-) {
-    match ibex_cpu::simd_level() {
-        #[cfg(target_arch = "x86_64")]
-        // SAFETY: simd_level reports AVX-512 only when the CPU has AVX-512F.
-        ibex_cpu::SimdLevel::Avx512 => unsafe { attend_one_row_avx512(q, kv, scale, scores, out) },
-        #[cfg(target_arch = "x86_64")]
-        // SAFETY: simd_level reports AVX2 only when the CPU has AVX2 and FMA.
-        ibex_cpu::SimdLevel::Avx2 => unsafe { attend_one_row_avx2(q, kv, scale, scores, out) },
-        _ => attend_one_row_portable(q, kv, scale, scores, out),
-    }
-}
+    out: &mut [f32]
+);
 
-/// [`attend_one_row_portable`] compiled for AVX-512.
-///
-/// # Safety
-/// The CPU must have AVX-512F.
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f")]
-unsafe fn attend_one_row_avx512(
-    q: &[f32],
-    kv: &CachedHead<'_>,
-    scale: f32,
-    scores: &mut Vec<f32>,
-    out: &mut [f32],
-) {
-    attend_one_row_portable(q, kv, scale, scores, out)
-}
-
-/// [`attend_one_row_portable`] compiled for AVX2 and FMA.
-///
-/// # Safety
-/// The CPU must have AVX2 and FMA.
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,fma")]
-unsafe fn attend_one_row_avx2(
-    q: &[f32],
-    kv: &CachedHead<'_>,
-    scale: f32,
-    scores: &mut Vec<f32>,
-    out: &mut [f32],
-) {
-    attend_one_row_portable(q, kv, scale, scores, out)
-}
-
-/// The loops of [`attend_one_row`], written so that they vectorize (16 independent sums).
+/// Attention of one query (a decoded token) over every cached position, into `out`
+/// (`attend_one_row` runs it on the SIMD level [`ibex_cpu::simd_level`] chose). Written as
+/// plain loops instead of gemm: for a 1 x n product gemm took its general path, a quarter of a
+/// 1-thread decode's time (perf). 16 independent sums, so each width vectorizes.
 #[inline(always)]
 fn attend_one_row_portable(
     q: &[f32],
@@ -781,6 +770,53 @@ mod tests {
     }
 
     #[test]
+    fn one_rows_attention_matches_a_float64_reference_on_every_path() {
+        // Two heads of 20 dimensions (past one 16-lane block) interleaved in the cache, 7
+        // positions; the second head is read.
+        let (head_dim, positions, stride) = (20, 7, 40);
+        let value_at = |i: usize, salt: f32| (i as f32 * 0.37 + salt).sin() * 0.8;
+        let keys: Vec<f32> = (0..positions * stride).map(|i| value_at(i, 1.0)).collect();
+        let values: Vec<f32> = (0..positions * stride).map(|i| value_at(i, 2.0)).collect();
+        let q: Vec<f32> = (0..head_dim).map(|i| value_at(i, 3.0)).collect();
+        let kv = CachedHead {
+            keys: &keys,
+            values: &values,
+            stride,
+            offset: head_dim,
+            len: positions,
+        };
+        let scale = 0.25f64;
+        let dots: Vec<f64> = (0..positions)
+            .map(|j| {
+                (0..head_dim)
+                    .map(|d| q[d] as f64 * keys[j * stride + head_dim + d] as f64)
+                    .sum::<f64>()
+                    * scale
+            })
+            .collect();
+        let max = dots.iter().copied().fold(f64::MIN, f64::max);
+        let weights: Vec<f64> = dots.iter().map(|d| (d - max).exp()).collect();
+        let total: f64 = weights.iter().sum();
+        let expected: Vec<f64> = (0..head_dim)
+            .map(|d| {
+                (0..positions)
+                    .map(|j| weights[j] / total * values[j * stride + head_dim + d] as f64)
+                    .sum()
+            })
+            .collect();
+        for level in ibex_cpu::SimdLevel::supported() {
+            let (mut scores, mut out) = (Vec::new(), vec![9.0f32; head_dim]);
+            attend_one_row_at(level, &q, &kv, scale as f32, &mut scores, &mut out);
+            for (got, want) in out.iter().zip(&expected) {
+                assert!(
+                    (*got as f64 - want).abs() < 1e-5,
+                    "{level:?}: {got} vs {want}"
+                );
+            }
+        }
+    }
+
+    #[test]
     fn rms_norm_scales_to_unit_mean_square() {
         let x = [3.0f32, 4.0, 0.0, 0.0];
         let mut out = [0f32; 4];
@@ -868,8 +904,8 @@ mod tests {
 
         let mut cache = ours.new_cache();
         let mut expected = candle_logits(&mut reference, &prompt, 0);
-        let mut got = ours
-            .forward(&mut cache, &prompt, LogitsFrom::Last)
+        let mut got = Vec::new();
+        ours.forward(&mut cache, &prompt, LogitsFrom::Last, &mut got)
             .expect("forward");
         let mut worst = compare(&got, &expected, "prefill");
         let mut generated = Vec::new();
@@ -879,8 +915,7 @@ mod tests {
                 .expect("a token") as u32;
             generated.push(next);
             expected = candle_logits(&mut reference, &[next], prompt.len() + step);
-            got = ours
-                .forward(&mut cache, &[next], LogitsFrom::Last)
+            ours.forward(&mut cache, &[next], LogitsFrom::Last, &mut got)
                 .expect("decode");
             worst = worst.max(compare(&got, &expected, &format!("decode step {step}")));
         }
@@ -892,15 +927,16 @@ mod tests {
         all.extend_from_slice(&generated);
         let split = prompt.len() / 2;
         let mut cache = ours.new_cache();
-        ours.forward(&mut cache, &all[..split], LogitsFrom::Last)
+        let mut rest = Vec::new();
+        ours.forward(&mut cache, &all[..split], LogitsFrom::Last, &mut rest)
             .expect("first part");
-        let rest = ours
-            .forward(
-                &mut cache,
-                &all[split..],
-                LogitsFrom::Row(prompt.len() - 1 - split),
-            )
-            .expect("second part");
+        ours.forward(
+            &mut cache,
+            &all[split..],
+            LogitsFrom::Row(prompt.len() - 1 - split),
+            &mut rest,
+        )
+        .expect("second part");
         assert_eq!(rest.len(), 5 * vocab);
         compare(&rest[4 * vocab..], &expected, "last row of the split pass");
         eprintln!("largest logit difference from candle: {worst}");

@@ -104,6 +104,21 @@ impl Q8Weights {
     fn panels(&self) -> usize {
         self.columns.div_ceil(PANEL)
     }
+
+    /// Index of the `[panel][block]` slot, in units of one column's block.
+    fn slot(&self, panel: usize, block: usize) -> usize {
+        (panel * self.blocks() + block) * PANEL
+    }
+
+    /// One panel's block: [`PANEL_BLOCK_BYTES`] quants in `VPDPBUSD`'s order.
+    fn block_quants(&self, panel: usize, block: usize) -> &[u8] {
+        &self.quants[self.slot(panel, block) * BLOCK..][..PANEL_BLOCK_BYTES]
+    }
+
+    /// One panel's block scales, a column each (f16 bits).
+    fn block_scales(&self, panel: usize, block: usize) -> &[u16] {
+        &self.scales[self.slot(panel, block)..][..PANEL]
+    }
 }
 
 /// Activations quantized to Q8_0, row by row.
@@ -143,6 +158,16 @@ impl Q8Activations {
             scales,
             biases,
         }
+    }
+
+    /// Index of a row's block among `[row][block]`.
+    fn slot(&self, row: usize, block: usize) -> usize {
+        row * self.blocks + block
+    }
+
+    /// A row's block of [`BLOCK`] values.
+    fn block_values(&self, row: usize, block: usize) -> &[i8] {
+        &self.values[self.slot(row, block) * BLOCK..][..BLOCK]
     }
 }
 
@@ -350,12 +375,12 @@ fn panel_portable(
 ) {
     let blocks = w.blocks();
     for block in 0..blocks {
-        let wq = &w.quants[(panel * blocks + block) * PANEL_BLOCK_BYTES..][..PANEL_BLOCK_BYTES];
-        let ws = &w.scales[(panel * blocks + block) * PANEL..][..PANEL];
+        let wq = w.block_quants(panel, block);
+        let ws = w.block_scales(panel, block);
         for (r, row_sums) in sums.iter_mut().enumerate().take(rows) {
             let row = row0 + r;
-            let aq = &a.values[(row * a.blocks + block) * BLOCK..][..BLOCK];
-            let ascale = a.scales[row * a.blocks + block];
+            let aq = a.block_values(row, block);
+            let ascale = a.scales[a.slot(row, block)];
             for lane in 0..PANEL {
                 let mut total = 0i32;
                 for group in 0..BLOCK / 4 {
@@ -373,7 +398,7 @@ fn panel_portable(
 
 #[cfg(target_arch = "x86_64")]
 mod x86 {
-    use super::{Q8Activations, Q8Weights, BLOCK, PANEL, PANEL_BLOCK_BYTES, TILE_ROWS};
+    use super::{Q8Activations, Q8Weights, BLOCK, PANEL, TILE_ROWS};
     use std::arch::x86_64::*;
 
     /// One panel for `ROWS` rows with `VPDPBUSD`: per block, each row's 32 values go 4 at a
@@ -398,7 +423,7 @@ mod x86 {
         let mut acc = [_mm512_setzero_ps(); ROWS];
         let values = a.values.as_ptr();
         for block in 0..blocks {
-            let slot = (panel * blocks + block) * PANEL;
+            let slot = w.slot(panel, block);
             // SAFETY (all reads below): `slot` is within the weights' `[panel][block]` arrays
             // (panel and block in range), which hold PANEL scales and
             // PANEL_BLOCK_BYTES quants per slot; each row's block of BLOCK values exists in `a`
@@ -461,11 +486,10 @@ mod x86 {
             let pair = (rows - r).min(2);
             let mut acc = [[_mm256_setzero_ps(); 2]; 2];
             for block in 0..blocks {
-                let slot = (panel * blocks + block) * PANEL;
-                let wq = w.quants[slot * BLOCK..][..PANEL_BLOCK_BYTES].as_ptr();
+                let wq = w.block_quants(panel, block).as_ptr();
                 let mut ints = [[_mm256_setzero_si256(); 2]; 2];
                 for group in 0..BLOCK / 4 {
-                    // SAFETY: `wq` points at PANEL_BLOCK_BYTES bytes; group * 64 + 64 is within.
+                    // SAFETY: `wq` points at a block's PANEL * BLOCK bytes; group * 64 + 64 is within.
                     // The stored +128 flipped back: signed weights.
                     let w_low = _mm256_xor_si256(
                         _mm256_loadu_si256(wq.add(group * PANEL * 4).cast()),
@@ -476,9 +500,13 @@ mod x86 {
                         flip,
                     );
                     for p in 0..pair {
-                        let at = ((row0 + r + p) * a.blocks + block) * BLOCK + group * 4;
-                        // SAFETY: the row and block exist in `a` and group * 4 + 4 <= BLOCK.
-                        let four = a.values.as_ptr().add(at).cast::<i32>().read_unaligned();
+                        let values = a.block_values(row0 + r + p, block);
+                        // SAFETY: `values` holds BLOCK bytes and group * 4 + 4 <= BLOCK.
+                        let four = values
+                            .as_ptr()
+                            .add(group * 4)
+                            .cast::<i32>()
+                            .read_unaligned();
                         let av = _mm256_set1_epi32(four);
                         let magnitude = _mm256_abs_epi8(av);
                         let low = _mm256_maddubs_epi16(magnitude, _mm256_sign_epi8(w_low, av));
@@ -487,11 +515,11 @@ mod x86 {
                         ints[p][1] = _mm256_add_epi32(ints[p][1], _mm256_madd_epi16(high, ones));
                     }
                 }
-                let scales = &w.scales[slot..slot + PANEL];
+                let scales = w.block_scales(panel, block);
                 let ws_low = _mm256_cvtph_ps(_mm_loadu_si128(scales.as_ptr().cast()));
                 let ws_high = _mm256_cvtph_ps(_mm_loadu_si128(scales[8..].as_ptr().cast()));
                 for p in 0..pair {
-                    let ascale = _mm256_set1_ps(a.scales[(row0 + r + p) * a.blocks + block]);
+                    let ascale = _mm256_set1_ps(a.scales[a.slot(row0 + r + p, block)]);
                     acc[p][0] = _mm256_fmadd_ps(
                         _mm256_cvtepi32_ps(ints[p][0]),
                         _mm256_mul_ps(ascale, ws_low),
