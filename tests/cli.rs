@@ -12,6 +12,22 @@ fn ibex(args: &[&str]) -> std::process::Output {
         .unwrap()
 }
 
+/// Runs ibex, checks that it succeeded (showing its stderr if not), and returns its stdout.
+fn ibex_ok(args: &[&str]) -> Vec<u8> {
+    let out = ibex(args);
+    assert!(
+        out.status.success(),
+        "ibex {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out.stdout
+}
+
+/// [`ibex_ok`], its stdout parsed as one JSON value.
+fn ibex_json(args: &[&str]) -> serde_json::Value {
+    serde_json::from_slice(&ibex_ok(args)).unwrap()
+}
+
 fn write_beir(dir: &std::path::Path) {
     std::fs::create_dir_all(dir.join("qrels")).unwrap();
     common::write_jsonl(
@@ -94,7 +110,7 @@ fn index_search_eval_and_embed_speak_their_formats() {
         .starts_with("Mountain glaciers"));
 
     let run_file = temp.path().join("run.trec");
-    let out = ibex(&[
+    let stdout = String::from_utf8(ibex_ok(&[
         "eval",
         beir.to_str().unwrap(),
         "--index",
@@ -104,13 +120,8 @@ fn index_search_eval_and_embed_speak_their_formats() {
         "--json",
         "--run-file",
         run_file.to_str().unwrap(),
-    ]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let stdout = String::from_utf8(out.stdout).unwrap();
+    ]))
+    .unwrap();
     assert_eq!(
         stdout.trim().lines().count(),
         1,
@@ -196,7 +207,7 @@ fn index_search_eval_and_embed_speak_their_formats() {
 }
 
 #[test]
-fn compress_and_eval_compress_speak_their_formats() {
+fn compress_eval_compress_and_eval_rag_speak_their_formats() {
     let temp = tempfile::tempdir().unwrap();
     let passages = temp.path().join("passages.jsonl");
     std::fs::write(
@@ -204,7 +215,7 @@ fn compress_and_eval_compress_speak_their_formats() {
         "{\"doc_id\": \"a\", \"text\": \"The Eiffel Tower was built in 1889. It is in Paris.\", \"offset\": 100}\n{\"doc_id\": \"b\", \"text\": \"Bread needs yeast.\"}\n",
     )
     .unwrap();
-    let out = ibex(&[
+    let c = ibex_json(&[
         "compress",
         "--passages",
         passages.to_str().unwrap(),
@@ -212,12 +223,6 @@ fn compress_and_eval_compress_speak_their_formats() {
         "When was the Eiffel Tower built?",
         "--json",
     ]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let c: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert!(c["text"].as_str().unwrap().contains("1889"));
     assert_eq!(c["spans"][0]["doc_id"], "a");
     assert_eq!(c["spans"][0]["start"], 100, "offsets are into the document");
@@ -252,7 +257,7 @@ fn compress_and_eval_compress_speak_their_formats() {
     .collect();
     std::fs::write(&nq, rows.join("\n")).unwrap();
     let index = temp.path().join("pool");
-    let out = ibex(&[
+    let report = ibex_json(&[
         "eval-compress",
         nq.to_str().unwrap(),
         "--index",
@@ -261,12 +266,6 @@ fn compress_and_eval_compress_speak_their_formats() {
         "2",
         "--json",
     ]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let mut keys: Vec<&str> = report
         .as_object()
         .unwrap()
@@ -310,7 +309,7 @@ fn compress_and_eval_compress_speak_their_formats() {
     // The IB score, with the embedded model: every method's kept text scored by the likelihood
     // of the gold answer. Keeping everything costs β (2 here) and, with each answer written in
     // its passage, makes the answers likelier than the question alone does.
-    let out = ibex(&[
+    let report = ibex_json(&[
         "eval-compress",
         nq.to_str().unwrap(),
         "--index",
@@ -322,12 +321,6 @@ fn compress_and_eval_compress_speak_their_formats() {
         "2",
         "--json",
     ]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let selector = &report["ib_score"];
     assert!(selector["answer_gain"].is_number() && selector["score"].is_number());
     let keep_all = &report["baselines"]["keep_all"]["ib_score"];
@@ -342,6 +335,138 @@ fn compress_and_eval_compress_speak_their_formats() {
             report["baselines"][baseline]["ib_score"]["score"].is_number(),
             "{baseline}"
         );
+    }
+
+    // Resumable: a run stopped after two questions, then the whole run on the same checkpoint,
+    // evaluates only the third question and reports what the uninterrupted run did (everything
+    // but the times).
+    let checkpoint = temp.path().join("compress-checkpoint.jsonl");
+    let with_checkpoint = |limit: Option<&str>, budget: Option<&str>| {
+        let mut args = vec![
+            "eval-compress",
+            nq.to_str().unwrap(),
+            "--index",
+            index.to_str().unwrap(),
+            "--distractors",
+            "2",
+            "--ib-score",
+            "--ib-beta",
+            "2",
+            "--json",
+            "--checkpoint",
+            checkpoint.to_str().unwrap(),
+        ];
+        args.extend(limit.map(|n| ["--limit", n]).into_iter().flatten());
+        args.extend(budget.map(|n| ["--budget", n]).into_iter().flatten());
+        ibex(&args)
+    };
+    let first = with_checkpoint(Some("2"), None);
+    assert!(first.status.success());
+    let records = || {
+        std::fs::read_to_string(&checkpoint)
+            .unwrap()
+            .lines()
+            .count()
+    };
+    assert_eq!(records(), 1 + 2, "a header and a line per question");
+    let out = with_checkpoint(None, None);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(records(), 1 + 3);
+    let resumed: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let without_times = |mut v: serde_json::Value| {
+        v.as_object_mut().unwrap().remove("seconds_per_question");
+        v
+    };
+    // Equal up to the last digit of a float: serde_json's parsing of the records is not always
+    // correctly rounded.
+    assert!(
+        nearly_equal(
+            &without_times(resumed.clone()),
+            &without_times(report.clone())
+        ),
+        "{resumed}\n{report}"
+    );
+    // Other settings cannot extend that file: their figures would not be comparable.
+    let out = with_checkpoint(None, Some("32"));
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("other settings"), "{stderr}");
+    assert_eq!(records(), 1 + 3, "nothing written");
+
+    // eval-rag, against a server that answers every question "1889 [1]": resumable the same way.
+    let server = fake_llm("1889 [1]");
+    let rag_checkpoint = temp.path().join("rag-checkpoint.jsonl");
+    let eval_rag = |limit: &str| {
+        let out = Command::new(common::ibex_bin())
+            .args([
+                "eval-rag",
+                nq.to_str().unwrap(),
+                "--index",
+                index.to_str().unwrap(),
+                "--distractors",
+                "2",
+                "--limit",
+                limit,
+                "--checkpoint",
+                rag_checkpoint.to_str().unwrap(),
+                "--json",
+            ])
+            .env("IBEX_LLM_URL", &server)
+            .env("IBEX_LLM_MODEL", "fake")
+            .env("IBEX_LLM_MAX_RETRIES", "0")
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap()
+    };
+    let first = eval_rag("1");
+    assert_eq!(first["questions"], 1);
+    let report = eval_rag("3");
+    assert_eq!(report["questions"], 3);
+    assert_eq!(report["model"], "fake");
+    let lines = std::fs::read_to_string(&rag_checkpoint).unwrap();
+    assert_eq!(lines.lines().count(), 1 + 3);
+    for context in ["compressed", "uncompressed"] {
+        // Only the first question's answer is 1889, and the number is in its context.
+        let f = &report[context];
+        assert!(
+            (f["contains_answer"].as_f64().unwrap() - 1.0 / 3.0).abs() < 1e-9,
+            "{f}"
+        );
+        assert!(
+            (f["exact_match"].as_f64().unwrap() - 1.0 / 3.0).abs() < 1e-9,
+            "{f}"
+        );
+        assert!(f["prompt_tokens"].as_f64().unwrap() > 0.0);
+    }
+}
+
+/// Whether two JSON values are equal, numbers within a relative 1e-12.
+fn nearly_equal(a: &serde_json::Value, b: &serde_json::Value) -> bool {
+    use serde_json::Value;
+    match (a, b) {
+        (Value::Number(x), Value::Number(y)) => {
+            let (x, y) = (x.as_f64().unwrap(), y.as_f64().unwrap());
+            (x - y).abs() <= 1e-12 * x.abs().max(y.abs()).max(1.0)
+        }
+        (Value::Array(x), Value::Array(y)) => {
+            x.len() == y.len() && x.iter().zip(y).all(|(x, y)| nearly_equal(x, y))
+        }
+        (Value::Object(x), Value::Object(y)) => {
+            x.len() == y.len()
+                && x.iter()
+                    .all(|(key, x)| y.get(key).is_some_and(|y| nearly_equal(x, y)))
+        }
+        _ => a == b,
     }
 }
 

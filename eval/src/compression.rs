@@ -14,18 +14,19 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use ibex_compressor::{default_compressor, Compression, Compressor, IbParams, LlmScoring, Passage};
-use ibex_embedder::TextKind;
+use ibex_embedder::{Embedder, TextKind};
 use ibex_generator::Generator;
-use ibex_indexer::IndexOptions;
+use ibex_indexer::{Index, IndexOptions};
 use ibex_pipeline::scoring::llm_compressor;
 use rand::seq::SliceRandom;
 use rand::SeedableRng;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
+use crate::checkpoint::Checkpoint;
 use crate::error::Result;
 use crate::ib_score::{AnswerLikelihood, IbFigures, IbTally};
 use crate::metrics::contains_answer;
-use crate::nq;
+use crate::nq::{self, NqRun};
 
 /// Compression rate and answer retention of one method.
 #[derive(Debug, Clone, Copy, Default, Serialize)]
@@ -109,16 +110,50 @@ fn keep_in_order(
     (text, tokens)
 }
 
+/// The methods of a report, in the order of [`QuestionOutcome::methods`]: the selector, then
+/// the baselines.
+const METHODS: [&str; 5] = [
+    "ib",
+    "keep_all",
+    "top1_passage",
+    "top_sentences",
+    "random_sentences",
+];
+
+/// What one method did with one question's context.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
+struct MethodOutcome {
+    /// Kept tokens / context tokens.
+    kept_share: f64,
+    /// Whether the kept text still contains a gold answer (false where the context has none).
+    retained: bool,
+    /// With `--ib-score`: the gain in the answer's log-probability per token over no context.
+    answer_gain: Option<f64>,
+}
+
+/// One question's result: what a checkpoint stores, and what the report averages.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct QuestionOutcome {
+    /// Whether the whole context contains a gold answer.
+    has_answer: bool,
+    /// Seconds the selector took (scoring included).
+    selector_seconds: f64,
+    /// Calls to the language model the selector made.
+    model_calls: usize,
+    /// Per method, in the order of [`METHODS`].
+    methods: Vec<MethodOutcome>,
+}
+
 /// Evaluates the compressor on an NQ-open oracle file: each question's gold passage plus
-/// `distractors` passages retrieved (hybrid) from the other questions' passages (indexed into
-/// `index_dir` with `index_options`), shuffled. `limit` evaluates the first N questions. `llm`
-/// scores usefulness, the results, or both (see [`CompressEvalLlm`]).
+/// `run.distractors` passages retrieved (hybrid) from the other questions' passages (indexed into
+/// `index_dir` with `index_options`), shuffled. `run.limit` evaluates the first N questions;
+/// `run.checkpoint` makes the run resumable. `llm` scores usefulness, the results, or both (see
+/// [`CompressEvalLlm`]).
 pub fn evaluate_compression(
     nq_path: &Path,
     index_dir: &Path,
     index_options: &IndexOptions,
-    distractors: usize,
-    limit: Option<usize>,
+    run: &NqRun,
     params: IbParams,
     llm: Option<CompressEvalLlm>,
 ) -> Result<CompressEvalReport> {
@@ -131,6 +166,8 @@ pub fn evaluate_compression(
         .as_ref()
         .filter(|l| l.ib_beta.is_some())
         .map(|l| AnswerLikelihood::new(l.generator.clone()));
+    let model = llm.as_ref().map(|l| l.generator.model().to_string());
+    let scoring = llm.as_ref().and_then(|l| l.scoring);
     let llm = llm.and_then(|l| {
         let scoring = l.scoring?;
         let name = format!("llm:{}", l.generator.model());
@@ -143,130 +180,173 @@ pub fn evaluate_compression(
         Some((name, compressor)) => (compressor, name.clone()),
         None => (&embedding, "embedding".into()),
     };
-    let mut selector_seconds = 0.0;
-
-    #[derive(Default)]
-    struct Tally {
-        compression: f64,
-        retained: usize,
-        ib: IbTally,
-    }
-    let names = [
-        "keep_all",
-        "top1_passage",
-        "top_sentences",
-        "random_sentences",
-    ];
-    let mut ib = Tally::default();
-    let mut baselines: Vec<Tally> = names.iter().map(|_| Tally::default()).collect();
-    let (mut evaluated, mut answerable) = (0usize, 0usize);
+    let settings = serde_json::json!({
+        "embedder": embedder.model_id(),
+        "distractors": run.distractors,
+        "selector": format!("{params:?}"),
+        "scoring": scoring.map(|s| format!("{s:?}")),
+        "model": model,
+        "ib_score": ib_beta.is_some(),
+    });
+    let mut checkpoint: Checkpoint<QuestionOutcome> =
+        Checkpoint::open(run.checkpoint.as_deref(), "eval-compress", settings)?;
+    let mut outcomes = Vec::new();
     for (i, q) in questions
         .iter()
         .enumerate()
-        .take(limit.unwrap_or(usize::MAX))
+        .take(run.limit.unwrap_or(usize::MAX))
     {
-        let passages = nq::context(&index, embedder.as_ref(), q, i, distractors)?;
-        let mut rng = rand::rngs::StdRng::seed_from_u64(i as u64);
-        let full: String = passages
-            .iter()
-            .map(|p| p.text.as_str())
-            .collect::<Vec<_>>()
-            .join("\n");
-        let has_answer = contains_answer(&full, &q.answers);
-        let started = Instant::now();
-        let compression = compressor.compress(&q.question, &passages, None)?;
-        selector_seconds += started.elapsed().as_secs_f64();
-        let total = compression.total_tokens.max(1) as f64;
-        let budget = compression.kept_tokens;
-        evaluated += 1;
-        answerable += has_answer as usize;
-        ib.compression += compression.rate();
-        ib.retained += (has_answer && contains_answer(&compression.text, &q.answers)) as usize;
-
-        // Baselines, at the same token budget as the IB selection for this question.
-        baselines[0].compression += 1.0;
-        baselines[0].retained += has_answer as usize;
-        let query_vector = embedder
-            .embed(&[&q.question], TextKind::Query)?
-            .pop()
-            .unwrap_or_default();
-        let mut passage_scores = Vec::with_capacity(passages.len());
-        for passage in &passages {
-            let vector = match index.doc_chunks(&passage.doc_id) {
-                Some(chunks) => index.chunk_vector(chunks.chunk_base)?,
-                None => None,
-            };
-            passage_scores
-                .push(vector.map_or(f32::MIN, |v| ibex_indexer::vectors::dot(&query_vector, &v)));
+        if let Some(outcome) = checkpoint.get(i, &q.question)? {
+            outcomes.push(outcome.clone());
+            continue;
         }
-        let best = passages
-            .iter()
-            .zip(&passage_scores)
-            .max_by(|a, b| a.1.total_cmp(b.1))
-            .map(|(p, _)| p.doc_id.clone())
-            .unwrap_or_default();
-        let best_tokens: usize = compression
-            .sentences
-            .iter()
-            .filter(|s| s.doc_id == best)
-            .map(|s| s.tokens)
-            .sum();
-        let best_text = passages
-            .iter()
-            .find(|p| p.doc_id == best)
-            .map(|p| p.text.clone())
-            .unwrap_or_default();
-        baselines[1].compression += best_tokens as f64 / total;
-        baselines[1].retained += (has_answer && contains_answer(&best_text, &q.answers)) as usize;
-        let mut by_similarity: Vec<usize> = (0..compression.sentences.len()).collect();
-        by_similarity.sort_by(|&a, &b| {
-            compression.sentences[b]
-                .similarity
-                .total_cmp(&compression.sentences[a].similarity)
-        });
-        let (similar_text, tokens) = keep_in_order(&compression, &passages, &by_similarity, budget);
-        let similar_share = tokens as f64 / total;
-        baselines[2].compression += similar_share;
-        baselines[2].retained +=
-            (has_answer && contains_answer(&similar_text, &q.answers)) as usize;
-        let mut random: Vec<usize> = (0..compression.sentences.len()).collect();
-        random.shuffle(&mut rng);
-        let (random_text, tokens) = keep_in_order(&compression, &passages, &random, budget);
-        let random_share = tokens as f64 / total;
-        baselines[3].compression += random_share;
-        baselines[3].retained += (has_answer && contains_answer(&random_text, &q.answers)) as usize;
-
+        let calls_before = llm.as_ref().map_or(0, |(_, c)| c.scorer().model_calls());
+        let (mut outcome, texts) =
+            compress_one(q, i, &index, embedder.as_ref(), compressor, run.distractors)?;
+        outcome.model_calls =
+            llm.as_ref().map_or(0, |(_, c)| c.scorer().model_calls()) - calls_before;
         if let (Some(scorer), Some(answer)) = (&answer_scorer, q.answers.first()) {
             let nothing = scorer.answer_logprob(&q.question, None, answer)?;
-            let gain = |text: &str| -> Result<f64> {
-                Ok(scorer.answer_logprob(&q.question, Some(text), answer)? - nothing)
-            };
-            ib.ib.add(gain(&compression.text)?, compression.rate());
-            baselines[0].ib.add(gain(&full)?, 1.0);
-            baselines[1]
-                .ib
-                .add(gain(&best_text)?, best_tokens as f64 / total);
-            baselines[2].ib.add(gain(&similar_text)?, similar_share);
-            baselines[3].ib.add(gain(&random_text)?, random_share);
+            for (method, text) in outcome.methods.iter_mut().zip(&texts) {
+                let given = scorer.answer_logprob(&q.question, Some(text), answer)?;
+                method.answer_gain = Some(given - nothing);
+            }
         }
+        outcomes.push(checkpoint.record(i, &q.question, outcome)?.clone());
     }
-    let figures = |t: &Tally| CompressionFigures {
-        compression: t.compression / evaluated.max(1) as f64,
-        retention: t.retained as f64 / answerable.max(1) as f64,
-        questions: evaluated,
-        information_bottleneck: ib_beta.map(|beta| t.ib.figures(beta)),
+    Ok(report(&outcomes, scorer, ib_beta))
+}
+
+/// Compresses one question's context with the selector and the baselines (at the selector's
+/// budget); returns the outcome (without model calls or answer gains) and each method's kept
+/// text, in the order of [`METHODS`].
+fn compress_one(
+    q: &nq::NqQuestion,
+    position: usize,
+    index: &Index,
+    embedder: &dyn Embedder,
+    compressor: &dyn Compressor,
+    distractors: usize,
+) -> Result<(QuestionOutcome, Vec<String>)> {
+    let passages = nq::context(index, embedder, q, position, distractors)?;
+    let mut rng = rand::rngs::StdRng::seed_from_u64(position as u64);
+    let full: String = passages
+        .iter()
+        .map(|p| p.text.as_str())
+        .collect::<Vec<_>>()
+        .join("\n");
+    let has_answer = contains_answer(&full, &q.answers);
+    let started = Instant::now();
+    let compression = compressor.compress(&q.question, &passages, None)?;
+    let selector_seconds = started.elapsed().as_secs_f64();
+    let total = compression.total_tokens.max(1) as f64;
+    let budget = compression.kept_tokens;
+
+    // The top-1 passage by the query's similarity to the passage's first chunk.
+    let query_vector = embedder
+        .embed(&[&q.question], TextKind::Query)?
+        .pop()
+        .unwrap_or_default();
+    let mut passage_scores = Vec::with_capacity(passages.len());
+    for passage in &passages {
+        let vector = match index.doc_chunks(&passage.doc_id) {
+            Some(chunks) => index.chunk_vector(chunks.chunk_base)?,
+            None => None,
+        };
+        passage_scores
+            .push(vector.map_or(f32::MIN, |v| ibex_indexer::vectors::dot(&query_vector, &v)));
+    }
+    let best = passages
+        .iter()
+        .zip(&passage_scores)
+        .max_by(|a, b| a.1.total_cmp(b.1))
+        .map(|(p, _)| p.doc_id.clone())
+        .unwrap_or_default();
+    let best_tokens: usize = compression
+        .sentences
+        .iter()
+        .filter(|s| s.doc_id == best)
+        .map(|s| s.tokens)
+        .sum();
+    let best_text = passages
+        .iter()
+        .find(|p| p.doc_id == best)
+        .map(|p| p.text.clone())
+        .unwrap_or_default();
+    let mut by_similarity: Vec<usize> = (0..compression.sentences.len()).collect();
+    by_similarity.sort_by(|&a, &b| {
+        compression.sentences[b]
+            .similarity
+            .total_cmp(&compression.sentences[a].similarity)
+    });
+    let (similar_text, similar_tokens) =
+        keep_in_order(&compression, &passages, &by_similarity, budget);
+    let mut random: Vec<usize> = (0..compression.sentences.len()).collect();
+    random.shuffle(&mut rng);
+    let (random_text, random_tokens) = keep_in_order(&compression, &passages, &random, budget);
+
+    let kept = [
+        (compression.rate(), compression.text.clone()),
+        (1.0, full),
+        (best_tokens as f64 / total, best_text),
+        (similar_tokens as f64 / total, similar_text),
+        (random_tokens as f64 / total, random_text),
+    ];
+    let methods = kept
+        .iter()
+        .map(|(kept_share, text)| MethodOutcome {
+            kept_share: *kept_share,
+            retained: has_answer && contains_answer(text, &q.answers),
+            answer_gain: None,
+        })
+        .collect();
+    let outcome = QuestionOutcome {
+        has_answer,
+        selector_seconds,
+        model_calls: 0,
+        methods,
     };
-    let calls = llm.map_or(0, |(_, c)| c.scorer().model_calls());
-    Ok(CompressEvalReport {
-        ib: figures(&ib),
+    Ok((outcome, kept.into_iter().map(|(_, text)| text).collect()))
+}
+
+/// The report of the questions' outcomes.
+fn report(
+    outcomes: &[QuestionOutcome],
+    scorer: String,
+    ib_beta: Option<f64>,
+) -> CompressEvalReport {
+    let evaluated = outcomes.len();
+    let answerable = outcomes.iter().filter(|o| o.has_answer).count();
+    let figures = |method: usize| {
+        let mut tally = IbTally::default();
+        let (mut compression, mut retained) = (0.0, 0usize);
+        for outcome in outcomes {
+            let m = &outcome.methods[method];
+            compression += m.kept_share;
+            retained += m.retained as usize;
+            if let Some(gain) = m.answer_gain {
+                tally.add(gain, m.kept_share);
+            }
+        }
+        CompressionFigures {
+            compression: compression / evaluated.max(1) as f64,
+            retention: retained as f64 / answerable.max(1) as f64,
+            questions: evaluated,
+            information_bottleneck: ib_beta.map(|beta| tally.figures(beta)),
+        }
+    };
+    let per_question = |total: f64| total / evaluated.max(1) as f64;
+    CompressEvalReport {
+        ib: figures(0),
         answerable,
         scorer,
-        seconds_per_question: selector_seconds / evaluated.max(1) as f64,
-        model_calls_per_question: calls as f64 / evaluated.max(1) as f64,
-        baselines: names
+        seconds_per_question: per_question(outcomes.iter().map(|o| o.selector_seconds).sum()),
+        model_calls_per_question: per_question(outcomes.iter().map(|o| o.model_calls as f64).sum()),
+        baselines: METHODS
             .iter()
-            .zip(&baselines)
-            .map(|(n, t)| (n.to_string(), figures(t)))
+            .enumerate()
+            .skip(1)
+            .map(|(method, name)| (name.to_string(), figures(method)))
             .collect(),
-    })
+    }
 }

@@ -15,6 +15,18 @@ use rand::SeedableRng;
 
 use crate::error::{EvalError, Result};
 
+/// Which questions of an NQ file an evaluation runs, in what setting, and where it keeps each
+/// question's result (see [`crate::checkpoint`]).
+#[derive(Debug, Clone, Default)]
+pub struct NqRun {
+    /// Distractor passages per question.
+    pub distractors: usize,
+    /// Evaluate only the first N questions.
+    pub limit: Option<usize>,
+    /// Append each question's result to this file, and skip the questions it already holds.
+    pub checkpoint: Option<std::path::PathBuf>,
+}
+
 /// A question of the NQ-open oracle file, with its gold passage.
 #[derive(Debug, Clone)]
 pub struct NqQuestion {

@@ -15,11 +15,12 @@ use ibex_generator::{FinishReason, Generator};
 use ibex_indexer::IndexOptions;
 use ibex_pipeline::answer::{build_context, generate_answer};
 use ibex_pipeline::check_support;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
+use crate::checkpoint::Checkpoint;
 use crate::error::Result;
 use crate::metrics::{answer_span, contains_answer, normalize_answer, token_f1};
-use crate::nq;
+use crate::nq::{self, NqRun};
 
 /// Answer quality and context size of one configuration.
 #[derive(Debug, Clone, Copy, Default, Serialize)]
@@ -61,33 +62,54 @@ pub struct RagEvalReport {
     pub uncompressed: RagFigures,
 }
 
+/// What one configuration's answer to one question was worth: a checkpoint's record.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
+struct AnswerOutcome {
+    exact_match: bool,
+    f1: f64,
+    contains_answer: bool,
+    flagged: bool,
+    prompt_tokens: usize,
+    context_tokens: usize,
+    seconds: f64,
+}
+
 /// Evaluates RAG answers in the compressor's NQ setting (each question's gold passage plus
-/// `distractors` retrieved passages, shuffled): exact match and F1 against the gold answers, with
-/// and without compression, and the tokens sent to the LLM. The passage pool is indexed into
-/// `index_dir` with `index_options`; `progress` hears (done, total) after each question.
+/// `run.distractors` retrieved passages, shuffled): exact match and F1 against the gold answers,
+/// with and without compression, and the tokens sent to the LLM. The passage pool is indexed into
+/// `index_dir` with `index_options`; `run.checkpoint` makes the run resumable; `progress` hears
+/// (done, total) after each question.
 pub fn evaluate_rag(
     nq_path: &Path,
     index_dir: &Path,
     index_options: &IndexOptions,
-    distractors: usize,
-    limit: Option<usize>,
+    run: &NqRun,
     generator: &dyn Generator,
     mut progress: impl FnMut(usize, usize),
 ) -> Result<RagEvalReport> {
     let questions = nq::read_nq(nq_path)?;
     let (index, embedder) = nq::pool_index(&questions, index_dir, index_options)?;
     let compressor = default_compressor(embedder.clone(), IbParams::default());
-    let total = questions.len().min(limit.unwrap_or(usize::MAX));
-    let mut sums = [RagFigures::default(); 2];
-    // Per configuration: answers containing a gold answer, and how many of each kind were flagged.
-    let mut correct = [0usize; 2];
-    let mut flagged_correct = [0usize; 2];
-    let mut flagged_wrong = [0usize; 2];
+    let total = questions.len().min(run.limit.unwrap_or(usize::MAX));
+    let settings = serde_json::json!({
+        "embedder": embedder.model_id(),
+        "distractors": run.distractors,
+        "selector": format!("{:?}", IbParams::default()),
+        "model": generator.model(),
+        "max_answer_tokens": MAX_ANSWER_TOKENS,
+    });
+    let mut checkpoint = Checkpoint::open(run.checkpoint.as_deref(), "eval-rag", settings)?;
+    let mut outcomes: Vec<[AnswerOutcome; 2]> = Vec::with_capacity(total);
     for (i, q) in questions.iter().enumerate().take(total) {
-        let passages = nq::context(&index, embedder.as_ref(), q, i, distractors)?;
+        if let Some(outcome) = checkpoint.get(i, &q.question)? {
+            outcomes.push(*outcome);
+            progress(i + 1, total);
+            continue;
+        }
+        let passages = nq::context(&index, embedder.as_ref(), q, i, run.distractors)?;
         let titles = HashMap::new(); // the passages carry their titles in their text
         let compression = compressor.compress(&q.question, &passages, None)?;
-        for (slot, compressed) in [(0, true), (1, false)] {
+        let answer = |compressed: bool| -> Result<AnswerOutcome> {
             let context = build_context(&passages, &titles, compressed.then_some(&compression));
             let started = Instant::now();
             let (completion, checked) = generate_answer(
@@ -95,20 +117,12 @@ pub fn evaluate_rag(
                 &q.question,
                 &context,
                 AnswerStyle::ShortPhrase,
-                32,
+                MAX_ANSWER_TOKENS,
                 &mut |_| {},
             )?;
             let seconds = started.elapsed().as_secs_f64();
             let prediction = normalize_answer(&answer_span(&checked.text));
             let golds: Vec<String> = q.answers.iter().map(|a| normalize_answer(a)).collect();
-            let figures = &mut sums[slot];
-            figures.exact_match += golds.contains(&prediction) as u8 as f64;
-            figures.f1 += golds
-                .iter()
-                .map(|g| token_f1(&prediction, g))
-                .fold(0.0, f64::max);
-            let contains = contains_answer(&checked.text, &q.answers);
-            figures.contains_answer += contains as u8 as f64;
             let support = check_support(
                 &checked.text,
                 completion.finish_reason == FinishReason::Length,
@@ -117,41 +131,62 @@ pub fn evaluate_rag(
                     .iter()
                     .flat_map(|c| [c.title.as_str(), c.text.as_str()]),
             );
-            let flagged = !support.supported;
-            figures.flagged += flagged as u8 as f64;
-            correct[slot] += contains as usize;
-            flagged_correct[slot] += (flagged && contains) as usize;
-            flagged_wrong[slot] += (flagged && !contains) as usize;
-            figures.prompt_tokens += completion.prompt_tokens as f64;
-            figures.context_tokens += if compressed {
-                compression.kept_tokens
-            } else {
-                compression.total_tokens
-            } as f64;
-            figures.seconds_per_answer += seconds;
-        }
+            Ok(AnswerOutcome {
+                exact_match: golds.contains(&prediction),
+                f1: golds
+                    .iter()
+                    .map(|g| token_f1(&prediction, g))
+                    .fold(0.0, f64::max),
+                contains_answer: contains_answer(&checked.text, &q.answers),
+                flagged: !support.supported,
+                prompt_tokens: completion.prompt_tokens,
+                context_tokens: if compressed {
+                    compression.kept_tokens
+                } else {
+                    compression.total_tokens
+                },
+                seconds,
+            })
+        };
+        let outcome = [answer(true)?, answer(false)?];
+        outcomes.push(*checkpoint.record(i, &q.question, outcome)?);
         progress(i + 1, total);
     }
-    let mean = |f: RagFigures, slot: usize| {
-        let n = total.max(1) as f64;
+    let figures = |slot: usize| {
+        let answers: Vec<&AnswerOutcome> = outcomes.iter().map(|o| &o[slot]).collect();
+        let n = answers.len().max(1) as f64;
+        let mean =
+            |value: fn(&AnswerOutcome) -> f64| answers.iter().map(|a| value(a)).sum::<f64>() / n;
         let share = |part: usize, whole: usize| part as f64 / whole.max(1) as f64;
+        let correct = answers.iter().filter(|a| a.contains_answer).count();
+        let flagged_correct = answers
+            .iter()
+            .filter(|a| a.flagged && a.contains_answer)
+            .count();
+        let flagged_wrong = answers
+            .iter()
+            .filter(|a| a.flagged && !a.contains_answer)
+            .count();
         RagFigures {
-            flagged: f.flagged / n,
-            flagged_when_correct: share(flagged_correct[slot], correct[slot]),
-            flagged_when_wrong: share(flagged_wrong[slot], total - correct[slot]),
-            exact_match: f.exact_match / n,
-            f1: f.f1 / n,
-            contains_answer: f.contains_answer / n,
-            prompt_tokens: f.prompt_tokens / n,
-            context_tokens: f.context_tokens / n,
-            seconds_per_answer: f.seconds_per_answer / n,
+            exact_match: mean(|a| a.exact_match as u8 as f64),
+            f1: mean(|a| a.f1),
+            contains_answer: mean(|a| a.contains_answer as u8 as f64),
+            prompt_tokens: mean(|a| a.prompt_tokens as f64),
+            context_tokens: mean(|a| a.context_tokens as f64),
+            seconds_per_answer: mean(|a| a.seconds),
+            flagged: mean(|a| a.flagged as u8 as f64),
+            flagged_when_correct: share(flagged_correct, correct),
+            flagged_when_wrong: share(flagged_wrong, answers.len() - correct),
         }
     };
     Ok(RagEvalReport {
         model: generator.model().to_string(),
-        questions: total,
-        distractors,
-        compressed: mean(sums[0], 0),
-        uncompressed: mean(sums[1], 1),
+        questions: outcomes.len(),
+        distractors: run.distractors,
+        compressed: figures(0),
+        uncompressed: figures(1),
     })
 }
+
+/// The longest answer asked for, in the LLM's tokens: a short phrase.
+const MAX_ANSWER_TOKENS: usize = 32;

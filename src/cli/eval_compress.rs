@@ -20,6 +20,10 @@ pub struct Args {
     /// Evaluate only the first N questions.
     #[arg(long)]
     limit: Option<usize>,
+    /// Append each question's result to this file as it is known; run again with the same file
+    /// (and settings) to go on where a stopped run left off (see EVALUATION.md).
+    #[arg(long, value_name = "FILE")]
+    checkpoint: Option<PathBuf>,
     /// Token budget (default: 64).
     #[arg(long)]
     budget: Option<usize>,
@@ -95,8 +99,11 @@ pub fn run(args: Args, context: &Context) -> Result<()> {
         &args.nq,
         &args.index,
         &context.index_options(),
-        args.distractors,
-        args.limit,
+        &ibex::eval::NqRun {
+            distractors: args.distractors,
+            limit: args.limit,
+            checkpoint: args.checkpoint,
+        },
         params,
         llm,
     )?;

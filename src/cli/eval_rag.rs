@@ -18,6 +18,10 @@ pub struct Args {
     /// Evaluate only the first N questions.
     #[arg(long)]
     limit: Option<usize>,
+    /// Append each question's result to this file as it is known; run again with the same file
+    /// (and settings) to go on where a stopped run left off (see EVALUATION.md).
+    #[arg(long, value_name = "FILE")]
+    checkpoint: Option<PathBuf>,
     #[arg(long)]
     json: bool,
 }
@@ -29,8 +33,11 @@ pub fn run(args: Args, context: &Context) -> Result<()> {
         &args.nq,
         &args.index,
         &context.index_options(),
-        args.distractors,
-        args.limit,
+        &ibex::eval::NqRun {
+            distractors: args.distractors,
+            limit: args.limit,
+            checkpoint: args.checkpoint,
+        },
         generator.as_ref(),
         progress_line("questions"),
     )?;
