@@ -104,6 +104,13 @@ pub struct IbParams {
     /// At most this many sentences are scored (in passage rank order), bounding time and memory
     /// on very large inputs; the rest count as context but are never kept.
     pub max_sentences: usize,
+    /// Answer preservation: when the best passage's score leads the second's by less than this
+    /// margin (the scorer cannot tell which passage answers), the default budget is multiplied
+    /// by [`IbParams::uncertain_budget_factor`]: keeping more rather than dropping the answer.
+    /// Only the default budget grows; a budget the caller gives is kept. 0 turns it off.
+    pub uncertain_margin: f32,
+    /// How much the default budget grows when the selection is uncertain.
+    pub uncertain_budget_factor: f32,
 }
 
 impl Default for IbParams {
@@ -116,6 +123,8 @@ impl Default for IbParams {
             neighbour_tokens: 0,
             passage_weight: 0.7,
             max_sentences: 2000,
+            uncertain_margin: 0.0,
+            uncertain_budget_factor: 2.0,
         }
     }
 }
@@ -241,7 +250,8 @@ impl<S: UsefulnessScorer> Compressor for IbCompressor<S> {
         budget: Option<usize>,
     ) -> Result<Compression> {
         let p = &self.params;
-        let budget = budget.or(p.default_budget).unwrap_or(usize::MAX);
+        let asked_budget = budget;
+        let mut budget = budget.or(p.default_budget).unwrap_or(usize::MAX);
         let sentences = locate_sentences(passages, &|t| self.scorer.count_tokens(t))?;
         let scored_count = sentences.len().min(p.max_sentences);
         let texts: Vec<&str> = sentences[..scored_count]
@@ -268,6 +278,9 @@ impl<S: UsefulnessScorer> Compressor for IbCompressor<S> {
             let passage_scores = self.scorer.score(query, &passage_texts)?.scores;
             for (u, s) in usefulness.iter_mut().zip(&sentences) {
                 *u = (1.0 - p.passage_weight) * *u + p.passage_weight * passage_scores[s.passage];
+            }
+            if asked_budget.is_none() && budget != usize::MAX && is_uncertain(&passage_scores, p) {
+                budget = (budget as f32 * p.uncertain_budget_factor.max(1.0)) as usize;
             }
         }
         usefulness.resize(sentences.len(), f32::NEG_INFINITY);
@@ -326,6 +339,24 @@ impl<S: UsefulnessScorer> Compressor for IbCompressor<S> {
             &kept,
         ))
     }
+}
+
+/// Whether the best of `passage_scores` leads the second by less than the uncertainty margin
+/// (never with fewer than two passages, or with the rule off).
+fn is_uncertain(passage_scores: &[f32], p: &IbParams) -> bool {
+    if p.uncertain_margin <= 0.0 || passage_scores.len() < 2 {
+        return false;
+    }
+    let (mut best, mut second) = (f32::NEG_INFINITY, f32::NEG_INFINITY);
+    for &score in passage_scores {
+        if score > best {
+            second = best;
+            best = score;
+        } else if score > second {
+            second = score;
+        }
+    }
+    best - second < p.uncertain_margin
 }
 
 #[cfg(test)]
@@ -451,6 +482,41 @@ mod tests {
         )];
         let c = compressor.compress("q", &passages, None).unwrap();
         assert_eq!(c.text, "Paris is the capital. France is in Europe.");
+    }
+
+    #[test]
+    fn an_uncertain_choice_of_passage_grows_the_default_budget_only() {
+        // Two one-sentence passages scored 0.9 and 0.85: which one answers is uncertain at a
+        // margin of 0.5, not at 0.01.
+        let scorer = || {
+            FixedScorer::new(&[
+                ("First claim here.", 0.9, [1.0, 0.0]),
+                ("Second claim there.", 0.85, [0.0, 1.0]),
+            ])
+        };
+        let passages = [
+            passage("a", "First claim here.", 0),
+            passage("b", "Second claim there.", 0),
+        ];
+        let mut rule = params();
+        rule.passage_weight = 0.5;
+        rule.default_budget = Some(3);
+        let kept = |params: IbParams, budget: Option<usize>| {
+            let c = IbCompressor::new(scorer(), params)
+                .compress("q", &passages, budget)
+                .unwrap();
+            c.kept_tokens
+        };
+        // Off: the budget of 3 keeps one sentence.
+        assert_eq!(kept(rule, None), 3);
+        rule.uncertain_margin = 0.5;
+        // On: twice the budget, both sentences.
+        assert_eq!(kept(rule, None), 6);
+        // A budget the caller gives is kept.
+        assert_eq!(kept(rule, Some(3)), 3);
+        // A clear lead: no growth.
+        rule.uncertain_margin = 0.01;
+        assert_eq!(kept(rule, None), 3);
     }
 
     #[test]

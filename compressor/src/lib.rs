@@ -21,7 +21,7 @@ mod llm;
 mod segment;
 
 pub use ib::{EmbeddingScorer, IbCompressor, IbParams, TextScores, UsefulnessScorer};
-pub use llm::{LlmScorer, LlmScoring, TokenLikelihood};
+pub use llm::{LlmScorer, LlmScoring, ScoringTarget, TokenLikelihood};
 pub use segment::{split_sentences, SentenceSpan};
 
 use std::sync::Arc;

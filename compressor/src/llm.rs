@@ -10,8 +10,15 @@
 //! similarity) ranks the texts and only its best `shortlist` are scored by the model; the rest
 //! keep their first-stage score. A text's usefulness is its first-stage score plus `weight` times
 //! its gain, which keeps the selector's floor and parameters meaningful.
+//!
+//! Zhu et al. score the output, not the question; at inference the output is unknown, so
+//! [`ScoringTarget::DraftAnswer`] first has the model write a short draft answer from the first
+//! stage's best texts, then scores the gain in log P(draft | text, question) over
+//! log P(draft | question). It costs one generation a question more, and a wrong draft rewards
+//! the texts that support it: EVALUATION.md measures both targets.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Mutex;
 
 use crate::ib::{TextScores, UsefulnessScorer};
 use crate::{CompressError, Result};
@@ -21,15 +28,40 @@ use crate::{CompressError, Result};
 pub trait TokenLikelihood: Send + Sync {
     /// The natural-log probability of each token of `continuation` after `prompt`.
     fn token_logprobs(&self, prompt: &str, continuation: &str) -> Result<Vec<f32>>;
+
+    /// A short answer to `question` from `passages` (for [`ScoringTarget::DraftAnswer`]); a model
+    /// that only scores cannot write one.
+    fn draft_answer(&self, question: &str, passages: &[&str]) -> Result<String> {
+        let _ = (question, passages);
+        Err(CompressError::InvalidRequest(
+            "this model only scores text; draft-answer scoring needs one that generates".into(),
+        ))
+    }
 }
+
+/// What the model's likelihood is taken of.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ScoringTarget {
+    /// The question given the text (UPR's quantity).
+    #[default]
+    Question,
+    /// A draft answer the model writes first from the first stage's best texts, given the text
+    /// and the question (Zhu et al.'s output side, with the draft standing in for the output).
+    DraftAnswer,
+}
+
+/// First-stage texts a draft answer is written from.
+const DRAFT_TEXTS: usize = 3;
 
 /// The cascade's settings.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct LlmScoring {
     /// Texts (sentences, or passages) the model scores per call, best first by the first stage.
     pub shortlist: usize,
-    /// Weight of the likelihood gain (nats per question token) added to the first-stage score.
+    /// Weight of the likelihood gain (nats per scored token) added to the first-stage score.
     pub weight: f32,
+    /// What the likelihood is taken of.
+    pub target: ScoringTarget,
 }
 
 impl Default for LlmScoring {
@@ -37,6 +69,7 @@ impl Default for LlmScoring {
         LlmScoring {
             shortlist: 8,
             weight: 0.2,
+            target: ScoringTarget::Question,
         }
     }
 }
@@ -49,6 +82,9 @@ pub struct LlmScorer<F: UsefulnessScorer, M: TokenLikelihood> {
     scoring: LlmScoring,
     /// Model calls made so far (the cost per question, for reports).
     calls: AtomicUsize,
+    /// The last query's draft answer: a compression scores sentences, then passages, of one
+    /// query, and both are scored against the same draft.
+    draft: Mutex<Option<(String, String)>>,
 }
 
 impl<F: UsefulnessScorer, M: TokenLikelihood> LlmScorer<F, M> {
@@ -59,6 +95,7 @@ impl<F: UsefulnessScorer, M: TokenLikelihood> LlmScorer<F, M> {
             model,
             scoring,
             calls: AtomicUsize::new(0),
+            draft: Mutex::new(None),
         }
     }
 
@@ -67,13 +104,23 @@ impl<F: UsefulnessScorer, M: TokenLikelihood> LlmScorer<F, M> {
         self.calls.load(Ordering::Relaxed)
     }
 
-    /// Mean log-probability per token of `question` after `text` in the scoring prompt.
-    fn question_logprob(&self, text: &str, question: &str) -> Result<f32> {
+    /// Mean log-probability per token of what is scored (`target`) after `text`.
+    fn target_logprob(&self, text: &str, query: &str, target: &Target) -> Result<f32> {
         self.calls.fetch_add(1, Ordering::Relaxed);
-        let prompt = format!("Passage: {text}\nA question this passage answers:");
-        let logprobs = self
-            .model
-            .token_logprobs(&prompt, &format!(" {question}"))?;
+        let (prompt, continuation) = match target {
+            Target::Question => (
+                format!("Passage: {text}\nA question this passage answers:"),
+                format!(" {query}"),
+            ),
+            Target::Draft(draft) if text.is_empty() => {
+                (format!("Question: {query}\nAnswer:"), format!(" {draft}"))
+            }
+            Target::Draft(draft) => (
+                format!("Context: {text}\nQuestion: {query}\nAnswer:"),
+                format!(" {draft}"),
+            ),
+        };
+        let logprobs = self.model.token_logprobs(&prompt, &continuation)?;
         if logprobs.is_empty() {
             return Err(CompressError::InvalidRequest(
                 "the question has no tokens to score".into(),
@@ -81,6 +128,42 @@ impl<F: UsefulnessScorer, M: TokenLikelihood> LlmScorer<F, M> {
         }
         Ok(logprobs.iter().sum::<f32>() / logprobs.len() as f32)
     }
+
+    /// What this query's texts are scored against: the question, or the query's draft answer
+    /// (written from `best_texts` on the query's first call; the question if it comes out empty).
+    fn target(&self, query: &str, best_texts: &[&str]) -> Result<Target> {
+        if self.scoring.target == ScoringTarget::Question {
+            return Ok(Target::Question);
+        }
+        let mut last = self
+            .draft
+            .lock()
+            .map_err(|_| CompressError::Model("a previous scoring call panicked".into()))?;
+        let draft = match &*last {
+            Some((for_query, draft)) if for_query == query => draft.clone(),
+            _ => {
+                self.calls.fetch_add(1, Ordering::Relaxed);
+                let draft = self
+                    .model
+                    .draft_answer(query, best_texts)?
+                    .trim()
+                    .to_string();
+                *last = Some((query.to_string(), draft.clone()));
+                draft
+            }
+        };
+        Ok(if draft.is_empty() {
+            Target::Question
+        } else {
+            Target::Draft(draft)
+        })
+    }
+}
+
+/// What one scoring call takes the likelihood of.
+enum Target {
+    Question,
+    Draft(String),
 }
 
 impl<F: UsefulnessScorer, M: TokenLikelihood> UsefulnessScorer for LlmScorer<F, M> {
@@ -95,10 +178,12 @@ impl<F: UsefulnessScorer, M: TokenLikelihood> UsefulnessScorer for LlmScorer<F, 
                 .total_cmp(&scores.scores[a])
                 .then(a.cmp(&b))
         });
+        let best: Vec<&str> = order.iter().take(DRAFT_TEXTS).map(|&i| texts[i]).collect();
+        let target = self.target(query, &best)?;
         order.truncate(self.scoring.shortlist);
-        let without = self.question_logprob("", query)?;
+        let without = self.target_logprob("", query, &target)?;
         for i in order {
-            let gain = self.question_logprob(texts[i], query)? - without;
+            let gain = self.target_logprob(texts[i], query, &target)? - without;
             scores.scores[i] += self.scoring.weight * gain;
         }
         Ok(scores)
@@ -139,10 +224,65 @@ mod tests {
 
     impl TokenLikelihood for Model {
         fn token_logprobs(&self, prompt: &str, continuation: &str) -> Result<Vec<f32>> {
-            self.0.lock().unwrap().push(prompt.to_string());
+            self.0
+                .lock()
+                .unwrap()
+                .push(format!("{prompt}|{continuation}"));
             let per_token = if prompt.contains("1889") { -1.0 } else { -3.0 };
             Ok(vec![per_token; continuation.split_whitespace().count()])
         }
+
+        /// Answers from the texts it is shown, and records them.
+        fn draft_answer(&self, _question: &str, passages: &[&str]) -> Result<String> {
+            self.0
+                .lock()
+                .unwrap()
+                .push(format!("draft from {}", passages.join(" / ")));
+            Ok("In 1889 .".into())
+        }
+    }
+
+    #[test]
+    fn a_draft_answer_is_written_once_per_query_and_scored_given_each_text() {
+        let first = Fixed(vec![
+            ("It is in Paris.", 0.6),
+            ("It was built in 1889.", 0.5),
+            ("Paris has museums.", 0.4),
+            ("Bread needs yeast.", 0.1),
+        ]);
+        let scorer = LlmScorer::new(
+            first,
+            Model(Mutex::new(Vec::new())),
+            LlmScoring {
+                shortlist: 2,
+                weight: 0.5,
+                target: ScoringTarget::DraftAnswer,
+            },
+        );
+        let texts = [
+            "Bread needs yeast.",
+            "It was built in 1889.",
+            "It is in Paris.",
+            "Paris has museums.",
+        ];
+        let query = "When was the tower built?";
+        let scores = scorer.score(query, &texts).unwrap().scores;
+        // The 3-token draft scores -1 a token after the 1889 text, -3 elsewhere.
+        assert_eq!(scores, vec![0.1, 0.5 + 0.5 * 2.0, 0.6, 0.4]);
+        // A second call for the same query (the passages) reuses the draft.
+        scorer.score(query, &texts[..2]).unwrap();
+        let prompts = scorer.model.0.lock().unwrap().clone();
+        let drafts: Vec<&String> = prompts.iter().filter(|p| p.starts_with("draft")).collect();
+        assert_eq!(
+            drafts,
+            ["draft from It is in Paris. / It was built in 1889. / Paris has museums."]
+        );
+        assert!(prompts.contains(&format!("Question: {query}\nAnswer:| In 1889 .")));
+        assert!(prompts.contains(&format!(
+            "Context: It was built in 1889.\nQuestion: {query}\nAnswer:| In 1889 ."
+        )));
+        // One draft, then per call a baseline and the shortlist: 1 + 3 + 3.
+        assert_eq!(scorer.model_calls(), 7);
     }
 
     #[test]
@@ -159,6 +299,7 @@ mod tests {
             LlmScoring {
                 shortlist: 3,
                 weight: 0.2,
+                target: ScoringTarget::Question,
             },
         );
         let texts = [
@@ -178,6 +319,9 @@ mod tests {
         assert_eq!(scorer.model_calls(), 4);
         let prompts = scorer.model.0.lock().unwrap().clone();
         assert!(prompts.iter().all(|p| !p.contains("Bread")), "{prompts:?}");
+        assert!(prompts
+            .iter()
+            .all(|p| p.ends_with("| When was the tower built?")));
     }
 
     #[test]
@@ -188,6 +332,7 @@ mod tests {
             LlmScoring {
                 shortlist: 8,
                 weight: 0.0,
+                target: ScoringTarget::Question,
             },
         );
         assert_eq!(scorer.score("q", &["a"]).unwrap().scores, vec![0.3]);

@@ -143,6 +143,23 @@ pub fn check_citations(answer: &str, passages: usize) -> CitationCheck {
     }
 }
 
+/// The answer of a generation without its citation markers and anything after its first line
+/// (models asked for a short answer often add an explanation below it).
+pub fn answer_span(text: &str) -> String {
+    let first = text.lines().find(|l| !l.trim().is_empty()).unwrap_or("");
+    let mut out = String::new();
+    let mut depth = 0;
+    for c in first.chars() {
+        match c {
+            '[' => depth += 1,
+            ']' if depth > 0 => depth -= 1,
+            _ if depth == 0 => out.push(c),
+            _ => {}
+        }
+    }
+    out.trim().to_string()
+}
+
 /// An item as a recommendation prompt shows it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct PromptItem {
@@ -191,6 +208,15 @@ pub fn recommendation_messages(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn answer_span_drops_citations_and_later_lines() {
+        assert_eq!(
+            answer_span("Kingsford, Michigan [2]\nBecause..."),
+            "Kingsford, Michigan"
+        );
+        assert_eq!(answer_span("\n[1] Paris"), "Paris");
+    }
 
     #[test]
     fn invalid_citations_are_removed_and_reported() {

@@ -11,7 +11,8 @@ use ibex_compressor::{
     CompressError, EmbeddingScorer, IbCompressor, IbParams, LlmScorer, LlmScoring, TokenLikelihood,
 };
 use ibex_embedder::Embedder;
-use ibex_generator::Generator;
+use ibex_generator::prompt::{answer_span, rag_messages, AnswerStyle, ContextPassage};
+use ibex_generator::{GenerationRequest, Generator};
 
 /// A generator's log-probabilities, as the compressor's LLM scorer reads them.
 pub struct GeneratorLikelihood(pub Arc<dyn Generator>);
@@ -27,7 +28,30 @@ impl TokenLikelihood for GeneratorLikelihood {
             .map(|likelihood| likelihood.token_logprobs)
             .map_err(|e| CompressError::Model(e.to_string()))
     }
+
+    /// The model's short answer from the passages, as `ibex ask` would prompt it, without its
+    /// citation markers and anything after its first line.
+    fn draft_answer(&self, question: &str, passages: &[&str]) -> ibex_compressor::Result<String> {
+        let shown: Vec<ContextPassage> = passages
+            .iter()
+            .map(|text| ContextPassage {
+                title: String::new(),
+                text: text.to_string(),
+            })
+            .collect();
+        let mut request =
+            GenerationRequest::new(rag_messages(question, &shown, AnswerStyle::ShortPhrase));
+        request.max_tokens = DRAFT_TOKENS;
+        let completion = self
+            .0
+            .generate(&request, &mut |_| {})
+            .map_err(|e| CompressError::Model(e.to_string()))?;
+        Ok(answer_span(&completion.text))
+    }
 }
+
+/// The longest draft answer, in the model's tokens: a short phrase.
+const DRAFT_TOKENS: usize = 24;
 
 /// The compressor whose sentence usefulness is the embedding similarity refined, for its best
 /// candidates, by the likelihood gain `generator` gives the question (see
@@ -54,7 +78,7 @@ pub fn llm_compressor(
 #[cfg(test)]
 mod tests {
     use ibex_compressor::UsefulnessScorer;
-    use ibex_generator::{Completion, GenerationRequest, Likelihood};
+    use ibex_generator::{Completion, Likelihood};
 
     use super::*;
 
@@ -68,12 +92,28 @@ mod tests {
         fn model(&self) -> &str {
             "scoring-test"
         }
+        /// Answers as small models do: a citation, then an explanation on the next line.
         fn generate(
             &self,
-            _request: &GenerationRequest,
+            request: &GenerationRequest,
             _on_text: &mut dyn FnMut(&str),
         ) -> ibex_generator::Result<Completion> {
-            unreachable!("the scorer never generates")
+            let prompt: String = request
+                .messages
+                .iter()
+                .map(|m| m.content.as_str())
+                .collect();
+            assert!(
+                prompt.contains("built in 1889") && prompt.contains("When"),
+                "{prompt}"
+            );
+            Ok(Completion {
+                text: "In 1889 [1]\nBecause the fair was then.".into(),
+                finish_reason: ibex_generator::FinishReason::Stop,
+                prompt_tokens: 30,
+                completion_tokens: 12,
+                constrained: false,
+            })
         }
         fn likelihood(
             &self,
@@ -106,6 +146,15 @@ mod tests {
                 .unwrap(),
             vec![-0.5; 3]
         );
+    }
+
+    #[test]
+    fn a_draft_answer_is_the_generations_first_line_without_citations() {
+        let model = GeneratorLikelihood(Arc::new(Scoring { able: true }));
+        let draft = model
+            .draft_answer("When was it built?", &["It was built in 1889."])
+            .unwrap();
+        assert_eq!(draft, "In 1889");
     }
 
     #[test]

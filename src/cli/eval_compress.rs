@@ -6,6 +6,13 @@ use ibex::Result;
 
 use super::{print_json, Context};
 
+/// `--llm-target`'s values.
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum LlmTarget {
+    Question,
+    Draft,
+}
+
 /// Arguments of `ibex eval-compress`.
 #[derive(clap::Args)]
 pub struct Args {
@@ -40,6 +47,13 @@ pub struct Args {
     /// when it has at most this many tokens: the coherence rule (0, the default, turns it off).
     #[arg(long)]
     neighbour_tokens: Option<usize>,
+    /// Answer preservation: when the best passage's score leads the second's by less than this,
+    /// the budget is multiplied by --uncertain-factor (0 turns it off).
+    #[arg(long)]
+    uncertain_margin: Option<f32>,
+    /// With --uncertain-margin: how much the budget grows when the selection is uncertain.
+    #[arg(long)]
+    uncertain_factor: Option<f32>,
     /// Score usefulness with the LLM too (the one `ibex ask` would use: IBEX_LLM_URL, else the
     /// embedded SmolLM2): the embedding's best sentences (and passages) are rescored by the gain
     /// in the model's likelihood of the question given them.
@@ -52,6 +66,11 @@ pub struct Args {
     /// embedding similarity.
     #[arg(long, default_value_t = 0.2)]
     llm_gain_weight: f32,
+    /// With --llm-scorer: what the likelihood is taken of: the question given each text
+    /// (`question`), or a short draft answer the model first writes from the embedding's best
+    /// three texts, given each text and the question (`draft`).
+    #[arg(long, value_enum, default_value_t = LlmTarget::Question)]
+    llm_target: LlmTarget,
     /// Also score every method's kept text by the LLM's likelihood of the gold answer given it
     /// (the information-bottleneck score of Zhu et al.: the answer gain over no context, less
     /// β times the share of tokens kept; see EVALUATION.md). Uses the same LLM as --llm-scorer.
@@ -83,12 +102,22 @@ pub fn run(args: Args, context: &Context) -> Result<()> {
     if let Some(tokens) = args.neighbour_tokens {
         params.neighbour_tokens = tokens;
     }
+    if let Some(margin) = args.uncertain_margin {
+        params.uncertain_margin = margin;
+    }
+    if let Some(factor) = args.uncertain_factor {
+        params.uncertain_budget_factor = factor;
+    }
     let llm = if args.llm_scorer || args.ib_score {
         Some(ibex::eval::CompressEvalLlm {
             generator: ibex::generator::default_generator()?,
             scoring: args.llm_scorer.then_some(ibex::compressor::LlmScoring {
                 shortlist: args.llm_shortlist,
                 weight: args.llm_gain_weight,
+                target: match args.llm_target {
+                    LlmTarget::Question => ibex::compressor::ScoringTarget::Question,
+                    LlmTarget::Draft => ibex::compressor::ScoringTarget::DraftAnswer,
+                },
             }),
             ib_beta: args.ib_score.then_some(args.ib_beta),
         })

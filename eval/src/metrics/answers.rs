@@ -62,35 +62,12 @@ pub fn token_f1(prediction: &str, gold: &str) -> f64 {
     2.0 * precision * recall / (precision + recall)
 }
 
-/// The answer of a generation without its citation markers and anything after its first line
-/// (models asked for a short answer often add an explanation below it).
-pub fn answer_span(text: &str) -> String {
-    let first = text.lines().find(|l| !l.trim().is_empty()).unwrap_or("");
-    let mut out = String::new();
-    let mut depth = 0;
-    for c in first.chars() {
-        match c {
-            '[' => depth += 1,
-            ']' if depth > 0 => depth -= 1,
-            _ if depth == 0 => out.push(c),
-            _ => {}
-        }
-    }
-    out.trim().to_string()
-}
+/// Defined beside the citation markers it drops.
+pub use ibex_generator::prompt::answer_span;
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn answer_span_drops_citations_and_later_lines() {
-        assert_eq!(
-            answer_span("Kingsford, Michigan [2]\nBecause..."),
-            "Kingsford, Michigan"
-        );
-        assert_eq!(answer_span("\n[1] Paris"), "Paris");
-    }
 
     #[test]
     fn f1_matches_squad() {
