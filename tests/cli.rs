@@ -14,13 +14,19 @@ fn ibex(args: &[&str]) -> std::process::Output {
 
 /// Runs ibex, checks that it succeeded (showing its stderr if not), and returns its stdout.
 fn ibex_ok(args: &[&str]) -> Vec<u8> {
-    let out = ibex(args);
-    assert!(
-        out.status.success(),
-        "ibex {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out.stdout
+    common::succeeded(ibex(args)).stdout
+}
+
+/// Runs ibex with its LLM the OpenAI-compatible server at `url` (model "fake", no retries).
+fn ibex_with_llm(args: &[&str], url: &str) -> std::process::Output {
+    Command::new(common::ibex_bin())
+        .args(args)
+        .env("IBEX_LLM_URL", url)
+        .env("IBEX_LLM_MODEL", "fake")
+        .env("IBEX_LLM_MAX_RETRIES", "0")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap()
 }
 
 /// [`ibex_ok`], its stdout parsed as one JSON value.
@@ -309,7 +315,7 @@ fn compress_eval_compress_and_eval_rag_speak_their_formats() {
     // The IB score, with the embedded model: every method's kept text scored by the likelihood
     // of the gold answer. Keeping everything costs β (2 here) and, with each answer written in
     // its passage, makes the answers likelier than the question alone does.
-    let report = ibex_json(&[
+    let ib_args = [
         "eval-compress",
         nq.to_str().unwrap(),
         "--index",
@@ -320,7 +326,8 @@ fn compress_eval_compress_and_eval_rag_speak_their_formats() {
         "--ib-beta",
         "2",
         "--json",
-    ]);
+    ];
+    let report = ibex_json(&ib_args);
     let selector = &report["ib_score"];
     assert!(selector["answer_gain"].is_number() && selector["score"].is_number());
     let keep_all = &report["baselines"]["keep_all"]["ib_score"];
@@ -342,20 +349,8 @@ fn compress_eval_compress_and_eval_rag_speak_their_formats() {
     // but the times).
     let checkpoint = temp.path().join("compress-checkpoint.jsonl");
     let with_checkpoint = |limit: Option<&str>, budget: Option<&str>| {
-        let mut args = vec![
-            "eval-compress",
-            nq.to_str().unwrap(),
-            "--index",
-            index.to_str().unwrap(),
-            "--distractors",
-            "2",
-            "--ib-score",
-            "--ib-beta",
-            "2",
-            "--json",
-            "--checkpoint",
-            checkpoint.to_str().unwrap(),
-        ];
+        let mut args = ib_args.to_vec();
+        args.extend(["--checkpoint", checkpoint.to_str().unwrap()]);
         args.extend(limit.map(|n| ["--limit", n]).into_iter().flatten());
         args.extend(budget.map(|n| ["--budget", n]).into_iter().flatten());
         ibex(&args)
@@ -401,8 +396,8 @@ fn compress_eval_compress_and_eval_rag_speak_their_formats() {
     let server = fake_llm("1889 [1]");
     let rag_checkpoint = temp.path().join("rag-checkpoint.jsonl");
     let eval_rag = |limit: &str| {
-        let out = Command::new(common::ibex_bin())
-            .args([
+        let out = common::succeeded(ibex_with_llm(
+            &[
                 "eval-rag",
                 nq.to_str().unwrap(),
                 "--index",
@@ -414,18 +409,9 @@ fn compress_eval_compress_and_eval_rag_speak_their_formats() {
                 "--checkpoint",
                 rag_checkpoint.to_str().unwrap(),
                 "--json",
-            ])
-            .env("IBEX_LLM_URL", &server)
-            .env("IBEX_LLM_MODEL", "fake")
-            .env("IBEX_LLM_MAX_RETRIES", "0")
-            .stdin(Stdio::null())
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+            ],
+            &server,
+        ));
         serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap()
     };
     let first = eval_rag("1");
@@ -495,14 +481,7 @@ fn ask_says_visibly_when_the_passages_do_not_hold_the_answer() {
         if json {
             args.push("--json");
         }
-        Command::new(common::ibex_bin())
-            .args(&args)
-            .env("IBEX_LLM_URL", fake_llm(answer))
-            .env("IBEX_LLM_MODEL", "fake")
-            .env("IBEX_LLM_MAX_RETRIES", "0")
-            .stdin(Stdio::null())
-            .output()
-            .unwrap()
+        ibex_with_llm(&args, &fake_llm(answer))
     };
     let invented = ask("Baristas in Milan use 9 bars of pressure [1].", false);
     assert!(

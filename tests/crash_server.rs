@@ -240,17 +240,14 @@ fn a_torn_newest_file_after_a_kill_gives_an_error_or_a_committed_state_never_a_p
         common::write_jsonl(&corpus, &refs);
     };
     write_round(0, 0..20);
-    let out = std::process::Command::new(common::ibex_bin())
-        .arg("index")
-        .arg(&corpus)
-        .arg("--index")
-        .arg(&index)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    common::succeeded(
+        std::process::Command::new(common::ibex_bin())
+            .arg("index")
+            .arg(&corpus)
+            .arg("--index")
+            .arg(&index)
+            .output()
+            .unwrap(),
     );
     // A second run, killed once it has committed twice: its newest files are those of its last
     // commit and of the commit it was writing.

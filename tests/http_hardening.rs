@@ -357,17 +357,14 @@ fn the_server_serves_commits_the_cli_makes_and_the_cli_names_the_server_holding_
         )],
     );
     let index_dir = data.join("shared");
-    let out = std::process::Command::new(common::ibex_bin())
-        .arg("index")
-        .arg(&corpus)
-        .arg("--index")
-        .arg(&index_dir)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    common::succeeded(
+        std::process::Command::new(common::ibex_bin())
+            .arg("index")
+            .arg(&corpus)
+            .arg("--index")
+            .arg(&index_dir)
+            .output()
+            .unwrap(),
     );
     // The server picks the commit up by itself (it checks four times a second).
     let deadline = std::time::Instant::now() + Duration::from_secs(60);

@@ -242,23 +242,29 @@ mod tests {
         }
     }
 
-    #[test]
-    fn a_draft_answer_is_written_once_per_query_and_scored_given_each_text() {
+    /// Four texts about a tower, first-stage scores 0.6 to 0.1, and the recording model.
+    fn tower_scorer(
+        shortlist: usize,
+        weight: f32,
+        target: ScoringTarget,
+    ) -> LlmScorer<Fixed, Model> {
         let first = Fixed(vec![
             ("It is in Paris.", 0.6),
             ("It was built in 1889.", 0.5),
             ("Paris has museums.", 0.4),
             ("Bread needs yeast.", 0.1),
         ]);
-        let scorer = LlmScorer::new(
-            first,
-            Model(Mutex::new(Vec::new())),
-            LlmScoring {
-                shortlist: 2,
-                weight: 0.5,
-                target: ScoringTarget::DraftAnswer,
-            },
-        );
+        let scoring = LlmScoring {
+            shortlist,
+            weight,
+            target,
+        };
+        LlmScorer::new(first, Model(Mutex::new(Vec::new())), scoring)
+    }
+
+    #[test]
+    fn a_draft_answer_is_written_once_per_query_and_scored_given_each_text() {
+        let scorer = tower_scorer(2, 0.5, ScoringTarget::DraftAnswer);
         let texts = [
             "Bread needs yeast.",
             "It was built in 1889.",
@@ -287,21 +293,7 @@ mod tests {
 
     #[test]
     fn the_models_gain_reorders_the_shortlist_and_nothing_else() {
-        let first = Fixed(vec![
-            ("It is in Paris.", 0.6),
-            ("It was built in 1889.", 0.5),
-            ("Paris has museums.", 0.4),
-            ("Bread needs yeast.", 0.1),
-        ]);
-        let scorer = LlmScorer::new(
-            first,
-            Model(Mutex::new(Vec::new())),
-            LlmScoring {
-                shortlist: 3,
-                weight: 0.2,
-                target: ScoringTarget::Question,
-            },
-        );
+        let scorer = tower_scorer(3, 0.2, ScoringTarget::Question);
         let texts = [
             "It is in Paris.",
             "It was built in 1889.",

@@ -42,6 +42,16 @@ pub fn ibex_bin() -> &'static str {
     env!("CARGO_BIN_EXE_ibex")
 }
 
+/// `out`, after checking that its command succeeded (its stderr shown if not).
+pub fn succeeded(out: std::process::Output) -> std::process::Output {
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
 /// A model folder made of a test fixture's config and weights (`../shared/fixtures/<fixture>`)
 /// plus a word-level tokenizer (the fixtures ship none): token `w<N>` is id N for N in
 /// `first_word..vocab`, `specials` name the other ids, and `template` adds the special tokens
