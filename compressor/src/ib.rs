@@ -107,7 +107,8 @@ pub struct IbParams {
     /// Answer preservation: when the best passage's score leads the second's by less than this
     /// margin (the scorer cannot tell which passage answers), the default budget is multiplied
     /// by [`IbParams::uncertain_budget_factor`]: keeping more rather than dropping the answer.
-    /// Only the default budget grows; a budget the caller gives is kept. 0 turns it off.
+    /// Only the default budget grows; a budget the caller gives is kept. Passages are scored
+    /// only with a passage weight above 0, so the rule needs one. 0 turns it off.
     pub uncertain_margin: f32,
     /// How much the default budget grows when the selection is uncertain.
     pub uncertain_budget_factor: f32,

@@ -130,8 +130,9 @@ impl<F: UsefulnessScorer, M: TokenLikelihood> LlmScorer<F, M> {
     }
 
     /// What this query's texts are scored against: the question, or the query's draft answer
-    /// (written from `best_texts` on the query's first call; the question if it comes out empty).
-    fn target(&self, query: &str, best_texts: &[&str]) -> Result<Target> {
+    /// (written on the query's first call from its best [`DRAFT_TEXTS`] texts, `order` being
+    /// best first; the question if the draft comes out empty).
+    fn target(&self, query: &str, texts: &[&str], order: &[usize]) -> Result<Target> {
         if self.scoring.target == ScoringTarget::Question {
             return Ok(Target::Question);
         }
@@ -143,11 +144,8 @@ impl<F: UsefulnessScorer, M: TokenLikelihood> LlmScorer<F, M> {
             Some((for_query, draft)) if for_query == query => draft.clone(),
             _ => {
                 self.calls.fetch_add(1, Ordering::Relaxed);
-                let draft = self
-                    .model
-                    .draft_answer(query, best_texts)?
-                    .trim()
-                    .to_string();
+                let best: Vec<&str> = order.iter().take(DRAFT_TEXTS).map(|&i| texts[i]).collect();
+                let draft = self.model.draft_answer(query, &best)?.trim().to_string();
                 *last = Some((query.to_string(), draft.clone()));
                 draft
             }
@@ -178,8 +176,7 @@ impl<F: UsefulnessScorer, M: TokenLikelihood> UsefulnessScorer for LlmScorer<F, 
                 .total_cmp(&scores.scores[a])
                 .then(a.cmp(&b))
         });
-        let best: Vec<&str> = order.iter().take(DRAFT_TEXTS).map(|&i| texts[i]).collect();
-        let target = self.target(query, &best)?;
+        let target = self.target(query, texts, &order)?;
         order.truncate(self.scoring.shortlist);
         let without = self.target_logprob("", query, &target)?;
         for i in order {
