@@ -11,8 +11,9 @@
 //!
 //! Why AMX: one `VDPBF16PS` does 32 products, as many as two f32 FMAs, and on the Xeon of
 //! BENCHMARKS.md it ran at half gemm's f32 rate (2048 x 384 x 1536, one thread: 88-94 GFLOP/s
-//! against gemm's 174-181), so AVX512-BF16 alone brings nothing there (it may on CPUs that issue
-//! it faster than FMAs; `IBEX_AMX=off` measures it). One `TDPBF16PS` multiplies a 16 x 32 tile by
+//! against gemm's 174-181), so AVX512-BF16 alone brings nothing there; on an AMD EPYC with
+//! AVX512-BF16 and no AMX the same kernels embed 1.64x faster than f32 (BENCHMARKS.md; `IBEX_AMX=off`
+//! measures that path on an AMX machine). One `TDPBF16PS` multiplies a 16 x 32 tile by
 //! a 32 x 16 one (8,192 products): the same product ran at 333 GFLOP/s on one thread and 921 on
 //! two (gemm: 341), measured with a throwaway timing loop beside these kernels.
 //!
@@ -138,11 +139,7 @@ fn matmul_add_on(a: &[f32], m: usize, b: &Bf16Weights, out: &mut [f32], parallel
         // AMX reads rows 32 at a time: the padding rows are zeros, and their sums are dropped.
         rounded.resize(rows.next_multiple_of(AMX_ROWS) * b.pairs, 0);
         for (row, words) in rounded.chunks_exact_mut(b.pairs).take(rows).enumerate() {
-            let source = &a[(first + row) * k..(first + row + 1) * k];
-            for (j, word) in words.iter_mut().enumerate() {
-                let value = |i: usize| source.get(i).copied().unwrap_or(0.0);
-                *word = pair(value(2 * j), value(2 * j + 1));
-            }
+            round_row(&a[(first + row) * k..(first + row + 1) * k], words);
         }
         #[cfg(all(target_arch = "x86_64", target_os = "linux"))]
         if amx {
@@ -166,10 +163,40 @@ fn matmul_add_on(a: &[f32], m: usize, b: &Bf16Weights, out: &mut [f32], parallel
     }
 }
 
+/// `words` = `source` rounded to bf16, two values a word in order (the low half holds the even
+/// element, as bf16 values laid out one after the other in memory), zeros past its end.
+///
+/// Rounding the left operand was a fifth of a bf16 embedding run (`perf record` of
+/// `embed_throughput`, 2,000 passages, AMD EPYC with AVX512-BF16: 20.6% in this loop, scalar,
+/// against 52% in the tiles), so whole vectors of 16 go through `VCVTNEPS2BF16`, which rounds to
+/// nearest even as [`to_bf16`] does (it also reads denormal inputs as zero: no effect on a
+/// product at bf16's precision).
+fn round_row(source: &[f32], words: &mut [u32]) {
+    assert!(
+        words.len() * 2 >= source.len(),
+        "{} words for {} values",
+        words.len(),
+        source.len()
+    );
+    // SAFETY: rows are rounded only once matmul_add_on asserted supported() (AVX-512F and
+    // AVX512-BF16); the kernel checks the slices' lengths.
+    #[cfg(target_arch = "x86_64")]
+    let done = unsafe { x86::round_vectors(source, words) };
+    #[cfg(not(target_arch = "x86_64"))]
+    let done = 0;
+    let value = |i: usize| source.get(i).copied().unwrap_or(0.0);
+    for (j, word) in words.iter_mut().enumerate().skip(done / 2) {
+        *word = pair(value(2 * j), value(2 * j + 1));
+    }
+}
+
 /// `out[rows, n] += rounded[rows, pairs] · b`, panel by panel, 12-row tiles.
+///
+/// The tiles add into `out` in place (their sums start from `out`'s values): adding a tile's
+/// sums afterwards, row by row, was 12.6% of a bf16 embedding run (`perf annotate`: almost all
+/// of it one `addps` waiting on `out`'s rows), more than a quarter of the tiles' own time.
 fn block_product(rounded: &[u32], rows: usize, b: &Bf16Weights, out: &mut [f32]) {
     let (n, pairs) = (b.n, b.pairs);
-    let mut tile = [0f32; 12 * PANEL];
     for p in 0..n.div_ceil(PANEL) {
         let panel = b.panel(p);
         let cols = PANEL.min(n - p * PANEL);
@@ -177,34 +204,28 @@ fn block_product(rounded: &[u32], rows: usize, b: &Bf16Weights, out: &mut [f32])
         while row < rows {
             let count = (rows - row).min(12);
             let a = &rounded[row * pairs..(row + count) * pairs];
-            let sums = &mut tile[..count * PANEL];
+            let target = &mut out[row * n + p * PANEL..(row + count - 1) * n + p * PANEL + cols];
             #[cfg(target_arch = "x86_64")]
             // SAFETY: matmul_add asserted that the CPU has AVX-512F and AVX512-BF16; the kernel
-            // checks the slices' lengths (count x pairs, pairs x PANEL, count x PANEL).
+            // checks the slices' lengths (count x pairs, pairs x PANEL, count rows of n).
             unsafe {
                 match count {
-                    12 => x86::tile::<12>(a, pairs, panel, sums),
-                    11 => x86::tile::<11>(a, pairs, panel, sums),
-                    10 => x86::tile::<10>(a, pairs, panel, sums),
-                    9 => x86::tile::<9>(a, pairs, panel, sums),
-                    8 => x86::tile::<8>(a, pairs, panel, sums),
-                    7 => x86::tile::<7>(a, pairs, panel, sums),
-                    6 => x86::tile::<6>(a, pairs, panel, sums),
-                    5 => x86::tile::<5>(a, pairs, panel, sums),
-                    4 => x86::tile::<4>(a, pairs, panel, sums),
-                    3 => x86::tile::<3>(a, pairs, panel, sums),
-                    2 => x86::tile::<2>(a, pairs, panel, sums),
-                    _ => x86::tile::<1>(a, pairs, panel, sums),
+                    12 => x86::tile::<12>(a, pairs, panel, target, n, cols),
+                    11 => x86::tile::<11>(a, pairs, panel, target, n, cols),
+                    10 => x86::tile::<10>(a, pairs, panel, target, n, cols),
+                    9 => x86::tile::<9>(a, pairs, panel, target, n, cols),
+                    8 => x86::tile::<8>(a, pairs, panel, target, n, cols),
+                    7 => x86::tile::<7>(a, pairs, panel, target, n, cols),
+                    6 => x86::tile::<6>(a, pairs, panel, target, n, cols),
+                    5 => x86::tile::<5>(a, pairs, panel, target, n, cols),
+                    4 => x86::tile::<4>(a, pairs, panel, target, n, cols),
+                    3 => x86::tile::<3>(a, pairs, panel, target, n, cols),
+                    2 => x86::tile::<2>(a, pairs, panel, target, n, cols),
+                    _ => x86::tile::<1>(a, pairs, panel, target, n, cols),
                 }
             }
             #[cfg(not(target_arch = "x86_64"))]
-            let _ = (a, panel, sums, pairs);
-            for r in 0..count {
-                let target = &mut out[(row + r) * n + p * PANEL..][..cols];
-                for (o, s) in target.iter_mut().zip(&tile[r * PANEL..r * PANEL + cols]) {
-                    *o += s;
-                }
-            }
+            let _ = (a, panel, target, pairs, cols);
             row += count;
         }
     }
@@ -352,8 +373,28 @@ mod x86 {
 
     use super::PANEL;
 
-    /// `out[R, PANEL] = a[R, pairs] · panel[pairs, PANEL]` (bf16 pairs, float32 sums) with 2·R
-    /// accumulators.
+    /// Rounds the whole vectors of 16 at the start of `source` into `words` (8 words each) and
+    /// returns how many values it rounded (a multiple of 16).
+    ///
+    /// # Safety
+    /// The CPU must have AVX-512F and AVX512-BF16. (Lengths are checked.)
+    #[target_feature(enable = "avx512f,avx512bf16")]
+    pub(super) unsafe fn round_vectors(source: &[f32], words: &mut [u32]) -> usize {
+        let vectors = (source.len() / 16).min(words.len() / 8);
+        for v in 0..vectors {
+            // SAFETY: v < vectors, so values 16v..16v+16 of source and words 8v..8v+8 are
+            // inside the slices. __m256bh and __m256i are both 256 bits of plain integers.
+            unsafe {
+                let values = _mm512_loadu_ps(source.as_ptr().add(16 * v));
+                let rounded: __m256i = std::mem::transmute(_mm512_cvtneps_pbh(values));
+                _mm256_storeu_si256(words.as_mut_ptr().add(8 * v) as *mut __m256i, rounded);
+            }
+        }
+        vectors * 16
+    }
+
+    /// `out[r][..cols] += a[r] · panel[pairs, PANEL]` for the R rows `r` of `out`, `stride`
+    /// floats apart (bf16 pairs, float32 sums), with 2·R accumulators that start from `out`.
     ///
     /// # Safety
     /// The CPU must have AVX-512F and AVX512-BF16. (Lengths are checked.)
@@ -363,9 +404,26 @@ mod x86 {
         pairs: usize,
         panel: &[u32],
         out: &mut [f32],
+        stride: usize,
+        cols: usize,
     ) {
-        assert!(a.len() == R * pairs && panel.len() == pairs * PANEL && out.len() == R * PANEL);
+        assert!(a.len() == R * pairs && panel.len() == pairs * PANEL);
+        assert!(cols <= PANEL && cols > 0 && out.len() == (R - 1) * stride + cols);
+        // Lanes of the panel's two halves that are columns of `out` (all of them but in a last,
+        // partial panel).
+        let low: __mmask16 = (1u32 << cols.min(16)).wrapping_sub(1) as u16;
+        let high: __mmask16 = (1u32 << cols.saturating_sub(16)).wrapping_sub(1) as u16;
+        let target = out.as_mut_ptr();
         let mut acc = [[_mm512_setzero_ps(); 2]; R];
+        for (r, acc) in acc.iter_mut().enumerate() {
+            // SAFETY: row r of out starts at r * stride and has `cols` floats (checked above);
+            // the masks read only those (the second half's address is only formed, wrapping,
+            // when the row has 16 floats or fewer: its mask is then empty and reads nothing).
+            unsafe {
+                acc[0] = _mm512_maskz_loadu_ps(low, target.add(r * stride));
+                acc[1] = _mm512_maskz_loadu_ps(high, target.wrapping_add(r * stride + 16));
+            }
+        }
         let (a, panel) = (a.as_ptr(), panel.as_ptr());
         for j in 0..pairs {
             // SAFETY: j < pairs, so panel row j (PANEL words from j * PANEL) and a[r * pairs + j]
@@ -386,10 +444,10 @@ mod x86 {
             }
         }
         for (r, acc) in acc.iter().enumerate() {
-            // SAFETY: row r of out is PANEL = 32 floats at r * PANEL, inside `out`.
+            // SAFETY: as for the loads: the masks write only row r's `cols` floats.
             unsafe {
-                _mm512_storeu_ps(out.as_mut_ptr().add(r * PANEL), acc[0]);
-                _mm512_storeu_ps(out.as_mut_ptr().add(r * PANEL + 16), acc[1]);
+                _mm512_mask_storeu_ps(target.add(r * stride), low, acc[0]);
+                _mm512_mask_storeu_ps(target.wrapping_add(r * stride + 16), high, acc[1]);
             }
         }
     }
@@ -421,6 +479,29 @@ mod tests {
         assert_eq!(from_bf16(to_bf16(1.0 + 3.0 / 256.0)), 1.0 + 4.0 / 256.0);
         assert!(from_bf16(to_bf16(f32::NAN)).is_nan());
         assert_eq!(from_bf16(to_bf16(f32::INFINITY)), f32::INFINITY);
+    }
+
+    /// The vector rounding gives the scalar rounding's words, ties to even included, on a row
+    /// with whole vectors and a tail, and pads with zeros past the row's end.
+    #[test]
+    fn rows_round_as_the_scalar_rounding_does() {
+        if !supported() {
+            eprintln!("skipped: this CPU has no AVX512-BF16");
+            return;
+        }
+        let mut row = matrix(1, 37, 4);
+        row[0] = 1.0 + 1.0 / 256.0;
+        row[1] = 1.0 + 3.0 / 256.0;
+        row[2] = -1.0e30;
+        row[3] = f32::INFINITY;
+        row[17] = -(1.0 + 1.0 / 256.0);
+        let mut words = vec![u32::MAX; 32];
+        round_row(&row, &mut words);
+        let value = |i: usize| row.get(i).copied().unwrap_or(0.0);
+        let expected: Vec<u32> = (0..32)
+            .map(|j| pair(value(2 * j), value(2 * j + 1)))
+            .collect();
+        assert_eq!(words, expected);
     }
 
     /// The product equals the float64 product of the bf16-rounded operands (sums in float32),
