@@ -178,12 +178,20 @@ fn round_row(source: &[f32], words: &mut [u32]) {
         words.len(),
         source.len()
     );
-    // SAFETY: rows are rounded only once matmul_add_on asserted supported() (AVX-512F and
-    // AVX512-BF16); the kernel checks the slices' lengths.
-    #[cfg(target_arch = "x86_64")]
-    let done = unsafe { x86::round_vectors(source, words) };
-    #[cfg(not(target_arch = "x86_64"))]
-    let done = 0;
+    // The check is a cached flag read, once a row: it keeps this safe function sound by itself
+    // instead of leaning on its callers' assertion.
+    let done = if supported() {
+        // SAFETY: supported() says the CPU has AVX-512F and AVX512-BF16; the kernel checks the
+        // slices' lengths.
+        #[cfg(target_arch = "x86_64")]
+        unsafe {
+            x86::round_vectors(source, words)
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        0
+    } else {
+        0
+    };
     let value = |i: usize| source.get(i).copied().unwrap_or(0.0);
     for (j, word) in words.iter_mut().enumerate().skip(done / 2) {
         *word = pair(value(2 * j), value(2 * j + 1));
