@@ -156,8 +156,8 @@ fn highlights_from_positions(
 /// [`highlights_from_positions`] for an ASCII passage, whose characters are its bytes: the
 /// words are found from bit masks (a bit per byte: alphanumeric, and the first of a word), 64
 /// bytes at a time, so the word wanted is reached by popcounts instead of a walk that
-/// mispredicts at every word edge (that walk was a fifth of a qmsum-val search, `perf`,
-/// `bench/bm25.sh`). `offset` is the number, among all the passage's words, of the word at
+/// mispredicts at every word edge (that walk was 19% of a qmsum-val search, `perf` of
+/// `bm25_bench`). `offset` is the number, among all the passage's words, of the word at
 /// position `first`; a last word cut by the passage's end (`cut_end`) is not highlighted.
 fn ascii_highlights(
     passage: &str,
@@ -189,8 +189,11 @@ fn ascii_highlights(
     let (mut block, mut before) = (0usize, 0u64);
     for &position in wanted {
         let target = offset + u64::from(position - first);
-        while block < starts.len() && before + u64::from(starts[block].count_ones()) <= target {
-            before += u64::from(starts[block].count_ones());
+        while let Some(count) = starts.get(block).map(|bits| u64::from(bits.count_ones())) {
+            if before + count > target {
+                break;
+            }
+            before += count;
             block += 1;
         }
         if block == starts.len() {
